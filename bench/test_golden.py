@@ -1,0 +1,45 @@
+"""Golden answers per engine: labels exact, label log-probs within a tolerance (``golden/``).
+
+After a deliberate re-quantization or model change: ``pytest bench --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.golden import GoldenJSON, compare, golden_extension, golden_payload
+from core.matrix import Cell
+
+
+@pytest.fixture
+def golden(snapshot, vqbench_settings):
+    return snapshot.use_extension(golden_extension(vqbench_settings.golden_tolerance))
+
+
+def test_golden(vqbench_engine, vqbench_state, golden, request):
+    plan, task = vqbench_engine
+    records = []
+    for clip in vqbench_state.clips:
+        try:
+            records.append(vqbench_state.run(Cell(plan, task, clip)))
+        except Exception as exc:  # noqa: BLE001 - a broken clip is part of the golden, not a crash
+            records.append({"video": clip.id, "predicted": f"error:{type(exc).__name__}",
+                            "parsed": None, "candidate_logprobs": {}})
+    name = request.node.callspec.id
+    e = plan.engine
+    payload = golden_payload(name, {"model": e.model, "backend": e.backend, "format": e.format,
+                                    "task": task, "device_class": name.split("-")[-2]}, records)
+    if not (golden == payload):  # syrupy records the assertion (and writes it under --snapshot-update)
+        pytest.fail(_explain(name, payload, vqbench_state.settings.golden_tolerance), pytrace=False)
+
+
+def _explain(name: str, payload: dict, tolerance: float) -> str:
+    path = GoldenJSON.golden_dir / f"{name}.json"
+    try:
+        expected = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"no golden {path} yet: record it with `pytest bench --snapshot-update -k '{name}'`"
+    problems = compare(expected, payload, tolerance=tolerance)
+    return f"golden {path.name} does not match this run:\n  " + "\n  ".join(problems)

@@ -1,0 +1,13 @@
+"""Project conftest: makes the vqbench plugin available from a plain checkout too.
+
+When vqbench is installed (``pip install -e .``) pytest loads the plugin through its ``pytest11``
+entry point; otherwise it is registered here. ``pytest_addoption`` is a historic hook, so the
+plugin's options are still added.
+"""
+
+
+def pytest_addoption(parser, pluginmanager):
+    if not pluginmanager.has_plugin("vqbench"):
+        import core.plugin
+
+        pluginmanager.register(core.plugin, "vqbench")

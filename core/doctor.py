@@ -1,0 +1,58 @@
+"""``vqbench doctor``: what this machine has and which backend x format cells can run here."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+
+from core import capability, device as devices
+from core.backends import BACKENDS
+from core.formats import all_formats
+
+
+def report() -> dict:
+    gpus = devices.gpus()
+    dev = gpus[0] if gpus else devices.CPU
+    table = []
+    for fmt in all_formats():
+        row = {"format": fmt.id, "tool": fmt.tool, "description": fmt.description, "cells": {}}
+        for backend in BACKENDS:
+            for target in ([devices.CPU] + ([dev] if gpus else [])):
+                v = capability.check(backend, fmt, target)
+                row["cells"][f"{backend}/{target.gpu_class}"] = {"runnable": v.runnable, "mode": v.mode,
+                                                                 "reason": v.reason}
+        table.append(row)
+    return {
+        "python": sys.version.split()[0], "platform": platform.platform(),
+        "gpus": [{"index": g.index, "name": g.name, "capability": g.sm, "memory_gib": round(g.memory_gib or 0, 1),
+                  "driver": g.driver, "cuda_driver": g.cuda_driver_version} for g in gpus],
+        "no_gpu_reason": "" if gpus else devices.no_gpu_reason(),
+        "packages": {p: capability.version(p) for p in capability.PACKAGES},
+        "capability": table,
+    }
+
+
+def doctor(*, as_json: bool = False) -> int:
+    r = report()
+    if as_json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"Python {r['python']} on {r['platform']}")
+    if r["gpus"]:
+        for g in r["gpus"]:
+            print(f"GPU {g['index']}: {g['name']} sm_{g['capability']} {g['memory_gib']} GiB, "
+                  f"driver {g['driver']}, CUDA {g['cuda_driver']}")
+    else:
+        print(f"GPU: none ({r['no_gpu_reason']})")
+    print("\nPackages:")
+    for p, v in r["packages"].items():
+        print(f"  {capability.PACKAGES[p][1]:<16} {v or '-- not installed: ' + capability.PACKAGES[p][2]}")
+    print("\nCapability (backend/device: ok, or why not):")
+    for row in r["capability"]:
+        print(f"  {row['format']:<17} {row['description']}")
+        for where, v in row["cells"].items():
+            status = f"ok ({v['mode']})" if v["runnable"] else "no"
+            detail = f" - {v['reason']}" if v["reason"] else ""
+            print(f"      {where:<12} {status}{detail}")
+    return 0

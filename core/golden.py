@@ -1,0 +1,96 @@
+"""Golden answers as readable JSON under ``golden/``, compared with a tolerance.
+
+One file per (model, backend, format, task, device class): per video the predicted label, the
+parsed free-form answer and the candidate log-probs rounded to 3 decimals. Labels must match
+exactly; log-probs may move by at most the tolerance (default 0.05 nats), so goldens are stable
+run to run yet catch real drift long before a label flips.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+from core import paths
+
+DECIMALS = 3
+
+
+def golden_payload(engine_id: str, meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The snapshot content for one engine's records (sorted by video id)."""
+    videos = {}
+    for r in sorted(records, key=lambda r: r["video"]):
+        videos[r["video"]] = {
+            "label": r["predicted"],
+            "parsed": r["parsed"],
+            "logprobs": {k: round(v, DECIMALS) for k, v in r["candidate_logprobs"].items()},
+        }
+    return {"engine": engine_id, **meta, "videos": videos}
+
+
+def compare(expected: dict[str, Any], actual: dict[str, Any], *, tolerance: float) -> list[str]:
+    """Human-readable differences between two golden payloads ([] when they match)."""
+    problems = []
+    for key in ("model", "backend", "format", "task", "device_class"):
+        if expected.get(key) != actual.get(key):
+            problems.append(f"{key}: golden {expected.get(key)!r}, now {actual.get(key)!r}")
+    ev, av = expected.get("videos", {}), actual.get("videos", {})
+    for vid in sorted(set(ev) | set(av)):
+        if vid not in av:
+            problems.append(f"{vid}: in the golden, not in this run")
+            continue
+        if vid not in ev:
+            problems.append(f"{vid}: new in this run, not in the golden (run --snapshot-update)")
+            continue
+        e, a = ev[vid], av[vid]
+        if e["label"] != a["label"]:
+            problems.append(f"{vid}: label {e['label']} -> {a['label']}  (log-probs {e['logprobs']} -> "
+                            f"{a['logprobs']})")
+        if e.get("parsed") != a.get("parsed"):
+            problems.append(f"{vid}: parsed answer {e.get('parsed')} -> {a.get('parsed')}")
+        for cand in sorted(set(e["logprobs"]) | set(a["logprobs"])):
+            x, y = e["logprobs"].get(cand), a["logprobs"].get(cand)
+            if x is None or y is None or abs(x - y) > tolerance:
+                problems.append(f"{vid}: log p({cand}) {x} -> {y} (tolerance {tolerance})")
+    return problems
+
+
+class GoldenJSON(SingleFileSnapshotExtension):
+    """A syrupy extension: ``golden/<engine>-<task>.json``, tolerance-aware comparison."""
+
+    _write_mode = WriteMode.TEXT
+    file_extension = "json"
+    tolerance = 0.05
+    golden_dir: Path = paths.GOLDEN_DIR
+
+    @classmethod
+    def dirname(cls, *, test_location) -> str:
+        return str(cls.golden_dir)
+
+    @classmethod
+    def discovery_dirname(cls, *, test_location) -> str:
+        return str(cls.golden_dir)
+
+    @classmethod
+    def get_file_basename(cls, *, test_location, index) -> str:
+        name = test_location.snapshot_name
+        # test_golden[tiny-hf-bf16-cpu-anomaly] -> tiny-hf-bf16-cpu-anomaly
+        return name[name.index("[") + 1: name.rindex("]")] if "[" in name else name
+
+    def serialize(self, data, **kwargs) -> str:
+        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def matches(self, *, serialized_data, snapshot_data) -> bool:
+        try:
+            expected, actual = json.loads(snapshot_data), json.loads(serialized_data)
+        except (TypeError, ValueError):
+            return False
+        return not compare(expected, actual, tolerance=self.tolerance)
+
+
+def golden_extension(tolerance: float) -> type[GoldenJSON]:
+    """A GoldenJSON subclass bound to ``tolerance`` (syrupy instantiates extension classes)."""
+    return type("GoldenJSONTol", (GoldenJSON,), {"tolerance": tolerance})

@@ -1,0 +1,1 @@
+"""Measurements: device memory, roofline floors, drift statistics."""

@@ -1,0 +1,158 @@
+"""Resolve a model name or a local path to a ModelSpec, and materialize it as an HF directory.
+
+Names: ``tiny`` (the embedded tiny Qwen2.5-VL, random weights from a seed), shape-only specs of
+real models (``qwen2.5-vl-3b``, ``qwen2.5-vl-7b``, ``cosmos-reason1-7b``), or a path to a local
+model directory (a user checkpoint). Built models live in the cache and are never committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from core import atomic, paths
+from core.errors import ModelError, unknown_name
+
+RECIPE_VERSION = "1"  # bump when a builder's output changes, so caches rebuild
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model the suite can load: embedded (built here), shape-only, or a user checkpoint."""
+
+    name: str
+    kind: str
+    """'embedded', 'shape' or 'checkpoint'."""
+    family: str
+    """'qwen2_5_vl' or 'internvl'."""
+    description: str
+    approx_params_b: float = 0.0
+    path: Path | None = None
+    builder: Callable[[Path], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def needs_gpu(self) -> bool:
+        """Shape-only specs are instantiated with random weights straight on a GPU."""
+        return self.kind == "shape"
+
+    def weight_gib_bf16(self) -> float:
+        return self.approx_params_b * 2
+
+
+def _qwen_tiny(d: Path) -> dict[str, Any]:
+    from core.models import qwen_vl
+
+    return qwen_vl.build_tiny(d)
+
+
+def _qwen_shape(name: str) -> Callable[[Path], dict[str, Any]]:
+    def build(d: Path) -> dict[str, Any]:
+        from core.models import qwen_vl
+
+        return qwen_vl.build_shape(d, name)
+
+    return build
+
+
+_BUILTIN: dict[str, ModelSpec] = {
+    s.name: s
+    for s in [
+        ModelSpec("tiny", "embedded", "qwen2_5_vl",
+                  "architecture-true tiny Qwen2.5-VL, random weights from seed 0 (built offline)",
+                  approx_params_b=0.004, builder=_qwen_tiny),
+        ModelSpec("qwen2.5-vl-3b", "shape", "qwen2_5_vl",
+                  "Qwen2.5-VL-3B-Instruct dimensions, random weights on the GPU",
+                  approx_params_b=3.75, builder=_qwen_shape("qwen2.5-vl-3b")),
+        ModelSpec("qwen2.5-vl-7b", "shape", "qwen2_5_vl",
+                  "Qwen2.5-VL-7B-Instruct dimensions, random weights on the GPU",
+                  approx_params_b=8.3, builder=_qwen_shape("qwen2.5-vl-7b")),
+        ModelSpec("cosmos-reason1-7b", "shape", "qwen2_5_vl",
+                  "Cosmos-Reason1-7B dimensions (Qwen2.5-VL-7B fine-tune), random weights on the GPU",
+                  approx_params_b=8.3, builder=_qwen_shape("cosmos-reason1-7b")),
+    ]
+}
+
+
+def register(spec: ModelSpec) -> None:
+    """Add a model recipe (used by other model families and by teams' own plugins)."""
+    _BUILTIN[spec.name] = spec
+
+
+def builtin_names() -> list[str]:
+    return list(_BUILTIN)
+
+
+FAMILIES = {"qwen2_5_vl": "qwen2_5_vl", "qwen2_vl": "qwen2_5_vl", "internvl": "internvl",
+            "internvl_chat": "internvl"}
+
+
+def resolve(name_or_path: str) -> ModelSpec:
+    """A ModelSpec for a built-in name or a local model directory (validated, never downloaded)."""
+    if name_or_path in _BUILTIN:
+        return _BUILTIN[name_or_path]
+    p = Path(name_or_path).expanduser()
+    looks_like_path = "/" in name_or_path or name_or_path.startswith(".") or p.exists()
+    if not looks_like_path:
+        raise unknown_name("model", name_or_path, _BUILTIN)
+    return checkpoint_spec(p)
+
+
+def checkpoint_spec(path: Path, *, allow_pickle: bool = False) -> ModelSpec:
+    """Validate a user checkpoint directory: config.json, a known family, safetensors weights."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise ModelError(f"model directory {path} does not exist (no hub downloads: give a local path)")
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise ModelError(f"{path} has no config.json; is it a Hugging Face model directory?")
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except ValueError as exc:
+        raise ModelError(f"{cfg_file} is not valid JSON: {exc}") from None
+    model_type = cfg.get("model_type", "")
+    if model_type not in FAMILIES:
+        raise ModelError(f"{path}: model_type '{model_type}' is not supported "
+                         f"(supported: {', '.join(sorted(FAMILIES))})")
+    weights = list(path.glob("*.safetensors"))
+    pickles = list(path.glob("*.bin")) + list(path.glob("*.pt")) + list(path.glob("*.pth"))
+    if not weights:
+        if pickles and not allow_pickle:
+            raise ModelError(
+                f"{path} has only pickle weights ({pickles[0].name}); pickle can run arbitrary code, so "
+                "vqbench loads safetensors only. Convert the checkpoint, or pass --allow-pickle if you "
+                "trust it."
+            )
+        if not pickles:
+            raise ModelError(f"{path} has config.json but no weights (*.safetensors)")
+    size = sum(f.stat().st_size for f in weights + pickles)
+    return ModelSpec(name=path.name, kind="checkpoint", family=FAMILIES[model_type],
+                     description=f"user checkpoint at {path}", approx_params_b=size / 2e9, path=path)
+
+
+def _cache_key(spec: ModelSpec) -> str:
+    h = hashlib.sha256(f"{spec.name}:{RECIPE_VERSION}".encode()).hexdigest()[:10]
+    return f"{spec.name}-{h}"
+
+
+def materialize(spec: ModelSpec) -> Path:
+    """The model's HF directory: the user's path, or the cached build (built now if missing)."""
+    if spec.kind == "checkpoint":
+        assert spec.path is not None
+        return spec.path
+    if spec.builder is None:
+        raise ModelError(f"model '{spec.name}' has no builder")
+    final = paths.cache_dir() / "models" / _cache_key(spec)
+
+    def valid(d: Path, record: dict) -> bool:
+        return (d / "config.json").is_file() and (spec.kind != "embedded" or any(d.glob("*.safetensors")))
+
+    directory, _built = atomic.build_directory(final, spec.builder, validate=valid)
+    return directory
+
+
+def build_record(directory: Path) -> dict[str, Any]:
+    """What the builder recorded (seed, weight hash ...), or {} for user checkpoints."""
+    return atomic.read_marker(directory) or {}

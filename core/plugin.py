@@ -1,0 +1,303 @@
+"""The vqbench pytest plugin (entry point ``pytest11: vqbench``): options, the matrix, fixtures.
+
+Any project can use it: install vqbench and write tests that take the ``vqbench_cell`` or
+``vqbench_engine`` fixtures; cells are parametrized from the settings, skipped with their reason
+when they cannot run here, ordered so each engine loads once, and optionally sharded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import capability, device as devices
+from core.errors import VqbenchError
+
+_STATE = pytest.StashKey["VqbenchState"]()
+
+OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("--model", "models", {"action": "append", "help": "model name or local checkpoint dir for CPU cells "
+                                                        "(repeatable; default: tiny)"}),
+    ("--gpu-model", "gpu_models", {"action": "append", "help": "model for GPU cells (repeatable; default: "
+                                                               "tiny and the shape-only 3B/7B/Cosmos-7B)"}),
+    ("--backend", "backends", {"action": "append", "help": "hf, vllm, trtllm (repeatable; default: all)"}),
+    ("--format", "formats", {"action": "append", "help": "quantization format (repeatable; default: all; "
+                                                         "add +kv_fp8 for an FP8 KV cache)"}),
+    ("--task", "tasks", {"action": "append", "help": "anomaly or mcq (default: anomaly)"}),
+    ("--videos", "videos", {"help": "folder, CSV manifest or RoadBuddy JSON (default: fixtures/clips)"}),
+    ("--max-videos", "max_videos", {"type": int, "help": "use only the first N clips"}),
+    ("--fps", "fps", {"type": float, "help": "sampling rate in frames per second (default 4)"}),
+    ("--nframes", "nframes", {"type": int, "help": "sample exactly N frames instead of --fps"}),
+    ("--min-frames", "min_frames", {"type": int, "help": "lower bound on sampled frames (default 4)"}),
+    ("--max-frames", "max_frames", {"type": int, "help": "upper bound on sampled frames (default 768)"}),
+    ("--resolution", "resolution", {"help": "frame size WIDTHxHEIGHT, rounded to 28 px (default 250x250; "
+                                            "'' keeps the aspect ratio)"}),
+    ("--max-new-tokens", "max_new_tokens", {"type": int, "help": "generated tokens per answer (default 7)"}),
+    ("--rounds", "rounds", {"type": int, "help": "timed rounds per cell (default 3)"}),
+    ("--warmup-rounds", "warmup_rounds", {"type": int, "help": "untimed warm-up rounds per cell (default 1)"}),
+    ("--reference-format", "reference_format", {"help": "format drift is measured against (default bf16)"}),
+    ("--results", "results", {"help": "append every finished cell to this JSON-lines file"}),
+    ("--attn", "attn_implementation", {"help": "sdpa (default), eager, flash_attention_2"}),
+    ("--fast", "fast", {"action": "store_true", "default": None,
+                        "help": "HF: static KV cache + torch.compile"}),
+    ("--ignore-eos", "ignore_eos", {"action": "store_true", "default": None,
+                                    "help": "always generate --max-new-tokens tokens"}),
+    ("--calibration", "calibration", {"help": "ModelOpt calibration set: captions or clips"}),
+    ("--calib-size", "calib_size", {"type": int, "help": "calibration samples (default 32)"}),
+    ("--tp", "tensor_parallel_size", {"type": int, "help": "tensor parallel size for vLLM/TRT-LLM"}),
+    ("--allow-pickle", "allow_pickle", {"action": "store_true", "default": None,
+                                        "help": "allow pickle (.bin) checkpoints"}),
+    ("--trust-remote-code", "trust_remote_code", {"action": "store_true", "default": None,
+                                                  "help": "allow model code from checkpoints"}),
+    ("--golden-tolerance", "golden_tolerance", {"type": float, "help": "log-prob tolerance of goldens"}),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vqbench", "vqbench: video VLM quantization benchmark")
+    for flag, dest, kwargs in OPTIONS:
+        group.addoption(flag, dest=f"vqbench_{dest}", **kwargs)
+    group.addoption("--shard", dest="vqbench_shard", default=None,
+                    help="run shard i of n (e.g. 2/4), split by engine so each loads once per shard")
+
+
+class VqbenchState:
+    """Session state: settings, the planned matrix, the engine pool, caches and the results file."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        from core import settings as settings_mod
+
+        overrides = {}
+        for _flag, dest, _kw in OPTIONS:
+            value = config.getoption(f"vqbench_{dest}")
+            if value is not None:
+                overrides[dest] = value
+        self.settings = settings_mod.build(Path(str(config.rootpath)), overrides)
+        self.config = config
+        self._plans = None
+        self._clips = None
+        self.pool = None
+        self.frames = None
+        self.writer = None
+        self.records: dict[str, dict[str, Any]] = {}
+        self.shard = None
+        if config.getoption("vqbench_shard"):
+            from core.matrix import parse_shard
+
+            self.shard = parse_shard(config.getoption("vqbench_shard"))
+
+    @property
+    def plans(self):
+        if self._plans is None:
+            from core.matrix import plan_engines
+
+            self._plans = plan_engines(self.settings)
+        return self._plans
+
+    @property
+    def clips(self):
+        if self._clips is None:
+            from core import dataset
+
+            clips = dataset.load(self.settings.videos) if self.settings.videos else dataset.fixture_clips()
+            if self.settings.max_videos:
+                clips = clips[: self.settings.max_videos]
+            self._clips = clips
+        return self._clips
+
+    def runtime(self):
+        """The engine pool, frame cache and results writer (created on first use)."""
+        if self.pool is None:
+            from core.results import ResultsWriter
+            from core.runner import EnginePool, FrameCache
+
+            self.pool, self.frames = EnginePool(self.settings), FrameCache()
+            if self.settings.results:
+                self.writer = ResultsWriter(self.settings.results, header={
+                    "settings": self.settings.to_dict(), "machine": machine_info()})
+        return self.pool, self.frames
+
+    def save(self, rec: dict[str, Any]) -> None:
+        self.records[rec["cell"]] = rec
+        if self.writer is not None:
+            self.writer.write(rec)
+
+    def run(self, cell, *, timer=None) -> dict[str, Any]:
+        """Run ``cell`` (or return its stored record when no timing is asked); failures are recorded
+        with their reason and re-raised, and memory is freed after an out-of-memory error."""
+        from core.runner import error_record, run_cell
+
+        if timer is None and cell.id in self.records:
+            rec = self.records[cell.id]
+            if rec["status"] == "ok":
+                return rec
+        pool, frames = self.runtime()
+        try:
+            rec = run_cell(cell, pool, frames, self.settings, timer=timer)
+        except BaseException as exc:
+            if _is_oom(exc):
+                _free_after_oom()
+            if isinstance(exc, Exception):
+                self.save(error_record(cell, exc))
+            raise
+        self.save(rec)
+        return rec
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.release()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ in {"OutOfMemoryError", "OutOfMemory"} or "out of memory" in str(exc).lower()
+
+
+def _free_after_oom() -> None:
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def state(config: pytest.Config) -> VqbenchState:
+    return config.stash[_STATE]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+    try:
+        config.stash[_STATE] = VqbenchState(config)
+    except VqbenchError as exc:
+        raise pytest.UsageError(f"vqbench: {exc}") from None
+
+
+MARKERS = {
+    "cpu": "runs without a GPU (structural tests and CPU cells of the tiny model)",
+    "gpu": "needs a CUDA GPU (skipped with the reason when there is none)",
+    "hf": "a cell of the Hugging Face transformers backend",
+    "vllm": "a cell of the vLLM backend",
+    "trtllm": "a cell of the TensorRT-LLM backend",
+    "slow": "takes more than a few seconds on CPU",
+}
+
+
+def _param(plan, id_: str, values: tuple) -> Any:
+    marks = [getattr(pytest.mark, m) for m in plan.marks]
+    if not plan.verdict.runnable:
+        marks.append(pytest.mark.skip(reason=plan.verdict.reason))
+    return pytest.param(*values, id=id_, marks=marks)
+
+
+def golden_id(plan, task: str) -> str:
+    """Engine id with the device class (cpu, sm90 ...) in place of the device kind."""
+    e = plan.engine
+    gpu = devices.primary()
+    dev = "cpu" if e.device == "cpu" else (gpu.gpu_class if gpu.kind == "cuda" else "gpu")
+    return f"{e.model}-{e.backend}-{e.format}-{dev}-{task}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "vqbench_cell" not in metafunc.fixturenames and "vqbench_engine" not in metafunc.fixturenames:
+        return
+    st = state(metafunc.config)
+    try:
+        plans, clips = st.plans, st.clips
+    except VqbenchError as exc:
+        raise pytest.UsageError(f"vqbench: {exc}") from None
+    if "vqbench_cell" in metafunc.fixturenames:
+        from core.matrix import expand
+
+        params = [_param(c.plan, c.id, (c,)) for c in expand(plans, st.settings.tasks, clips)]
+        metafunc.parametrize("vqbench_cell", params)
+    else:
+        params = [_param(p, golden_id(p, t), ((p, t),)) for p in plans for t in st.settings.tasks]
+        metafunc.parametrize("vqbench_engine", params)
+
+
+def _engine_of(item: pytest.Item):
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    if "vqbench_cell" in callspec.params:
+        return callspec.params["vqbench_cell"].plan
+    if "vqbench_engine" in callspec.params:
+        return callspec.params["vqbench_engine"][0]
+    return None
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group items by engine (reference format first) so each engine loads once; then shard."""
+    st = state(config)
+    ref = st.settings.reference_format
+    order: dict[Any, int] = {}
+
+    def key(pair):
+        idx, item = pair
+        plan = _engine_of(item)
+        if plan is None:
+            return (0, "", 0, idx)
+        e = plan.engine
+        group = (e.device, e.model, e.backend)
+        order.setdefault(group, len(order))
+        kind = 0 if "vqbench_cell" in item.callspec.params else 1  # cells, then golden/drift
+        return (1, order[group], 0 if e.format == ref else 1, e.format, kind, idx)
+
+    items[:] = [it for _, it in sorted(enumerate(items), key=key)]
+    if st.shard:
+        i, n = st.shard
+        engines = sorted({_engine_of(it).engine.id for it in items if _engine_of(it) is not None})
+        mine = {e for k, e in enumerate(engines) if k % n == i - 1}
+        keep = [it for it in items if _engine_of(it) is None or _engine_of(it).engine.id in mine]
+        deselected = [it for it in items if it not in keep]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    st = session.config.stash.get(_STATE, None)
+    if st is not None:
+        st.close()
+
+
+@pytest.fixture(scope="session")
+def vqbench_state(request: pytest.FixtureRequest) -> VqbenchState:
+    """The session's settings, matrix, engine pool and results."""
+    return state(request.config)
+
+
+@pytest.fixture(scope="session")
+def vqbench_settings(vqbench_state):
+    """The resolved vqbench Settings."""
+    return vqbench_state.settings
+
+
+def machine_info() -> dict[str, Any]:
+    """GPU, driver, CUDA and package versions (for pytest-benchmark's machine_info and results)."""
+    gpu = devices.primary()
+    info: dict[str, Any] = {
+        "gpu": None if gpu.kind == "cpu" else {
+            "name": gpu.name, "compute_capability": f"{gpu.capability[0]}.{gpu.capability[1]}",
+            "memory_gib": round(gpu.memory_gib or 0, 1), "driver": gpu.driver, "cuda_driver": gpu.cuda_driver_version,
+            "count": len(devices.gpus())},
+        "gpu_class": gpu.gpu_class,
+        "packages": {p: capability.version(p) for p in
+                     ("torch", "transformers", "vllm", "tensorrt_llm", "modelopt", "bitsandbytes", "torchao", "av")
+                     if capability.version(p)},
+    }
+    if gpu.kind == "cpu":
+        info["no_gpu_reason"] = devices.no_gpu_reason()
+    return info
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    machine_info["vqbench"] = globals()["machine_info"]()

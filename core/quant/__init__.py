@@ -1,0 +1,1 @@
+"""Quantizers: ModelOpt (fake-quant + export), bitsandbytes, torchao; plus the artifact cache."""

@@ -1,0 +1,256 @@
+"""Decode a video file into model-ready frames with PyAV.
+
+One demux pass counts frames when the container does not say; one threaded decode pass converts
+(and resizes, in C through swscale) only the sampled frames. Every failure is a ``VideoError``
+that names the file.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import sampling
+from core.errors import ConfigError, VideoError
+from core.sampling import SamplingSpec
+
+MAX_DECODE_PIXELS = 8192 * 8192  # larger than 8K UHD: refuse before swscale allocates it
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """A video on disk, with an id, optional ground-truth label and free-form metadata."""
+
+    path: Path
+    id: str
+    label: str | None = None
+    question: str | None = None
+    options: tuple[str, ...] | None = None
+    support_frames: tuple[float, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Sampled frames (uint8, T x H x W x 3, RGB) and where they came from."""
+
+    array: np.ndarray
+    source_fps: float
+    total_frames: int
+    indices: tuple[int, ...]
+    timestamps: tuple[float, ...]
+    duration: float
+    source_size: tuple[int, int]  # (height, width) after applying rotation
+    rotation: int
+    decode_s: float
+    padded: bool = False
+    variable_frame_rate: bool = False
+
+    @property
+    def sampled_fps(self) -> float:
+        """Frames per second of the sampled sequence (qwen-vl-utils' ``sample_fps``)."""
+        return len(self.indices) / max(self.total_frames, 1e-6) * self.source_fps
+
+    def metadata(self) -> dict[str, Any]:
+        """Frame metadata as HF processors and vLLM expect it."""
+        n, h, w, _ = self.array.shape
+        return {
+            "fps": float(self.source_fps),
+            "total_num_frames": int(self.total_frames),
+            "frames_indices": [int(i) for i in self.indices],
+            "duration": float(self.duration),
+            "width": int(w),
+            "height": int(h),
+            "video_backend": "pyav",
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able description (for results and reports)."""
+        n, h, w, _ = self.array.shape
+        return {
+            "frames": n, "height": h, "width": w, "source_fps": round(self.source_fps, 4),
+            "sampled_fps": round(self.sampled_fps, 4), "total_frames": self.total_frames,
+            "duration_s": round(self.duration, 4), "indices": list(self.indices),
+            "rotation": self.rotation, "padded": self.padded,
+            "variable_frame_rate": self.variable_frame_rate,
+        }
+
+
+def _open(path: Path):
+    import av
+
+    if not path.exists():
+        raise VideoError(path, "file not found", "check the path or the manifest entry")
+    if path.is_dir():
+        raise VideoError(path, "is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise VideoError(path, "file is empty (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise VideoError(path, f"not a readable video container: {exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "contains no video stream")
+    return container
+
+
+def _rotation(stream, first_frame) -> int:
+    rot = getattr(first_frame, "rotation", 0) or 0
+    return int(round(rot)) % 360
+
+
+def _count_frames(container, stream, path: Path) -> int:
+    """Count frames by demuxing packets (no decoding), for containers that do not say."""
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size:
+                count += 1
+    except Exception as exc:  # noqa: BLE001 - PyAV raises many error types for broken files
+        if count == 0:
+            raise VideoError(path, f"cannot read packets: {exc}") from None
+    container.seek(0)
+    return count
+
+
+def _decode_pass(container, stream, path: Path, wanted: set[int], size_fn):
+    """Decode frames in order; convert those in ``wanted`` to RGB at ``size_fn(display_h, display_w)``.
+
+    Returns (frames, timestamps, count, rotation, variable_frame_rate).
+    """
+    import av
+
+    out: dict[int, np.ndarray] = {}
+    stamps: dict[int, float] = {}
+    count = 0
+    rotation = 0
+    size = (0, 0)
+    last_pts = None
+    deltas: set[int] = set()
+    tb = float(stream.time_base) if stream.time_base else 0.0
+    try:
+        for frame in container.decode(stream):
+            if count == 0:
+                rotation = _rotation(stream, frame)
+                if frame.width * frame.height > MAX_DECODE_PIXELS:
+                    raise VideoError(path, f"frame size {frame.width}x{frame.height} is above the 8192x8192 limit")
+                display = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
+                size = size_fn(*display)
+            if frame.pts is not None:
+                if last_pts is not None and len(deltas) < 8:
+                    deltas.add(frame.pts - last_pts)
+                last_pts = frame.pts
+            if count in wanted:
+                h, w = size
+                if rotation in (90, 270):
+                    h, w = w, h  # resize in storage orientation, then rotate for display
+                rgb = frame.reformat(width=w, height=h, format="rgb24",
+                                     interpolation="BICUBIC").to_ndarray()
+                if rotation:
+                    # frame.rotation is counter-clockwise degrees to apply for display
+                    rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
+                out[count] = rgb
+                stamps[count] = (frame.pts or 0) * tb if frame.pts is not None else float(frame.time or 0)
+            count += 1
+    except av.FFmpegError as exc:
+        if count == 0:
+            raise VideoError(path, f"no decodable frames: {exc}") from None
+        # A truncated tail: keep what decoded; the caller re-samples on the real count.
+    return out, stamps, count, rotation, size, len(deltas) > 1
+
+
+def probe(path: Path) -> dict[str, Any]:
+    """Container facts without decoding: fps, declared frame count, size, duration."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0) or None
+        duration = None
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / 1_000_000
+        return {
+            "codec": stream.codec_context.name, "width": stream.codec_context.width,
+            "height": stream.codec_context.height, "fps": fps, "frames": int(stream.frames or 0),
+            "duration_s": duration,
+        }
+    finally:
+        container.close()
+
+
+def load_frames(path: Path | str, spec: SamplingSpec) -> Frames:
+    """Decode, sample and resize ``path`` according to ``spec`` (qwen-vl-utils semantics)."""
+    path = Path(path)
+    t0 = time.perf_counter()
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        if not fps > 0:
+            fps = 30.0  # no rate in the container (e.g. raw streams): count-based sampling still works
+        declared = int(stream.frames or 0)
+        total = declared if declared > 0 else _count_frames(container, stream, path)
+        if total == 0:
+            raise VideoError(path, "no frames in the video stream")
+        frames, stamps, indices, decoded, rotation, vfr = None, None, None, 0, 0, False
+        display = (0, 0)
+        for _attempt in range(2):
+            indices = _plan(spec, total, fps, path)
+
+            def size_fn(h: int, w: int, n: int = len(indices)) -> tuple[int, int]:
+                nonlocal display
+                display = (h, w)
+                return _target_size(spec, (h, w), n, path)
+
+            frames, stamps, decoded, rotation, _size, vfr = _decode_pass(
+                container, stream, path, set(indices), size_fn
+            )
+            if decoded == 0:
+                raise VideoError(path, "no decodable frames")
+            if all(i in frames for i in indices):
+                break
+            total = decoded  # the container over-declared its frame count (truncated file)
+            container.seek(0)
+        else:
+            raise VideoError(path, "frames vanished between decode passes")
+    finally:
+        container.close()
+    arrays = [frames[i] for i in indices]
+    padded = len(arrays) < sampling.FRAME_FACTOR
+    while len(arrays) < sampling.FRAME_FACTOR:  # a one-frame video: repeat it, as qwen-vl-utils pads lists
+        arrays.append(arrays[-1])
+        indices = [*indices, indices[-1]]
+    array = np.stack(arrays)
+    return Frames(
+        array=array, source_fps=fps, total_frames=total, indices=tuple(indices),
+        timestamps=tuple(stamps.get(i, i / fps) for i in indices), duration=total / fps,
+        source_size=display, rotation=rotation, decode_s=time.perf_counter() - t0,
+        padded=padded, variable_frame_rate=vfr,
+    )
+
+
+def _plan(spec: SamplingSpec, total: int, fps: float, path: Path) -> list[int]:
+    if total < sampling.FRAME_FACTOR:
+        return [0]
+    try:
+        return sampling.sample_indices(spec, total_frames=total, video_fps=fps)
+    except ConfigError as exc:
+        raise VideoError(path, str(exc)) from None
+
+
+def _target_size(spec: SamplingSpec, size: tuple[int, int], n: int, path: Path) -> tuple[int, int]:
+    h, w = size
+    if h < 1 or w < 1:
+        raise VideoError(path, f"video stream reports an invalid frame size {w}x{h}")
+    try:
+        return sampling.frame_size(spec, height=h, width=w, nframes=max(n, sampling.FRAME_FACTOR))
+    except ConfigError as exc:
+        raise VideoError(path, str(exc)) from None
