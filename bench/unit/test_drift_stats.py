@@ -10,10 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.metrics.drift import (
-    DEFAULT_THRESHOLDS, EIGHT_BIT, FOUR_BIT, Thresholds, candidate_distribution, compare_formats, evaluate,
-    kl_divergence, margin, run_to_run, thresholds_for,
-)
+from core.metrics.drift import candidate_distribution, compare_formats, kl_divergence, margin, run_to_run
+from core.metrics.verdict import DEFAULT_THRESHOLDS, EIGHT_BIT, FOUR_BIT, Thresholds, evaluate, thresholds_for
 from core.metrics.stats import (
     mcnemar_exact, min_detectable_drop, normal_quantile, percentile, wilson_interval,
 )
