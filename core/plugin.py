@@ -7,6 +7,7 @@ when they cannot run here, ordered so each engine loads once, and optionally sha
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vqbench", "vqbench: video VLM quantization benchmark")
     for flag, dest, kwargs in OPTIONS:
         group.addoption(flag, dest=f"vqbench_{dest}", **kwargs)
+    group.addoption("--threshold", dest="vqbench_threshold", action="append", default=[],
+                    help="drift limit FORMAT.METRIC=VALUE, e.g. int4_awq.max_mean_kl=0.02 (repeatable)")
     group.addoption("--shard", dest="vqbench_shard", default=None,
                     help="run shard i of n (e.g. 2/4), split by engine so each loads once per shard")
 
@@ -74,7 +77,11 @@ class VqbenchState:
             value = config.getoption(f"vqbench_{dest}")
             if value is not None:
                 overrides[dest] = value
+        thresholds = parse_thresholds(config.getoption("vqbench_threshold") or [])
         self.settings = settings_mod.build(Path(str(config.rootpath)), overrides)
+        if thresholds:
+            merged = {f: {**self.settings.thresholds.get(f, {}), **m} for f, m in thresholds.items()}
+            self.settings = dataclasses.replace(self.settings, thresholds={**self.settings.thresholds, **merged})
         self.config = config
         self._plans = None
         self._clips = None
@@ -119,6 +126,12 @@ class VqbenchState:
                     "settings": self.settings.to_dict(), "machine": machine_info()})
         return self.pool, self.frames
 
+    def save_drift(self, engine_id: str, task: str, report: dict[str, Any], passed: bool) -> None:
+        """Record a drift report in the results file (reports read it)."""
+        if self.writer is not None:
+            self.writer.write({"type": "drift", "engine": engine_id, "task": task, "passed": passed,
+                               "report": report})
+
     def save(self, rec: dict[str, Any]) -> None:
         self.records[rec["cell"]] = rec
         if self.writer is not None:
@@ -150,6 +163,19 @@ class VqbenchState:
             self.pool.release()
         if self.writer is not None:
             self.writer.close()
+
+
+def parse_thresholds(items: list[str]) -> dict[str, dict[str, float]]:
+    """['int4_awq.max_mean_kl=0.02'] -> {'int4_awq': {'max_mean_kl': 0.02}}."""
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        try:
+            lhs, value = item.split("=", 1)
+            fmt, metric = lhs.rsplit(".", 1)
+            out.setdefault(fmt.strip(), {})[metric.strip()] = float(value)
+        except ValueError:
+            raise pytest.UsageError(f"--threshold must look like FORMAT.METRIC=VALUE, got '{item}'") from None
+    return out
 
 
 def _is_oom(exc: BaseException) -> bool:
