@@ -1,0 +1,263 @@
+"""The report as one self-contained HTML file: the Markdown report's tables plus matplotlib plots
+embedded as base64 PNG (no network, no external files). Without matplotlib it renders tables only.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from core.report import (
+    FLIP_MARK,
+    REFERENCE_FORMAT,
+    Mark,
+    Table,
+    engine_of,
+    reference_engine,
+    sections,
+    setup_lines,
+    summarize,
+)
+
+BACKEND_COLORS = {"hf": "#4C72B0", "vllm": "#DD8452", "trtllm": "#55A868"}
+STAGE_COLORS = {"video decode": "#8C8C8C", "processor": "#CCB974", "prefill (TTFT)": "#4C72B0", "decode": "#DD8452"}
+_NUMBER = re.compile(r"^[-+]?\d[\d.,]*( ?(s|%|GiB|MiB|x faster|x slower))?$")
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One embedded figure: the section it belongs to, a caption, and the PNG as base64."""
+
+    section: str
+    caption: str
+    png_b64: str
+
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1500px;
+     color:#1d1d1f;padding:0 16px}
+h1{font-size:22px;margin-bottom:4px} h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
+p.setup{color:#555;margin:2px 0} p.note{color:#555;font-size:13px}
+table{border-collapse:collapse;margin:10px 0 18px;font-size:13px}
+.scroll{overflow-x:auto;max-width:100%}
+th,td{border:1px solid #d9d9d9;padding:4px 8px;white-space:nowrap}
+th{background:#f3f4f6;text-align:left;white-space:normal;vertical-align:bottom}
+tr:nth-child(even) td{background:#fafafa} td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.flip,td.change{background:#fde2e1 !important;font-weight:600} td.error{color:#b00020;font-style:italic}
+td.regression{background:#f8c9c9 !important;font-weight:700} td.improvement{background:#d5f0d5 !important}
+td.ref{color:#666;font-style:italic} caption{caption-side:top;text-align:left;color:#444;padding:4px 0}
+.plots{display:flex;flex-wrap:wrap;gap:18px} figure{margin:0;border:1px solid #e3e3e3;padding:8px;background:#fff}
+figure img{max-width:100%;height:auto;display:block}
+figcaption{color:#555;font-size:12px;margin-top:4px;max-width:720px}
+"""
+
+
+def _cell(cell: str | Mark, tag: str = "td") -> str:
+    text, cls = (cell.text, cell.kind) if isinstance(cell, Mark) else (str(cell), "")
+    if isinstance(cell, Mark) and cell.kind == "flip":
+        text = f"{text} {FLIP_MARK}"
+    if tag == "td" and not cls and _NUMBER.match(text):
+        cls = "num"
+    return f"<{tag}{f' class={cls}' if cls else ''}>{_text(text)}</{tag}>"
+
+
+def _text(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def table_html(table: Table) -> str:
+    head = "".join(_cell(h, "th") for h in table.headers)
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in table.rows)
+    cap = f"<caption>{_text(table.caption)}</caption>" if table.caption else ""
+    return f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def render_html(records: list[dict[str, Any]], *, baseline: list[dict[str, Any]] | None = None,
+                title: str = "vqbench report", reference: str = REFERENCE_FORMAT) -> str:
+    """The report as a standalone HTML page with tables and embedded PNG plots."""
+    secs = sections(records, baseline=baseline, reference=reference)
+    try:
+        plots = make_plots(records, reference=reference)
+        plot_note = ""
+    except ImportError:
+        plots, plot_note = [], "Plots need matplotlib, which is not installed: pip install 'vqbench[report]'."
+    by_section: dict[str, list[Plot]] = defaultdict(list)
+    for plot in plots:
+        by_section[plot.section].append(plot)
+    out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>{_text(title)}</title><style>{CSS}</style></head><body>", f"<h1>{_text(title)}</h1>"]
+    out += [f'<p class="setup">{_text(line)}</p>' for line in setup_lines(records)]
+    if plot_note:
+        out.append(f'<p class="note">{_text(plot_note)}</p>')
+    for sec in secs:
+        out.append(f"<section><h2>{_text(sec.title)}</h2>")
+        out += [f'<p class="note">{_text(p)}</p>' for p in sec.paragraphs]
+        out += [table_html(t) for t in sec.tables]
+        if by_section.get(sec.title):
+            out.append('<div class="plots">')
+            out += [f'<figure><img alt="{html.escape(p.caption)}" src="data:image/png;base64,{p.png_b64}">'
+                    f"<figcaption>{_text(p.caption)}</figcaption></figure>" for p in by_section[sec.title]]
+            out.append("</div>")
+        out.append("</section>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+# --- plots -----------------------------------------------------------------------------------------
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def make_plots(records: list[dict[str, Any]], *, reference: str = REFERENCE_FORMAT) -> list[Plot]:
+    """Latency, memory and time-split plots per (model, device); a drift heatmap per (model, task)."""
+    import matplotlib  # noqa: F401 - raises ImportError early when missing
+
+    summaries = [s for s in summarize(records, reference=reference) if s["videos"]]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for s in summaries:
+        groups[(s["model"], s["device"])].append(s)
+    plots = []
+    for (model, device), group in groups.items():
+        where = f"{model} on {device}"
+        plots.append(Plot("Speed and memory", f"Latency per video, {where}: mean of per-video medians; "
+                          "error bars span the mean fastest and slowest round; hatched bars are not native kernels "
+                          "(fake-quant or emulated).", _png(_latency_fig(group))))
+        plots.append(Plot("Speed and memory", f"Weights and peak memory, {where}.", _png(_memory_fig(group))))
+        plots.append(Plot("Speed and memory", f"Where the time goes, {where}: mean seconds per video.",
+                          _png(_stages_fig(group))))
+    by_task: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        if rec.get("status", "ok") == "ok" and rec.get("candidate_logprobs"):
+            by_task[(str(rec.get("model")), str(rec.get("task")))].append(rec)
+    for (model, task), recs in sorted(by_task.items()):
+        plots.append(Plot("Answers per video", f"Answer margin, {model}, task {task}: log p(reference answer) minus "
+                          "the best other candidate; red cells changed their answer.",
+                          _png(_drift_fig(recs, reference=reference))))
+    return plots
+
+
+def _label(s: dict[str, Any], many_backends: bool) -> str:
+    return f"{s['backend']}/{s['format']}" if many_backends else s["format"]
+
+
+def _latency_fig(group: list[dict[str, Any]]):
+    formats = list(dict.fromkeys(s["format"] for s in group))
+    backends = list(dict.fromkeys(s["backend"] for s in group))
+    fig, ax = _figure(max(5.0, 1.1 * len(formats) + 2), 3.6)
+    width = 0.8 / len(backends)
+    for i, backend in enumerate(backends):
+        rows = [(formats.index(s["format"]), s) for s in group if s["backend"] == backend and s["latency_s"]]
+        if not rows:
+            continue
+        x = [j + (i - (len(backends) - 1) / 2) * width for j, _ in rows]
+        y = [s["latency_s"] for _, s in rows]
+        err = [[max(0.0, s["latency_s"] - s["latency_lo_s"]) for _, s in rows],
+               [max(0.0, s["latency_hi_s"] - s["latency_s"]) for _, s in rows]]
+        bars = ax.bar(x, y, width, yerr=err, capsize=3, label=backend, color=BACKEND_COLORS.get(backend))
+        for patch, (_, s) in zip(bars.patches, rows):
+            if s["mode"] not in (None, "native"):
+                patch.set_hatch("//")
+        ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
+    ax.set_xticks(range(len(formats)), formats, rotation=30, ha="right")
+    ax.set_ylabel("seconds per video")
+    ax.legend(title="backend", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _memory_fig(group: list[dict[str, Any]]):
+    many = len({s["backend"] for s in group}) > 1
+    labels = [_label(s, many) for s in group]
+    gib = 2**30
+    weights = [(s["weight_bytes"] or 0) / gib for s in group]
+    gpu = any(s["device"] != "cpu" for s in group)
+    key, name = (("torch_peak_over_baseline_bytes", "peak over baseline (torch)") if gpu
+                 else ("rss_peak_bytes", "peak RSS (process)"))
+    peaks = [(s["peak"].get(key) or 0) / gib for s in group]
+    fig, ax = _figure(max(5.0, 0.9 * len(group) + 2), 3.6)
+    x = range(len(group))
+    for offset, vals, label, color in ((-0.2, weights, "weights", "#4C72B0"), (0.2, peaks, name, "#C44E52")):
+        bars = ax.bar([i + offset for i in x], vals, 0.4, label=label, color=color)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    ax.set_xticks(list(x), labels, rotation=30, ha="right")
+    ax.set_ylabel("GiB")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _stages_fig(group: list[dict[str, Any]]):
+    many = len({s["backend"] for s in group}) > 1
+    labels = [_label(s, many) for s in group]
+    fig, ax = _figure(7.0, max(2.4, 0.45 * len(group) + 1.2))
+    left = [0.0] * len(group)
+    stages = {"video decode": "video_decode_s", "processor": "processor_s", "prefill (TTFT)": "ttft_s",
+              "decode": "decode_s"}
+    for name, key in stages.items():
+        vals = [s[key] or 0.0 for s in group]
+        ax.barh(labels, vals, left=left, label=name, color=STAGE_COLORS[name])
+        left = [a + b for a, b in zip(left, vals)]
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds per video")
+    ax.legend(fontsize=8, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def answer_margins(recs: list[dict[str, Any]], *, reference: str
+                   ) -> tuple[list[str], list[str], list[list[float | None]], list[list[str]]]:
+    """Videos, engine labels, and per (video, engine) the margin of the reference's answer and the label."""
+    engines = list(dict.fromkeys(engine_of(r) for r in recs))
+    engines.sort(key=lambda e: (e[3], e[1], e[2] != reference))
+    cells = {(engine_of(r), str(r.get("video"))): r for r in recs}
+    videos = list(dict.fromkeys(str(r.get("video")) for r in recs))
+    many = len({e[1] for e in engines}) > 1
+    names = [(f"{e[1]}/" if many else "") + e[2] for e in engines]
+    margins, labels = [], []
+    for v in videos:
+        mrow, lrow = [], []
+        for e in engines:
+            rec, ref_eng = cells.get((e, v)), reference_engine(e, engines, reference)
+            ref = cells.get((ref_eng, v)) if ref_eng else None
+            target = (ref or rec or {}).get("predicted")
+            lp = (rec or {}).get("candidate_logprobs") or {}
+            others = [x for c, x in lp.items() if c != target]
+            mrow.append(lp[target] - max(others) if target in lp and others else None)
+            lrow.append(str((rec or {}).get("predicted", "")))
+        margins.append(mrow)
+        labels.append(lrow)
+    return videos, names, margins, labels
+
+
+def _drift_fig(recs: list[dict[str, Any]], *, reference: str):
+    import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+
+    videos, names, margins, labels = answer_margins(recs, reference=reference)
+    data = np.array([[np.nan if m is None else m for m in row] for row in margins], dtype=float)
+    span = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0
+    fig, ax = _figure(max(4.5, 1.1 * len(names) + 2.5), max(2.5, 0.32 * len(videos) + 1.4))
+    im = ax.imshow(data, cmap="RdBu", norm=TwoSlopeNorm(0.0, -span or -1.0, span or 1.0), aspect="auto")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(videos)), videos, fontsize=8)
+    if len(videos) * len(names) <= 400:
+        for i, row in enumerate(labels):
+            for j, text in enumerate(row):
+                ax.text(j, i, text[:8], ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, label="log-prob margin of reference answer")
+    return fig
