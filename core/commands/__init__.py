@@ -1,0 +1,1 @@
+"""Implementations of the ``vqbench`` subcommands (imported only when a subcommand runs)."""

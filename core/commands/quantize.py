@@ -1,0 +1,56 @@
+"""``vqbench quantize``: make (or reuse from the artifact cache) a quantized model and show where it
+is and what got quantized."""
+
+from __future__ import annotations
+
+import sys
+
+from core import capability, device as devices
+from core.backends.base import EngineOptions
+from core.errors import Unsupported
+from core.formats import get_format
+from core.models import registry
+
+
+def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, export: bool) -> int:
+    spec = registry.resolve(model)
+    fmt = get_format(fmt_name)
+    dev = devices.CPU if device == "cpu" else devices.primary()
+    if device == "cuda" and dev.kind != "cuda":
+        raise Unsupported(f"--device cuda asked for, but there is no GPU: {devices.no_gpu_reason()}")
+    if not fmt.quantized:
+        print(f"{fmt.id} is not a quantized format: nothing to make", file=sys.stderr)
+        return 0
+    if export:
+        if fmt.tool != "modelopt":
+            raise Unsupported(f"--export writes ModelOpt checkpoints; {fmt.id} is made by {fmt.tool} at load time")
+        from core.quant.exports import modelopt_export
+
+        path, report = modelopt_export(spec, fmt, options=options, device=dev)
+        state = "reused from the cache" if report["cached"] else f"made in {report['quantize_s']:.1f}s"
+        print(f"{spec.name} {fmt.id} export ({report['quant_algo']}): {path} ({state})")
+        return 0
+    verdict = capability.check("hf", fmt, dev)
+    if not verdict:
+        raise Unsupported(verdict.reason)
+    from core.backends.hf import HFBackend
+
+    backend = HFBackend(spec, fmt, dev, options)
+    with backend:
+        info = backend.load_info
+        q = info.details.get("quantization", {})
+    print(f"{spec.name} {fmt.id} on {dev.describe()}: weights {info.weight_bytes / 2**20:.2f} MiB on the device")
+    if fmt.tool == "modelopt":
+        state = "reused from the artifact cache" if info.quantize_cached else f"calibrated in {info.quantize_s:.1f}s"
+        print(f"  ModelOpt {q['config']}: {q['enabled_quantizers']} quantizers enabled {q['by_kind']} ({state})")
+        print(f"  by part: {q['by_part']}; calibration: {q['calibration']}")
+        print(f"  artifact: {registry.paths.cache_dir() / 'artifacts' / q['artifact_key']}")
+        print(f"  note: {verdict.reason}")
+        for layer, qs in list(q["layers"].items())[:8]:
+            print(f"    {layer}: {qs}")
+        if len(q["layers"]) > 8:
+            print(f"    ... {len(q['layers']) - 8} more layers")
+    else:
+        print(f"  {fmt.tool}: {q.get('quantized_linear_layers')} linear layers quantized: {q.get('linear_modules')}")
+        print("  (made at load time; nothing to cache)")
+    return 0
