@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from core.errors import VqbenchError
+    from core.safety import enforce_offline
 
+    enforce_offline()
     try:
         return int(args.func(args) or 0)
     except VqbenchError as exc:

@@ -197,6 +197,9 @@ def state(config: pytest.Config) -> VqbenchState:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from core.safety import enforce_offline
+
+    enforce_offline()
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     try:
