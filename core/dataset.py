@@ -93,9 +93,16 @@ def load_roadbuddy(manifest: Path) -> list[VideoClip]:
             except (TypeError, ValueError):
                 raise DatasetError(f"{manifest}: item {i} ('{cid}') support_frames must be numbers") from None
         answer = item.get("answer")
+        question = item.get("question")
+        if question is not None and not isinstance(question, str):
+            raise DatasetError(f"{manifest}: item {i} ('{cid}') question must be a string")
+        if answer is not None and not isinstance(answer, (str, int)):
+            raise DatasetError(f"{manifest}: item {i} ('{cid}') answer must be a string")
+        if not isinstance(item.get("id", ""), (str, int)):
+            raise DatasetError(f"{manifest}: item {i} id must be a string")
         clips.append(VideoClip(
             path=path, id=cid, label=str(answer) if answer is not None else None,
-            question=item.get("question"), options=tuple(options) if options else None,
+            question=question, options=tuple(options) if options else None,
             support_frames=support, meta={k: v for k, v in item.items() if isinstance(v, (str, int, float))},
         ))
     return clips
