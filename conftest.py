@@ -11,3 +11,12 @@ def pytest_addoption(parser, pluginmanager):
         import core.plugin
 
         pluginmanager.register(core.plugin, "vqbench")
+
+
+try:  # property tests are reproducible: a fixed example stream, no example database
+    from hypothesis import settings as _hsettings
+
+    _hsettings.register_profile("vqbench", derandomize=True, database=None, print_blob=True)
+    _hsettings.load_profile("vqbench")
+except ImportError:
+    pass

@@ -186,8 +186,23 @@ def probe(path: Path) -> dict[str, Any]:
 
 
 def load_frames(path: Path | str, spec: SamplingSpec) -> Frames:
-    """Decode, sample and resize ``path`` according to ``spec`` (qwen-vl-utils semantics)."""
+    """Decode, sample and resize ``path`` according to ``spec`` (qwen-vl-utils semantics).
+
+    Every failure is a VideoError naming the file: FFmpeg's own errors (damaged streams, failed
+    seeks) are translated, never leaked.
+    """
+    import av
+
     path = Path(path)
+    try:
+        return _load_frames(path, spec)
+    except VideoError:
+        raise
+    except (av.FFmpegError, ValueError, OSError, RuntimeError, IndexError, EOFError) as exc:
+        raise VideoError(path, f"decoding failed: {type(exc).__name__}: {exc}") from None
+
+
+def _load_frames(path: Path, spec: SamplingSpec) -> Frames:
     t0 = time.perf_counter()
     container = _open(path)
     try:
