@@ -17,7 +17,7 @@ from core.metrics.verdict import evaluate, thresholds_for
 
 def _records(st, plan, task):
     out = []
-    for clip in st.clips:
+    for clip in st.clips_for(task):
         try:
             out.append(st.run(Cell(plan, task, clip)))
         except Exception:  # noqa: BLE001 - recorded as an error record by st.run
@@ -38,7 +38,7 @@ def test_drift(vqbench_engine, vqbench_state, record_property):
     if plan.engine.format == ref_fmt:
         first = _records(st, plan, task)
         second = []
-        for clip in st.clips:  # a fresh generation of every clip, compared with the first
+        for clip in st.clips_for(task):  # a fresh generation of every clip, compared with the first
             cell = Cell(plan, task, clip)
             try:
                 second.append(st.run(cell, timer=lambda fn: (fn(), None)))

@@ -21,7 +21,7 @@ def golden(snapshot, vqbench_settings):
 def test_golden(vqbench_engine, vqbench_state, golden, request):
     plan, task = vqbench_engine
     records = []
-    for clip in vqbench_state.clips:
+    for clip in vqbench_state.clips_for(task):
         try:
             records.append(vqbench_state.run(Cell(plan, task, clip)))
         except Exception as exc:  # noqa: BLE001 - a broken clip is part of the golden, not a crash

@@ -66,7 +66,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("video sampling (qwen-vl-utils semantics)")
-    g.add_argument("--videos", help="folder, CSV manifest or RoadBuddy JSON (default: the fixture clips)")
+    g.add_argument("--videos", help="folder, CSV manifest, RoadBuddy JSON, or a built-in set: fixtures, "
+                                    "heldout, roadbuddy (default: the task's fixture set)")
     g.add_argument("--max-videos", type=int, help="only the first N videos")
     g.add_argument("--fps", type=float, help="frames per second to sample (default 4)")
     g.add_argument("--nframes", type=int, help="sample exactly N frames instead of --fps")

@@ -124,8 +124,43 @@ def load_folder(folder: Path) -> list[VideoClip]:
     return clips
 
 
+HELDOUT_SEED = 5000
+"""Seeds of the held-out split; the reference model trains on seeds from core.train, disjoint."""
+
+
+def generated_split(name: str, *, count: int, first_seed: int) -> Path:
+    """A generated labeled split (half normal, half anomalies of every kind) in the cache."""
+    from core import atomic, synth
+
+    final = paths.cache_dir() / "datasets" / f"{name}-{count}-{first_seed}-v1"
+
+    def build(tmp: Path) -> dict[str, Any]:
+        rows = ["video,label,kind,seed"]
+        kinds = [k for i in range(count) for k in
+                 [synth.KINDS_NORMAL[0] if i % 2 == 0 else synth.KINDS_ANOMALY[(i // 2) % len(synth.KINDS_ANOMALY)]]]
+        for i, kind in enumerate(kinds):
+            seed = first_seed + i
+            synth.encode(synth.render_clip(kind, seed), tmp / f"{kind}_{seed}.mp4")
+            rows.append(f"{kind}_{seed}.mp4,{synth.label_of(kind)},{kind},{seed}")
+        (tmp / "manifest.csv").write_text("\n".join(rows) + "\n")
+        return {"name": name, "count": count, "first_seed": first_seed}
+
+    directory, _ = atomic.build_directory(final, build)
+    return directory / "manifest.csv"
+
+
+BUILTIN = {
+    "fixtures": lambda: paths.FIXTURES_DIR / "clips" / "manifest.csv",
+    "heldout": lambda: generated_split("heldout", count=40, first_seed=HELDOUT_SEED),
+    "roadbuddy": lambda: paths.FIXTURES_DIR / "questions_roadbuddy.json",
+}
+
+
 def load(source: Path | str) -> list[VideoClip]:
-    """Clips from a folder, a CSV manifest or a RoadBuddy-style JSON file."""
+    """Clips from a built-in set name (fixtures, heldout, roadbuddy), a folder, a CSV manifest or a
+    RoadBuddy-style JSON file."""
+    if isinstance(source, str) and source in BUILTIN:
+        source = BUILTIN[source]()
     source = Path(source).expanduser()
     if source.is_dir():
         clips = load_folder(source)

@@ -72,6 +72,10 @@ class InternVL:
         """The token that video frames occupy in HF ``input_ids``: ``<IMG_CONTEXT>``."""
         return int(model.config.image_token_id)
 
+    def vllm_video_token_id(self, tokenizer) -> int:
+        """The token video frames occupy in vLLM's prompt ids: ``<video>`` (see ``vllm_inputs``)."""
+        return int(tokenizer.convert_tokens_to_ids(getattr(tokenizer, "video_token", None) or "<video>"))
+
     def vllm_inputs(self, processor, request: Request) -> dict[str, Any]:
         """vLLM prompt dict (UNVERIFIED: written from vLLM's source, not yet run).
 

@@ -27,7 +27,8 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--format", "formats", {"action": "append", "help": "quantization format (repeatable; default: all; "
                                                          "add +kv_fp8 for an FP8 KV cache)"}),
     ("--task", "tasks", {"action": "append", "help": "anomaly or mcq (default: anomaly)"}),
-    ("--videos", "videos", {"help": "folder, CSV manifest or RoadBuddy JSON (default: fixtures/clips)"}),
+    ("--videos", "videos", {"help": "folder, CSV manifest, RoadBuddy JSON, or a built-in "
+                                     "set: fixtures, heldout, roadbuddy (default: per task)"}),
     ("--max-videos", "max_videos", {"type": int, "help": "use only the first N clips"}),
     ("--fps", "fps", {"type": float, "help": "sampling rate in frames per second (default 4)"}),
     ("--nframes", "nframes", {"type": int, "help": "sample exactly N frames instead of --fps"}),
@@ -103,16 +104,19 @@ class VqbenchState:
             self._plans = plan_engines(self.settings)
         return self._plans
 
-    @property
-    def clips(self):
+    def clips_for(self, task: str):
+        """The clips a task runs on: --videos for every task, else the task's own fixture set."""
         if self._clips is None:
+            self._clips = {}
+        if task not in self._clips:
             from core import dataset
 
-            clips = dataset.load(self.settings.videos) if self.settings.videos else dataset.fixture_clips()
+            source = self.settings.videos or DEFAULT_DATASETS.get(task, "fixtures")
+            clips = dataset.load(source)
             if self.settings.max_videos:
                 clips = clips[: self.settings.max_videos]
-            self._clips = clips
-        return self._clips
+            self._clips[task] = clips
+        return self._clips[task]
 
     def runtime(self):
         """The engine pool, frame cache and results writer (created on first use)."""
@@ -218,6 +222,9 @@ MARKERS = {
 }
 
 
+DEFAULT_DATASETS = {"anomaly": "fixtures", "mcq": "roadbuddy"}
+
+
 def _param(plan, id_: str, values: tuple) -> Any:
     marks = [getattr(pytest.mark, m) for m in plan.marks]
     if not plan.verdict.runnable:
@@ -238,13 +245,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     st = state(metafunc.config)
     try:
-        plans, clips = st.plans, st.clips
+        plans = st.plans
+        clips = {t: st.clips_for(t) for t in st.settings.tasks}
     except VqbenchError as exc:
         raise pytest.UsageError(f"vqbench: {exc}") from None
     if "vqbench_cell" in metafunc.fixturenames:
         from core.matrix import expand
 
-        params = [_param(c.plan, c.id, (c,)) for c in expand(plans, st.settings.tasks, clips)]
+        cells = [c for t in st.settings.tasks for c in expand(plans, [t], clips[t])]
+        params = [_param(c.plan, c.id, (c,)) for c in cells]
         metafunc.parametrize("vqbench_cell", params)
     else:
         params = [_param(p, golden_id(p, t), ((p, t),)) for p in plans for t in st.settings.tasks]

@@ -65,7 +65,9 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     verdict = capability.check(backend, fmt, dev)
     if not verdict:
         raise Unsupported(verdict.reason)
-    clips = dataset.load(settings.videos) if settings.videos else dataset.fixture_clips()
+    from core.plugin import DEFAULT_DATASETS
+
+    clips = dataset.load(settings.videos or DEFAULT_DATASETS.get(task.name, "fixtures"))
     if settings.max_videos:
         clips = clips[: settings.max_videos]
     eng = Engine(spec.name, backend, fmt.id, dev.kind)

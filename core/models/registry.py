@@ -57,6 +57,21 @@ def _qwen_shape(name: str) -> Callable[[Path], dict[str, Any]]:
     return build
 
 
+def _internvl_tiny(d: Path) -> dict[str, Any]:
+    from core.models import internvl
+
+    return internvl.build_tiny_internvl(d)
+
+
+def _internvl_shape(name: str) -> Callable[[Path], dict[str, Any]]:
+    def build(d: Path) -> dict[str, Any]:
+        from core.models import internvl
+
+        return internvl.build_shape_internvl(d, name)
+
+    return build
+
+
 _BUILTIN: dict[str, ModelSpec] = {
     s.name: s
     for s in [
@@ -72,6 +87,12 @@ _BUILTIN: dict[str, ModelSpec] = {
         ModelSpec("cosmos-reason1-7b", "shape", "qwen2_5_vl",
                   "Cosmos-Reason1-7B dimensions (Qwen2.5-VL-7B fine-tune), random weights on the GPU",
                   approx_params_b=8.3, builder=_qwen_shape("cosmos-reason1-7b")),
+        ModelSpec("tiny-internvl", "embedded", "internvl",
+                  "architecture-true tiny InternVL3.5 (InternViT + Qwen3), random weights from seed 0",
+                  approx_params_b=0.002, builder=_internvl_tiny),
+        ModelSpec("internvl3.5-4b", "shape", "internvl",
+                  "InternVL3.5-4B dimensions (InternViT-300M + Qwen3-4B), random weights on the GPU",
+                  approx_params_b=4.73, builder=_internvl_shape("internvl3.5-4b")),
     ]
 }
 

