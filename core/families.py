@@ -34,6 +34,14 @@ class QwenVL:
             **kwargs,
         )
 
+    def video_token_id(self, model) -> int:
+        """The placeholder id the processor repeats once per video token (HF)."""
+        return model.config.video_token_id
+
+    def vllm_video_token_id(self, tokenizer) -> int:
+        """The placeholder id in vLLM's processed prompt."""
+        return tokenizer.convert_tokens_to_ids("<|video_pad|>")
+
     def vllm_inputs(self, processor, request: Request) -> dict[str, Any]:
         """vLLM prompt dict: frames (T, H, W, 3 uint8) with the metadata its processor needs."""
         return {

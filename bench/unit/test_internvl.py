@@ -109,7 +109,7 @@ def test_shape_spec_has_real_internvl35_4b_dimensions(tmp_path):
     config = transformers.AutoConfig.from_pretrained(tmp_path, local_files_only=True)
     with torch.device("meta"):
         model = transformers.AutoModelForImageTextToText.from_config(config)
-    assert 4.70e9 < sum(p.numel() for p in model.parameters()) < 4.76e9
+    assert 4.730e9 < sum(p.numel() for p in model.parameters()) < 4.735e9  # 4.732B for the -HF checkpoint
     proc = transformers.AutoProcessor.from_pretrained(tmp_path, local_files_only=True)
     assert proc.video_processor.size.height == 448 and proc.image_seq_length == 256
 

@@ -151,7 +151,7 @@ class HFBackend(Backend):
         top_v, top_i = logprobs.topk(k, dim=-1)
         top = [list(zip(ti.tolist(), [round(v, 6) for v in tv.tolist()])) for ti, tv in zip(top_i, top_v)]
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
-        video_tok = int((inputs["input_ids"] == self.model.config.video_token_id).sum())
+        video_tok = int((inputs["input_ids"] == self.family.video_token_id(self.model)).sum())
         prefill = (mark.t or t2) - t1
         return Generation(
             text=text, token_ids=new_ids, candidate_logprobs=cand, top_logprobs=top,

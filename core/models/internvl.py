@@ -87,7 +87,8 @@ SHAPES: dict[str, dict[str, Any]] = {
         # introduction.md): Qwen3-4B config.json hidden 2560, 36 layers, 32 heads, 8 KV heads,
         # head_dim 128, MLP 9728, vocab 151936, rope_theta 1e6, 40960 positions.
         # Untied lm_head: InternVL3.5-4B lists 4.4B language / 4.7B total parameters (introduction.md;
-        # 4.732B for the -HF checkpoint); Qwen3-4B with a tied head is 4.02B, untied 4.41B.
+        # 4.732B for the -HF checkpoint); Qwen3-4B with a tied head is 4.02B, untied 4.41B. This
+        # config instantiates to 4,732,489,216 parameters.
         "text": {
             "hidden_size": 2560, "intermediate_size": 9728, "num_hidden_layers": 36,
             "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936,
@@ -163,7 +164,11 @@ def make_config(text: dict[str, Any], vision: dict[str, Any], *, image_size: int
 
 def make_processor(tokenizer, *, image_size: int):
     """An ``InternVLProcessor``: GotOcr2 tiling for images, one square tile per video frame."""
-    from transformers import GotOcr2ImageProcessor, InternVLProcessor, InternVLVideoProcessor
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
 
     size = {"height": image_size, "width": image_size}
     common = {"size": size, "image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD}

@@ -106,8 +106,12 @@ def builtin_names() -> list[str]:
     return list(_BUILTIN)
 
 
-FAMILIES = {"qwen2_5_vl": "qwen2_5_vl", "qwen2_vl": "qwen2_5_vl", "internvl": "internvl",
-            "internvl_chat": "internvl"}
+FAMILIES = {"qwen2_5_vl": "qwen2_5_vl", "qwen2_vl": "qwen2_5_vl", "internvl": "internvl"}
+_CONVERT_HINTS = {
+    "internvl_chat": "this is InternVL's original remote-code format (InternVLChatModel); use the HF-format "
+                     "checkpoint (e.g. OpenGVLab/InternVL3_5-4B-HF) or convert it with transformers' "
+                     "convert_internvl_weights_to_hf.py",
+}
 
 
 def resolve(name_or_path: str) -> ModelSpec:
@@ -135,8 +139,9 @@ def checkpoint_spec(path: Path, *, allow_pickle: bool = False) -> ModelSpec:
         raise ModelError(f"{cfg_file} is not valid JSON: {exc}") from None
     model_type = cfg.get("model_type", "")
     if model_type not in FAMILIES:
+        hint = _CONVERT_HINTS.get(model_type, "")
         raise ModelError(f"{path}: model_type '{model_type}' is not supported "
-                         f"(supported: {', '.join(sorted(FAMILIES))})")
+                         f"(supported: {', '.join(sorted(FAMILIES))}){'; ' + hint if hint else ''}")
     weights = list(path.glob("*.safetensors"))
     pickles = list(path.glob("*.bin")) + list(path.glob("*.pt")) + list(path.glob("*.pth"))
     if not weights:
