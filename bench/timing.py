@@ -33,7 +33,7 @@ def benchmark_timer(benchmark, *, rounds: int, warmup_rounds: int) -> Callable:
 
 EXTRA_KEYS = ("model", "backend", "format", "device", "gpu_class", "task", "video", "truth", "predicted",
               "parsed", "correct", "answer", "candidate_logprobs", "timings", "tokens", "load", "memory",
-              "frames", "mode", "rounds_s")
+              "frames", "mode", "mode_note", "rounds_s", "roofline", "gpu_name", "status")
 
 
 def extra_info(record: dict[str, Any]) -> dict[str, Any]:

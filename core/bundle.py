@@ -67,7 +67,7 @@ def sha256_file(path: Path) -> str:
 
 
 class Progress:
-    """Logs ``label: done/total MB (rate MB/s)`` at most every ``every`` seconds, and once at the end."""
+    """Logs ``label: done/total MiB (rate MiB/s)`` at most every ``every`` seconds, and once at the end."""
 
     def __init__(self, label: str, total: int = 0, *, log=print, every: float = 5.0) -> None:
         self.label, self.total, self.log, self.every = label, total, log, every
@@ -84,7 +84,7 @@ class Progress:
     def line(self, now: float | None = None) -> str:
         secs = max((now or time.monotonic()) - self.t0, 1e-9)
         of = f"/{_mb(self.total)}" if self.total else ""
-        return f"bundle: {self.label}: {_mb(self.done)}{of} MB in {secs:.0f} s ({self.done / MiB / secs:.1f} MB/s)"
+        return f"bundle: {self.label}: {_mb(self.done)}{of} MiB in {secs:.0f} s ({self.done / MiB / secs:.1f} MiB/s)"
 
 
 class PartWriter:
@@ -176,13 +176,13 @@ XZ_DICT = {0: 256 << 10, 1: 1 << 20, 2: 2 << 20, 3: 4 << 20, 4: 4 << 20, 5: 8 <<
 
 @contextlib.contextmanager
 def compressor(method: str, sink, *, level: int = 6, threads: int | None = None,
-               dict_size: int | None = None, log=print) -> Iterator[tuple[object, dict]]:
+               dict_size: int | None = None, total: int = 0, log=print) -> Iterator[tuple[object, dict]]:
     """A binary stream that compresses into ``sink``, and a dict describing how (for the manifest).
 
     xz uses the ``xz`` program in multi-threaded mode (blocks of 3x the dictionary: the same bytes
     for any thread count) when it is installed, else Python's lzma (single-threaded).
     """
-    progress = Progress("compress" if method != "none" else "write", log=log)
+    progress = Progress("compress" if method != "none" else "write", total, log=log)
     if method == "none":
         yield _Tee(sink, progress), {"method": "none"}
         log(progress.line())
@@ -200,7 +200,7 @@ def compressor(method: str, sink, *, level: int = 6, threads: int | None = None,
                f"--lzma2=preset={level},dict={dict_size}"]
         version = subprocess.run([xz, "--version"], check=False, capture_output=True, text=True).stdout.split("\n")[0]
         info = {"method": "xz", "tool": version, "level": level, "dict_size": dict_size,
-                "block_size": block, "threads": threads}
+                "block_size": block, "encoder": "multi-threaded (same bytes for any thread count)"}
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         pump = threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, sink, MiB), daemon=True)
         pump.start()
@@ -217,7 +217,7 @@ def compressor(method: str, sink, *, level: int = 6, threads: int | None = None,
         filters = [{"id": lzma.FILTER_LZMA2, "preset": level, "dict_size": dict_size}]
         comp = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters)
         info = {"method": "xz", "tool": f"python lzma {sys.version.split()[0]}", "level": level,
-                "dict_size": dict_size, "threads": 1}
+                "dict_size": dict_size, "encoder": "single-threaded (same bytes as xz -T1)"}
 
         class _Sink:
             def write(self, data) -> int:
@@ -352,8 +352,9 @@ def build(requirements: Path, out_dir: Path, *, mode: str | None = None, name: s
           python_version: str = "3.12", implementation: str = "cp",
           platforms: Sequence[str] = PLATFORMS, part_size: int = PART_SIZE,
           exclude_globs: Sequence[str] = (), compress: str | None = None, level: int = 6,
-          threads: int | None = None, dict_size: int | None = None, find_links: Sequence[Path] = (), no_index: bool = False,
-          wheel_cache: Path | None = None, log=print) -> Manifest:
+          threads: int | None = None, dict_size: int | None = None,
+          find_links: Sequence[Path] = (), no_index: bool = False, wheel_cache: Path | None = None,
+          log=print) -> Manifest:
     """Download ``requirements`` as wheels and write them (or their installed site dir) as parts.
 
     ``mode``/``compress`` default to the file's ``# bundle-mode:``/``# bundle-compress:`` lines,
@@ -365,13 +366,16 @@ def build(requirements: Path, out_dir: Path, *, mode: str | None = None, name: s
     if mode not in ("wheels", "site"):
         raise BundleError(f"unknown bundle mode {mode!r}: use 'wheels' or 'site'")
     compress = compress or req.compress or ("none" if mode == "wheels" else "xz")
+    suffix = {"xz": ".tar.xz", "none": ".tar"}.get(compress)
+    if suffix is None:
+        raise BundleError(f"unknown compression {compress!r}: use 'xz' or 'none'")
     name = name or requirements.stem
     if part_size < 1:
         raise BundleError(f"part size must be positive, got {part_size}")
     target = _PipTarget(python_version, implementation, tuple(platforms), tuple(find_links), no_index)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(f"{name}.*.part*"):
-        stale.unlink()
+    for stale in [*out_dir.glob(f"{name}.*.part*"), out_dir / MANIFEST]:
+        stale.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out_dir.parent) as tmp:
         wheel_dir = wheel_cache or Path(tmp) / "wheels"
         wheels = download(req, wheel_dir, target=target, log=log)
@@ -387,19 +391,16 @@ def build(requirements: Path, out_dir: Path, *, mode: str | None = None, name: s
             install_site(wheels, stage, target=target, log=log)
             excludes = [*SITE_EXCLUDES, *req.excludes, *exclude_globs]
             files, excluded_bytes = collect(stage, excludes, log=log)
-        suffix = {"xz": ".tar.xz", "none": ".tar"}.get(compress)
-        if suffix is None:
-            raise BundleError(f"unknown compression {compress!r}: use 'xz' or 'none'")
         archive_name = f"{name}.{mode}{suffix}"
-        log(f"bundle: writing {len(files)} files ({_mb(sum(p.stat().st_size for _, p in files))} MB) "
-            f"as {archive_name}, {compress}, parts of {_mb(part_size)} MB")
+        log(f"bundle: writing {len(files)} files ({_mb(sum(p.stat().st_size for _, p in files))} MiB) "
+            f"as {archive_name}, {compress}, parts of {_mb(part_size)} MiB")
         writer = PartWriter(out_dir, archive_name, part_size)
         t0 = time.monotonic()
         with compressor(compress, writer, level=level, threads=threads, dict_size=dict_size,
-                        log=log) as (sink, info):
+                        total=sum(p.lstat().st_size for _, p in files), log=log) as (sink, info):
             raw_size = write_tar(files, sink, log=log)
         writer.close()
-        info["seconds"] = round(time.monotonic() - t0, 1)
+        seconds = time.monotonic() - t0
     manifest = Manifest(
         name=name, mode=mode, python_version=python_version, implementation=implementation,
         platforms=list(platforms),
@@ -410,8 +411,8 @@ def build(requirements: Path, out_dir: Path, *, mode: str | None = None, name: s
         parts=writer.parts, part_size=part_size)
     manifest.unpack = unpack_instructions(manifest, out_dir)
     manifest.save(out_dir)
-    log(f"bundle: {archive_name}: {_mb(writer.total)} MB in {len(writer.parts)} part(s) "
-        f"(tar {_mb(raw_size)} MB, {info['seconds']} s) -> {out_dir}")
+    log(f"bundle: {archive_name}: {_mb(writer.total)} MiB in {len(writer.parts)} part(s) "
+        f"(tar {_mb(raw_size)} MiB, {seconds:.1f} s) -> {out_dir}")
     return manifest
 
 
@@ -467,7 +468,7 @@ def download(req: Requirements, wheel_dir: Path, *, target: _PipTarget, log=prin
 
 def install_site(wheels: Sequence[Path], stage: Path, *, target: _PipTarget, log=print) -> None:
     """Install ``wheels`` (no deps, no .pyc) into ``stage`` for the target interpreter."""
-    log(f"bundle: installing {len(wheels)} wheels into a site dir for cp{target.python_version}")
+    log(f"bundle: installing {len(wheels)} wheels into a site dir for Python {target.python_version}")
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--no-index",
            "--disable-pip-version-check", "--progress-bar", "off", "--target", str(stage),
            *target.options(), *map(str, wheels)]
@@ -515,7 +516,7 @@ def collect(root: Path, excludes: Sequence[str], *, log=print) -> tuple[list[tup
     for glob in excludes:
         if glob not in used and glob not in SITE_EXCLUDES:
             log(f"bundle: warning: exclude {glob!r} matched nothing (stale after a version bump?)")
-    log(f"bundle: pruned {_mb(excluded)} MB by {len(used)} exclude glob(s)")
+    log(f"bundle: pruned {_mb(excluded)} MiB by {len(used)} exclude glob(s)")
     return files, excluded
 
 
@@ -615,11 +616,17 @@ def default_target(manifest: Manifest) -> str:
 
 
 def unpack_instructions(manifest: Manifest, bundle_dir: Path) -> str:
+    """The manifest's ``unpack`` text: the vqbench way, and the same by hand."""
+    name = manifest.archive["name"]
     return (f"Carry {MANIFEST} with the parts (`vqbench bundle plan {bundle_dir}` groups them per "
             f"device command) and in every command run, from the repository root: "
             f"`{unpack_command(bundle_dir, manifest)}`. It stages the parts it finds, unpacks once all "
             f"{len(manifest.parts)} are there, and prints the PYTHONPATH to export. Needs Python "
-            f"{manifest.python_version}" + (" and pip." if manifest.mode == "wheels" else "."))
+            f"{manifest.python_version}" + (" and pip." if manifest.mode == "wheels" else ".")
+            + f" By hand: check `sha256sum`s against this manifest, then `cat {name}.part* | "
+            + ("xz -d | " if manifest.compression["method"] == "xz" else "")
+            + ("tar x -C DIR`." if manifest.mode == "site" else "tar x -C WHEELS` and `python -m pip "
+               "install --no-index --no-deps --no-compile --target DIR WHEELS/*.whl`."))
 
 
 # --------------------------------------------------------------------------------------- unpack
@@ -732,22 +739,36 @@ def unpack(sources: Path | Sequence[Path], target: Path, *, stage: Path | None =
         log(f"bundle: {manifest.name} already unpacked in {target}")
         return target
     if target.exists() and any(target.iterdir()):
-        raise BundleError(f"target {target} is not empty and holds no unpacked {manifest.name}; "
-                          "remove it or choose another --target")
-    parts = [st.path for st in statuses if st.path is not None]
-    target.mkdir(parents=True, exist_ok=True)
-    dest = target if manifest.mode == "site" else Path(tempfile.mkdtemp(prefix=".wheels.", dir=target))
-    t0 = time.monotonic()
-    with contextlib.closing(ConcatReader(parts)) as joined, decompressing_reader(joined, manifest.compression["method"]) as raw:
-        n = extract(raw, dest, total=manifest.archive["tar_size"], log=log)
-    log(f"bundle: extracted {n} files in {time.monotonic() - t0:.1f} s")
-    if manifest.mode == "wheels":
-        install_wheels(sorted(dest.glob("*.whl")), target, log=log)
-        shutil.rmtree(dest)
-    marker.write_text(json.dumps({"name": manifest.name, "sha256": manifest.archive["sha256"]}) + "\n")
+        raise BundleError(f"target {target} is not empty and holds no unpacked copy of this build of "
+                          f"{manifest.name}; remove it or choose another --target")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside the target and renamed into place: a failed unpack leaves no half-filled target.
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial.", dir=target.parent))
+    try:
+        _unpack_into(manifest, [st.path for st in statuses if st.path is not None], work, log=log)
+        (work / MARKER).write_text(json.dumps({"name": manifest.name,
+                                               "sha256": manifest.archive["sha256"]}) + "\n")
+        if target.exists():
+            target.rmdir()
+        os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     log(f"bundle: {manifest.name} ready; use it with:\n"
         f"export PYTHONPATH={target.resolve()}${{PYTHONPATH:+:$PYTHONPATH}}")
     return target
+
+
+def _unpack_into(manifest: Manifest, parts: Sequence[Path], work: Path, *, log=print) -> None:
+    dest = work if manifest.mode == "site" else work / ".wheels"
+    dest.mkdir(exist_ok=True)
+    t0 = time.monotonic()
+    with (contextlib.closing(ConcatReader(parts)) as joined,
+          decompressing_reader(joined, manifest.compression["method"]) as raw):
+        n = extract(raw, dest, total=manifest.archive["tar_size"], log=log)
+    log(f"bundle: extracted {n} files in {time.monotonic() - t0:.1f} s")
+    if manifest.mode == "wheels":
+        install_wheels(sorted(dest.glob("*.whl")), work, log=log)
+        shutil.rmtree(dest)
 
 
 def extract(stream, dest: Path, *, total: int = 0, log=print) -> int:
@@ -791,7 +812,8 @@ def install_wheels(wheels: Sequence[Path], target: Path, *, log=print) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--no-compile",
            "--disable-pip-version-check", "--progress-bar", "off", "--target", str(target),
            *map(str, wheels)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    # No index exists there; a config's find-links or constraints must not steer this install.
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PIP_")}, "PIP_CONFIG_FILE": os.devnull}
     res = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if res.returncode != 0:
         raise BundleError(f"pip install of the bundle's wheels failed (exit {res.returncode}):\n"
@@ -833,6 +855,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print(f"bundle {manifest.name} ({manifest.mode}, {len(manifest.parts)} part(s), "
           f"{_mb(manifest.total_size)} MiB): {len(carries)} device command(s) of at most "
           f"{_mb(args.limit)} MiB")
+    if args.bundle.is_absolute() or not args.bundle.resolve().is_relative_to(Path.cwd().resolve()):
+        print(f"note: {args.bundle} is not a path inside this directory; a device command carries "
+              "only paths inside the repository (build into .bundle/NAME, which git ignores)")
     for c in carries:
         print(f"command {c.index} of {len(carries)} ({_mb(c.size)} MiB): carry")
         for f in c.files:
@@ -865,7 +890,15 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
 def build_parser(prog: str = "vqbench bundle") -> argparse.ArgumentParser:
     """The ``bundle`` command line: build, plan, verify, unpack."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    configure_parser(parser)
+    return parser
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the build/plan/verify/unpack subcommands to ``parser`` (e.g. ``vqbench``'s ``bundle``);
+    each sets ``func``, which takes the parsed args and returns the exit status."""
+    parser.set_defaults(func=lambda _args: parser.print_help() or 0)
+    sub = parser.add_subparsers(dest="bundle_command", metavar="COMMAND")
 
     p = sub.add_parser("build", help="download a requirements file's wheels and write them as parts",
                        description=build.__doc__)
@@ -914,16 +947,12 @@ def build_parser(prog: str = "vqbench bundle") -> argparse.ArgumentParser:
     p.add_argument("--ignore-python", action="store_true",
                    help="unpack even though this Python is not the bundle's")
     p.set_defaults(func=_cmd_unpack)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "vqbench bundle") -> int:
     """Run ``vqbench bundle`` with ``argv``; 0 on success, 2 on an error, 3 when parts are missing."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
     try:
         return int(args.func(args) or 0)
     except BundleError as exc:

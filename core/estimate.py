@@ -11,7 +11,7 @@ from typing import Any
 from core.formats import QuantFormat
 
 # Bytes per language-model linear weight as each backend stores it (fake-quant stores bf16).
-_LM_BYTES = {"bf16": 2.0, "fp8": 1.0, "nvfp4": 0.5625, "int8_sq": 1.0, "int4_awq": 0.53, "w4a8_awq": 0.53,
+LM_BYTES_PER_WEIGHT = {"bf16": 2.0, "fp8": 1.0, "nvfp4": 0.5625, "int8_sq": 1.0, "int4_awq": 0.53, "w4a8_awq": 0.53,
              "bnb_int8": 1.0, "bnb_nf4": 0.53, "fp8_dynamic": 1.0, "int8_weight_only": 1.0,
              "int4_weight_only": 0.53}
 
@@ -40,7 +40,7 @@ def estimate(config_dir: Path, fmt: QuantFormat, *, backend: str, prompt_tokens:
     text = cfg.get("text_config", cfg)
     params = count_params(config_dir)
     fake = backend == "hf" and fmt.tool == "modelopt"
-    per = 2.0 if fake else _LM_BYTES.get(fmt.name, 2.0)
+    per = 2.0 if fake else LM_BYTES_PER_WEIGHT.get(fmt.name, 2.0)
     weights = params["lm_linear"] * per + params["other"] * 2.0
     layers = text.get("num_hidden_layers", 0)
     kv_heads = text.get("num_key_value_heads", text.get("num_attention_heads", 1))

@@ -189,4 +189,18 @@ def run_cell(cell: Cell, pool: EnginePool, frames_cache: FrameCache, settings: S
             gen, rounds = backend.generate(request), None
         else:
             gen, rounds = timer(lambda: backend.generate(request))
-    return record(cell, gen, frames, pool, memory=probe.result, rounds=rounds)
+    rec = record(cell, gen, frames, pool, memory=probe.result, rounds=rounds)
+    if backend.device.kind == "cuda":
+        rec["roofline"] = _roofline(rec, backend)
+    return rec
+
+
+def _roofline(rec: dict[str, Any], backend: Backend) -> dict[str, Any] | None:
+    """Floors and measured/floor ratios; None (with the reason logged in the record) on failure."""
+    from core.metrics.roofline import annotate, measure_peaks
+
+    try:
+        return annotate(rec, config=backend.model_config(), lm_weight_bytes=backend.lm_weight_bytes(),
+                        peaks=measure_peaks(backend.device.index))
+    except Exception as exc:  # noqa: BLE001 - a floor is a measurement aid, never a cell failure
+        return {"error": f"{type(exc).__name__}: {exc}"}

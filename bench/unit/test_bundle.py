@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -134,6 +135,10 @@ def test_same_inputs_give_same_parts(tmp_path, reqs, wheelhouse, mode, compress)
     first = make_bundle(reqs, wheelhouse, tmp_path / "a" / "tiny", mode=mode, compress=compress)
     second = make_bundle(reqs, wheelhouse, tmp_path / "b" / "tiny", mode=mode, compress=compress)
     assert first.parts == second.parts
+    manifests = [json.loads((tmp_path / side / "tiny" / bundle.MANIFEST).read_text()) for side in "ab"]
+    for m in manifests:
+        m.pop("unpack")  # names the bundle's own directory
+    assert manifests[0] == manifests[1]
     for part in first.parts:
         assert (tmp_path / "a/tiny" / part["name"]).read_bytes() == (tmp_path / "b/tiny" / part["name"]).read_bytes()
 
@@ -147,9 +152,21 @@ def test_unpack_wheels_round_trip_imports(wheels_bundle, tmp_path):
     assert bundle.unpack(wheels_bundle, target, log=lambda _: None) == target
 
 
-def test_site_mode_prunes_excludes_and_unpacks(tmp_path, reqs, wheelhouse):
-    manifest = make_bundle(reqs, wheelhouse, tmp_path / "tiny", mode="site", exclude_globs=["vqb_beta/*.pyi"])
+def test_failed_unpack_leaves_no_half_filled_target(wheels_bundle, tmp_path, monkeypatch):
+    def broken_pip(*args, **kwargs):
+        raise BundleError("pip install of the bundle's wheels failed (exit 1)")
+
+    monkeypatch.setattr(bundle, "install_wheels", broken_pip)
+    with pytest.raises(BundleError, match="pip install"):
+        bundle.unpack(wheels_bundle, tmp_path / "site", log=lambda _: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("threads", [None, 1], ids=["xz-program", "python-lzma"])
+def test_site_mode_prunes_excludes_and_unpacks(tmp_path, reqs, wheelhouse, threads):
+    manifest = make_bundle(reqs, wheelhouse, tmp_path / "tiny", mode="site", threads=threads)
     assert manifest.archive["name"].endswith(".site.tar.xz")
+    assert ("single" in manifest.compression["encoder"]) == (threads == 1 or not shutil.which("xz"))
     assert manifest.excluded_bytes > 40_000
     target = bundle.unpack(tmp_path / "tiny", tmp_path / "site", log=lambda _: None)
     assert import_from(target, "vqb_beta").startswith("alpha-1.0 ")

@@ -123,6 +123,27 @@ class Backend(ABC):
         """Versions of the packages this backend runs on (for results and machine info)."""
         return {}
 
+    def model_config(self) -> dict[str, Any]:
+        """The model's config.json as a dict (roofline and memory estimates read it)."""
+        import json
+
+        from core.models import registry
+
+        return json.loads((registry.materialize(self.spec) / "config.json").read_text())
+
+    def lm_weight_bytes(self) -> float:
+        """Bytes of language-model linear weights read per decode step, as this backend stores them.
+
+        The default derives it from the config and the format's storage width; backends that hold
+        the model in this process measure it exactly.
+        """
+        from core.estimate import LM_BYTES_PER_WEIGHT
+        from core.metrics.roofline import model_shape
+
+        fake = self.name == "hf" and self.format.tool == "modelopt"
+        per = 2.0 if fake else LM_BYTES_PER_WEIGHT.get(self.format.name, 2.0)
+        return model_shape(self.model_config())["lm_params"] * per
+
     def __enter__(self) -> "Backend":
         self.load_info = self.load()
         return self

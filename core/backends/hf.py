@@ -170,6 +170,19 @@ class HFBackend(Backend):
             torch.cuda.synchronize(self.device.index)
             torch.cuda.empty_cache()
 
+    def model_config(self) -> dict[str, Any]:
+        return self.model.config.to_dict()
+
+    def lm_weight_bytes(self) -> float:
+        """Exact bytes of the language model's 2-D weights on the device (packed formats as packed)."""
+        from core.quant.inspect import _tensor_bytes
+
+        total = 0
+        for name, p in self.model.named_parameters():
+            if "language_model" in name and p.dim() == 2 and "embed" not in name:
+                total += _tensor_bytes(p)
+        return float(total)
+
     def versions(self) -> dict[str, str]:
         pk = ["torch", "transformers"] + {"modelopt": ["modelopt"], "bitsandbytes": ["bitsandbytes"],
                                           "torchao": ["torchao"]}.get(self.format.tool, [])

@@ -32,6 +32,8 @@ class ModelSpec:
     approx_params_b: float = 0.0
     path: Path | None = None
     builder: Callable[[Path], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    source_version: Callable[[], str] | None = field(default=None, compare=False, repr=False)
+    """What the build reads besides code (e.g. committed weights), so the cache rebuilds on change."""
 
     @property
     def needs_gpu(self) -> bool:
@@ -46,6 +48,30 @@ def _qwen_tiny(d: Path) -> dict[str, Any]:
     from core.models import qwen_vl
 
     return qwen_vl.build_tiny(d)
+
+
+def _trained(d: Path) -> dict[str, Any]:
+    """Copy the committed reference model (trained by ``python -m core.train``) into the cache."""
+    import shutil
+
+    from core.models.qwen_vl import weights_digest
+
+    src = paths.FIXTURES_DIR / "models" / "tiny-trained"
+    if not (src / "model.safetensors").is_file():
+        raise ModelError(f"{src} has no model.safetensors: train it with `python -m core.train`")
+    for f in src.iterdir():
+        if f.is_file():
+            shutil.copy2(f, d / f.name)
+    record = json.loads((src / "training.json").read_text()) if (src / "training.json").is_file() else {}
+    digest = weights_digest(d)
+    if record.get("weights_sha256") and record["weights_sha256"] != digest:
+        raise ModelError(f"{src}/model.safetensors does not match training.json's hash: the file is damaged")
+    return {**record, "weights_sha256": digest}
+
+
+def _trained_version() -> str:
+    f = paths.FIXTURES_DIR / "models" / "tiny-trained" / "training.json"
+    return hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.is_file() else "missing"
 
 
 def _qwen_shape(name: str) -> Callable[[Path], dict[str, Any]]:
@@ -78,6 +104,9 @@ _BUILTIN: dict[str, ModelSpec] = {
         ModelSpec("tiny", "embedded", "qwen2_5_vl",
                   "architecture-true tiny Qwen2.5-VL, random weights from seed 0 (built offline)",
                   approx_params_b=0.004, builder=_qwen_tiny),
+        ModelSpec("tiny-trained", "embedded", "qwen2_5_vl",
+                  "the tiny Qwen2.5-VL trained on the synthetic traffic task (the reference model that sees)",
+                  approx_params_b=0.0024, builder=_trained, source_version=_trained_version),
         ModelSpec("qwen2.5-vl-3b", "shape", "qwen2_5_vl",
                   "Qwen2.5-VL-3B-Instruct dimensions, random weights on the GPU",
                   approx_params_b=3.75, builder=_qwen_shape("qwen2.5-vl-3b")),
@@ -159,7 +188,8 @@ def checkpoint_spec(path: Path, *, allow_pickle: bool = False) -> ModelSpec:
 
 
 def _cache_key(spec: ModelSpec) -> str:
-    h = hashlib.sha256(f"{spec.name}:{RECIPE_VERSION}".encode()).hexdigest()[:10]
+    salt = spec.source_version() if spec.source_version else ""
+    h = hashlib.sha256(f"{spec.name}:{RECIPE_VERSION}:{salt}".encode()).hexdigest()[:10]
     return f"{spec.name}-{h}"
 
 
