@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=5.0, help="regression threshold in percent (default 5)")
     p.add_argument("--fail-on-flip", action="store_true", help="also fail when any answer changed")
     p.set_defaults(func=_compare)
+
+    p = sub.add_parser("bundle", help="offline package bundles (in parts) for air-gapped GPU machines")
+    from core.bundle import configure_parser
+
+    configure_parser(p)
     return parser
 
 
