@@ -31,9 +31,7 @@ def benchmark_timer(benchmark, *, rounds: int, warmup_rounds: int) -> Callable:
     return timer
 
 
-EXTRA_KEYS = ("model", "backend", "format", "device", "gpu_class", "task", "video", "truth", "predicted",
-              "parsed", "correct", "answer", "candidate_logprobs", "timings", "tokens", "load", "memory",
-              "frames", "mode", "mode_note", "rounds_s", "roofline", "gpu_name", "status")
+from core.results import BENCHMARK_EXTRA_KEYS as EXTRA_KEYS  # noqa: E402
 
 
 def extra_info(record: dict[str, Any]) -> dict[str, Any]:

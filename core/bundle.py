@@ -41,9 +41,11 @@ PART_SIZE = 58 * MiB
 CARRY_LIMIT = 64 * MiB
 """What one device command may carry."""
 PLATFORMS = tuple(f"manylinux_2_{v}_x86_64" for v in range(28, 4, -1)) + (
-    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64")
-"""Every manylinux tag a glibc-2.28+ x86_64 machine runs; pip does not expand a newer tag itself
-(bitsandbytes and torchao ship manylinux_2_24 wheels only)."""
+    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64") + tuple(
+    f"manylinux_2_{v}_x86_64" for v in range(29, 40))
+"""Every manylinux tag up to glibc 2.39 (the GPU image is Ubuntu 24.04), preferring 2_28 and older;
+pip does not expand tags itself (bitsandbytes and torchao ship manylinux_2_24 wheels only,
+llguidance 1.7.6 manylinux_2_31 only). Narrow it with --platform for older hosts."""
 SITE_EXCLUDES = ("bin", "**/__pycache__")
 """Always pruned in site mode: ``bin/`` scripts carry the build machine's interpreter in their shebang."""
 DIRECTIVE = re.compile(r"^#\s*bundle-(exclude|mode|compress)\s*:\s*(\S.*?)\s*$")

@@ -200,10 +200,45 @@ def state(config: pytest.Config) -> VqbenchState:
     return config.stash[_STATE]
 
 
+def _xdist_controller(config: pytest.Config) -> bool:
+    return getattr(config.option, "numprocesses", None) not in (None, 0) and not hasattr(config, "workerinput")
+
+
+def _pin_worker_gpu(worker: str) -> None:
+    """Give xdist worker gwN its own GPU (the N-th visible one), before anything initialises CUDA."""
+    import os
+
+    gpus = devices.gpus()
+    if not gpus:
+        return
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if count > len(gpus):
+        raise pytest.UsageError(f"-n {count} exceeds the {len(gpus)} visible GPUs: two workers would share a "
+                                f"GPU and skew each other's timings; use -n {len(gpus)} or fewer")
+    index = int(worker.removeprefix("gw"))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    physical = [t.strip() for t in visible.split(",")] if visible else [str(g.index) for g in gpus]
+    os.environ["CUDA_VISIBLE_DEVICES"] = physical[index % len(physical)]
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    import os
+
     from core.safety import enforce_offline
 
     enforce_offline()
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        _pin_worker_gpu(worker)
+    if _xdist_controller(config):
+        # One model/backend per worker: each engine loads once, drift sees its reference.
+        if getattr(config.option, "dist", "no") == "load":
+            config.option.dist = "loadgroup"
+        if not config.getoption("vqbench_results") and not os.environ.get("VQBENCH_RESULTS"):
+            import tempfile
+
+            os.environ["VQBENCH_RESULTS"] = str(Path(tempfile.mkdtemp(prefix="vqbench-")) / "results.jsonl")
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     try:
@@ -227,6 +262,8 @@ DEFAULT_DATASETS = {"anomaly": "fixtures", "mcq": "roadbuddy"}
 
 def _param(plan, id_: str, values: tuple) -> Any:
     marks = [getattr(pytest.mark, m) for m in plan.marks]
+    e = plan.engine
+    marks.append(pytest.mark.xdist_group(f"{e.device}-{e.model}-{e.backend}"))
     if not plan.verdict.runnable:
         marks.append(pytest.mark.skip(reason=plan.verdict.reason))
     return pytest.param(*values, id=id_, marks=marks)
@@ -304,6 +341,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     st = session.config.stash.get(_STATE, None)
     if st is not None:
         st.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Under xdist, merge the workers' timed cells into one pytest-benchmark JSON."""
+    import json
+    import os
+
+    target = getattr(config.option, "benchmark_json", None)
+    source = config.getoption("vqbench_results") or os.environ.get("VQBENCH_RESULTS")
+    if not (_xdist_controller(config) and target and source and Path(source).exists()):
+        return
+    from core import results
+    from core.benchjson import to_document
+
+    doc = to_document(results.cells(source), machine_info={"vqbench": machine_info()},
+                      extra_keys=results.BENCHMARK_EXTRA_KEYS)
+    Path(target).write_text(json.dumps(doc, indent=2, default=str))
+    config.get_terminal_writer().line(
+        f"vqbench: merged {len(doc['benchmarks'])} timed cells from the xdist workers into {target}")
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,11 @@ from typing import Any, Iterator
 
 SCHEMA = "vqbench.results/1"
 
+BENCHMARK_EXTRA_KEYS = ("model", "backend", "format", "device", "gpu_class", "task", "video", "truth", "predicted",
+                        "parsed", "correct", "answer", "candidate_logprobs", "timings", "tokens", "load", "memory",
+                        "frames", "mode", "mode_note", "rounds_s", "roofline", "gpu_name", "status")
+"""The record fields a cell puts into pytest-benchmark's ``extra_info``."""
+
 
 class ResultsWriter:
     """Append-only JSON-lines writer; each record is one ``write`` of one line on an O_APPEND file."""

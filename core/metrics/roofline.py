@@ -22,10 +22,6 @@ def measure_peaks(device_index: int = 0, *, gib: float = 2.0, n: int = 8192) -> 
     import torch
 
     dev = torch.device(f"cuda:{device_index}")
-    src = torch.empty(int(gib * 2**30) // 2, dtype=torch.bfloat16, device=dev)
-    dst = torch.empty_like(src)
-    a = torch.randn(n, n, dtype=torch.bfloat16, device=dev)
-    b = torch.randn(n, n, dtype=torch.bfloat16, device=dev)
 
     def best(fn, reps: int = 10) -> float:
         fn()
@@ -40,10 +36,17 @@ def measure_peaks(device_index: int = 0, *, gib: float = 2.0, n: int = 8192) -> 
             times.append(start.elapsed_time(end) / 1000)
         return min(times)
 
-    copy_s = best(lambda: dst.copy_(src))
-    mm_s = best(lambda: torch.matmul(a, b))
-    peaks = {"bandwidth_Bps": 2 * src.numel() * 2 / copy_s, "matmul_flops": 2 * n**3 / mm_s}
-    del src, dst, a, b
+    def copy_bandwidth() -> float:
+        src = torch.empty(int(gib * 2**30) // 2, dtype=torch.bfloat16, device=dev)
+        dst = torch.empty_like(src)
+        return 2 * src.numel() * 2 / best(lambda: dst.copy_(src))  # read + write
+
+    def matmul_flops() -> float:
+        a = torch.randn(n, n, dtype=torch.bfloat16, device=dev)
+        b = torch.randn(n, n, dtype=torch.bfloat16, device=dev)
+        return 2 * n**3 / best(lambda: torch.matmul(a, b))
+
+    peaks = {"bandwidth_Bps": copy_bandwidth(), "matmul_flops": matmul_flops()}
     torch.cuda.empty_cache()
     return peaks
 
