@@ -101,10 +101,44 @@ def overhead(model: str, fmt: str, rounds: int, tokens: int) -> list[dict[str, A
     return rows
 
 
+def summarize(path: Path, reference: str = "bf16") -> list[dict[str, Any]]:
+    """One row per engine of a results file: latency, memory, weights, roofline, agreement."""
+    from core import results
+
+    cells = results.cells(path)
+    engines: dict[str, list[dict[str, Any]]] = {}
+    for c in cells:
+        engines.setdefault(c["engine"], []).append(c)
+    rows = []
+    for eng, cs in sorted(engines.items()):
+        ok = [c for c in cs if c["status"] == "ok"]
+        row: dict[str, Any] = {"engine": eng, "ok": len(ok), "err": len(cs) - len(ok)}
+        if ok:
+            c0 = ok[0]
+            row["median_s"] = statistics.median(statistics.median(c["rounds_s"]) if c.get("rounds_s")
+                                                else c["timings"]["total_s"] for c in ok)
+            row["ttft_s"] = statistics.median(c["timings"]["prefill_s"] for c in ok)
+            row["vid_tok"] = c0["tokens"]["video"]
+            row["weights_MiB"] = c0["load"].get("weight_bytes", 0) / 2**20
+            row["quant_s"] = c0["load"].get("quantize_s")
+            mem = c0.get("memory", {})
+            row["peak_GiB"] = (mem.get("torch_peak_allocated_bytes") or mem.get("rss_peak_bytes") or 0) / 2**30
+            rf = [c["roofline"]["ratio"] for c in ok if (c.get("roofline") or {}).get("ratio")]
+            row["x_floor"] = statistics.median(rf) if rf else None
+            ref = engines.get(eng.replace(f"-{c0['format']}-", f"-{reference}-", 1), [])
+            ref_by = {c["video"]: c for c in ref if c["status"] == "ok"}
+            pairs = [(c, ref_by[c["video"]]) for c in ok if c["video"] in ref_by]
+            row["agree"] = f"{sum(a['predicted'] == b['predicted'] for a, b in pairs)}/{len(pairs)}" if pairs else "-"
+        else:
+            row["error"] = cs[0].get("error", "")[:120]
+        rows.append(row)
+    return rows
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no rows)"
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows]
@@ -113,7 +147,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("probe", choices=["peaks", "modes", "overhead"])
+    p.add_argument("probe", choices=["peaks", "modes", "overhead", "summarize"])
+    p.add_argument("results", nargs="?", type=Path, help="summarize: a results JSON-lines file")
     p.add_argument("--model", default="tiny")
     p.add_argument("--format", default="bf16")
     p.add_argument("--rounds", type=int, default=10)
@@ -129,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         pk = measure_peaks(dev.index)
         rows = [{"gpu": dev.name, "bandwidth_GBps": pk["bandwidth_Bps"] / 1e9, "bf16_TFLOPs": pk["matmul_flops"] / 1e12}]
+    elif a.probe == "summarize":
+        rows = summarize(a.results)
     elif a.probe == "modes":
         rows = modes(a.model, a.format, a.rounds, a.tokens)
     else:

@@ -40,42 +40,40 @@ class _Car:
     y: float
     speed: float  # pixels per frame, sign = direction (+ down the screen)
     color: tuple[int, int, int]
-    length: int = 34
-    width: int = 18
-    stopped_at: int | None = None
+    length: int
+    width: int
 
 
-def _lanes(w: int) -> tuple[int, int, list[int]]:
-    road_l, road_r = int(w * 0.25), int(w * 0.75)
-    n = 4
-    lane_w = (road_r - road_l) / n
-    centers = [int(road_l + lane_w * (i + 0.5)) for i in range(n)]
-    return road_l, road_r, centers
+def _lanes(w: int) -> tuple[int, int, list[int], float]:
+    """Road edges, lane centres and lane width: a close top-down view, the road fills the frame."""
+    road_l, road_r = int(w * 0.04), int(w * 0.96)
+    lane_w = (road_r - road_l) / 4
+    centers = [int(road_l + lane_w * (i + 0.5)) for i in range(4)]
+    return road_l, road_r, centers, lane_w
 
 
 def _lane_direction(lane: int) -> int:
     return 1 if lane < 2 else -1  # left two lanes drive down, right two drive up
 
 
-def _background(w: int, h: int, t: int, rng_offset: int) -> np.ndarray:
+def _background(w: int, h: int, offset: int) -> np.ndarray:
     img = np.empty((h, w, 3), np.uint8)
     img[:] = _GRASS
-    road_l, road_r, _ = _lanes(w)
+    road_l, road_r, _, lane_w = _lanes(w)
     img[:, road_l:road_r] = _ROAD
-    lane_w = (road_r - road_l) / 4
     for i in range(1, 4):
         x = int(road_l + lane_w * i)
         if i == 2:  # solid centre line
-            img[:, x - 2:x + 1] = (230, 200, 60)
+            img[:, x - 2:x + 2] = (230, 200, 60)
             continue
-        for y0 in range(-40 + (rng_offset % 40), h, 40):
-            img[max(0, y0):max(0, y0 + 20), x - 1:x + 1] = _MARK
-    img[:, road_l:road_l + 2] = _MARK
-    img[:, road_r - 2:road_r] = _MARK
+        for y0 in range(-48 + (offset % 48), h, 48):
+            img[max(0, y0):max(0, y0 + 24), x - 1:x + 2] = _MARK
+    img[:, road_l:road_l + 3] = _MARK
+    img[:, road_r - 3:road_r] = _MARK
     return img
 
 
-def _rect(img: np.ndarray, cx: float, cy: float, w: int, h: int, color) -> None:
+def _rect(img: np.ndarray, cx: float, cy: float, w: float, h: float, color) -> None:
     x0, x1 = int(round(cx - w / 2)), int(round(cx + w / 2))
     y0, y1 = int(round(cy - h / 2)), int(round(cy + h / 2))
     H, W = img.shape[:2]
@@ -84,11 +82,11 @@ def _rect(img: np.ndarray, cx: float, cy: float, w: int, h: int, color) -> None:
         img[y0:y1, x0:x1] = color
 
 
-def _draw_car(img: np.ndarray, x: float, car: _Car) -> None:
-    _rect(img, x, car.y, car.width, car.length, car.color)
-    # windscreen at the front, so direction of travel is visible in a single frame
-    front = car.y + np.sign(car.speed or 1) * car.length * 0.25
-    _rect(img, x, front, car.width - 6, 6, (150, 200, 230))
+def _draw_car(img: np.ndarray, x: float, y: float, car: _Car) -> None:
+    _rect(img, x, y, car.width, car.length, car.color)
+    # windscreen at the front, so the direction of travel is visible in a single frame
+    front = y + np.sign(car.speed or 1) * car.length * 0.22
+    _rect(img, x, front, car.width * 0.7, car.length * 0.16, (150, 200, 230))
 
 
 def render_clip(kind: str, seed: int, *, width: int = WIDTH, height: int = HEIGHT,
@@ -97,67 +95,76 @@ def render_clip(kind: str, seed: int, *, width: int = WIDTH, height: int = HEIGH
     label_of(kind)
     rng = np.random.default_rng([seed, KINDS.index(kind)])
     n_frames = int(round(fps * seconds))
-    _, _, centers = _lanes(width)
+    _, _, centers, lane_w = _lanes(width)
+    cw, cl = lane_w * 0.55, lane_w * 1.05  # car width, length
+    unit = lane_w / 40  # speeds scale with the view
+    wrap = height + 2 * cl
     cars: list[_Car] = []
     for lane in range(4):
-        for _ in range(int(rng.integers(1, 3))):
-            d = _lane_direction(lane)
-            cars.append(_Car(lane=lane, y=float(rng.uniform(0, height)),
-                             speed=d * float(rng.uniform(2.0, 4.0)),
-                             color=_CAR_COLORS[int(rng.integers(len(_CAR_COLORS)))]))
-    event_start = int(rng.integers(int(n_frames * 0.1), int(n_frames * 0.4)))
+        first = float(rng.uniform(0, wrap))
+        speed = _lane_direction(lane) * float(rng.uniform(2.0, 3.5)) * unit  # one speed per lane: no overlaps
+        for k in range(int(rng.integers(1, 3))):
+            cars.append(_Car(lane=lane, y=first + k * wrap / 2,
+                             speed=speed,
+                             color=_CAR_COLORS[int(rng.integers(len(_CAR_COLORS)))], length=int(cl), width=int(cw)))
+    event_start = int(rng.integers(0, int(n_frames * 0.2) + 1))
     special: dict = {}
     if kind == "wrong_way":
         lane = int(rng.integers(4))
-        special["car"] = _Car(lane=lane, y=height + 20.0 if _lane_direction(lane) > 0 else -20.0,
-                              speed=-_lane_direction(lane) * float(rng.uniform(3.0, 4.5)),
-                              color=(250, 120, 20))
+        special["car"] = _Car(lane=lane, y=height * (0.8 if _lane_direction(lane) > 0 else 0.2),
+                              speed=-_lane_direction(lane) * float(rng.uniform(1.5, 2.5)) * unit,
+                              color=(250, 120, 20), length=int(cl * 1.1), width=int(cw * 1.05))
     elif kind == "collision":
         lane = int(rng.integers(2))  # two cars in one downward lane: the rear one is faster
-        special["lead"] = _Car(lane=lane, y=float(rng.uniform(100, 140)), speed=1.5, color=(40, 80, 200))
-        special["rear"] = _Car(lane=lane, y=special["lead"].y - 110, speed=5.0, color=(200, 40, 40))
+        lead_y = float(rng.uniform(height * 0.55, height * 0.7))
+        special["lead"] = _Car(lane=lane, y=lead_y, speed=0.8 * unit, color=(40, 80, 200), length=int(cl), width=int(cw))
+        special["rear"] = _Car(lane=lane, y=lead_y - cl * 1.8, speed=3.5 * unit, color=(200, 40, 40),
+                               length=int(cl), width=int(cw))
     elif kind == "pedestrian":
         special["ped_y"] = float(rng.uniform(height * 0.3, height * 0.7))
         special["ped_dir"] = 1 if rng.random() < 0.5 else -1
     elif kind == "object":
         special["obj_lane"] = int(rng.integers(4))
         special["obj_y"] = float(rng.uniform(height * 0.3, height * 0.7))
-        special["obj_color"] = (140, 90, 40) if rng.random() < 0.5 else (180, 150, 90)
+        special["obj_color"] = (150, 75, 0) if rng.random() < 0.5 else (120, 60, 30)
     frames = np.empty((n_frames, height, width, 3), np.uint8)
-    scroll = int(rng.integers(40))
+    scroll = int(rng.integers(48))
     for t in range(n_frames):
-        img = _background(width, height, t, scroll + 3 * t)
+        img = _background(width, height, scroll + int(3 * unit * t))
         for car in cars:
-            y = (car.y + car.speed * t) % (height + 80) - 40
             if kind == "object" and car.lane == special["obj_lane"]:
-                continue  # the blocked lane is empty in front of the object
-            _draw_car(img, centers[car.lane], _Car(car.lane, y, car.speed, car.color))
+                continue  # the blocked lane is empty around the object
+            if kind == "collision" and car.lane == special["lead"].lane:
+                continue
+            y = (car.y + car.speed * t) % wrap - cl
+            _draw_car(img, centers[car.lane], y, car)
         if kind == "wrong_way" and t >= event_start:
             c = special["car"]
-            y = c.y + c.speed * (t - event_start)
-            _draw_car(img, centers[c.lane], _Car(c.lane, y, c.speed, c.color))
+            _draw_car(img, centers[c.lane], c.y + c.speed * (t - event_start), c)
         elif kind == "collision":
             lead, rear = special["lead"], special["rear"]
-            ly = lead.y + lead.speed * t
-            ry = rear.y + rear.speed * t
-            if ry + rear.length >= ly:  # impact: both stop, debris
-                if "hit" not in special:
-                    special["hit"] = (ly, ry)
+            ly, ry = lead.y + lead.speed * t, rear.y + rear.speed * t
+            if ry + rear.length >= ly:  # impact: both stop, debris scatters
+                special.setdefault("hit", (ly, ry))
                 ly, ry = special["hit"]
-                _rect(img, centers[lead.lane] + 14, (ly + ry) / 2 + 17, 10, 10, (250, 250, 250))
-                _rect(img, centers[lead.lane] - 14, (ly + ry) / 2 + 12, 8, 8, (250, 160, 0))
             x = centers[lead.lane]
-            _draw_car(img, x, _Car(lead.lane, ly, lead.speed, lead.color))
-            _draw_car(img, x + (3 if "hit" in special else 0), _Car(rear.lane, ry, rear.speed, rear.color))
+            _draw_car(img, x, ly, lead)
+            _draw_car(img, x + (lane_w * 0.12 if "hit" in special else 0), ry, rear)
+            if "hit" in special:
+                mid = (ly + ry) / 2
+                _rect(img, x + lane_w * 0.55, mid, lane_w * 0.3, lane_w * 0.3, (250, 250, 250))
+                _rect(img, x - lane_w * 0.5, mid - lane_w * 0.2, lane_w * 0.28, lane_w * 0.28, (250, 160, 0))
+                _rect(img, x + lane_w * 0.1, mid + lane_w * 0.55, lane_w * 0.25, lane_w * 0.2, (250, 250, 250))
         elif kind == "pedestrian" and t >= event_start:
-            road_l, road_r, _ = _lanes(width)
-            span = road_r - road_l + 40
+            road_l, road_r = _lanes(width)[:2]
+            span = road_r - road_l - lane_w * 0.5
             progress = min(1.0, (t - event_start) / max(1, n_frames - event_start))
-            x = road_l - 20 + span * progress if special["ped_dir"] > 0 else road_r + 20 - span * progress
-            _rect(img, x, special["ped_y"], 8, 8, (250, 210, 170))        # head
-            _rect(img, x, special["ped_y"] + 9, 10, 12, (220, 30, 160))   # body
+            x = (road_l + lane_w * 0.25 + span * progress if special["ped_dir"] > 0
+                 else road_r - lane_w * 0.25 - span * progress)
+            _rect(img, x, special["ped_y"], lane_w * 0.28, lane_w * 0.28, (250, 210, 170))                 # head
+            _rect(img, x, special["ped_y"] + lane_w * 0.4, lane_w * 0.38, lane_w * 0.5, (220, 30, 160))  # body
         elif kind == "object":
-            _rect(img, centers[special["obj_lane"]], special["obj_y"], 16, 12, special["obj_color"])
+            _rect(img, centers[special["obj_lane"]], special["obj_y"], lane_w * 0.6, lane_w * 0.45, special["obj_color"])
         frames[t] = img
     noise = np.random.default_rng([seed, 99]).integers(-6, 7, size=frames.shape[1:], dtype=np.int16)
     return np.clip(frames.astype(np.int16) + noise, 0, 255).astype(np.uint8)

@@ -17,7 +17,8 @@ def _config(fmt: QuantFormat):
     if fmt.name == "int8_weight_only":
         return q.Int8WeightOnlyConfig()
     if fmt.name == "int4_weight_only":
-        return q.Int4WeightOnlyConfig(group_size=128)
+        # tinygemm's tile-packed layout: aten kernels only (the default "plain" layout needs mslk/fbgemm)
+        return q.Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
     raise ArtifactError(f"{fmt.id} is not a torchao format")
 
 
