@@ -90,7 +90,10 @@ def _open(path: Path):
     if path.stat().st_size == 0:
         raise VideoError(path, "file is empty (0 bytes)")
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        try:
+            container = av.open(str(path), metadata_errors="ignore")
+        except TypeError:  # PyAV >= 19 dropped the option (and decodes metadata leniently itself)
+            container = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise VideoError(path, f"not a readable video container: {exc}") from None
     if not container.streams.video:
