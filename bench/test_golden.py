@@ -20,6 +20,10 @@ def golden(snapshot, vqbench_settings):
 
 def test_golden(vqbench_engine, vqbench_state, golden, request):
     plan, task = vqbench_engine
+    if plan.spec.kind == "shape":
+        pytest.skip(f"{plan.spec.name} is shape-only: random weights give near-tied labels that GPU kernels "
+                    "flip run to run, so a golden would test noise; goldens cover tiny, tiny-trained and "
+                    "real checkpoints")
     records = []
     for clip in vqbench_state.clips_for(task):
         try:

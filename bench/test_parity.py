@@ -195,4 +195,4 @@ def _resource_tracker() -> int | None:
     """multiprocessing's resource tracker: one per process, started by the first spawn, not the engine's."""
     from multiprocessing import resource_tracker
 
-    return getattr(resource_tracker._resource_tracker, "_pid", None)  # noqa: SLF001
+    return getattr(resource_tracker._resource_tracker, "_pid", None)

@@ -88,11 +88,6 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, check_packages:
     if backend not in fmt.backends:
         return Verdict(False, f"{backend} has no path for {fmt.id}")
     how = fmt.backends[backend]
-    if check_packages:
-        why = missing_reason(BACKEND_PACKAGES[backend], f"the {backend} backend")
-        why = why or missing_reason(TOOL_PACKAGES[fmt.tool], f"format {fmt.id}")
-        if why:
-            return Verdict(False, why)
     sm = device.sm
     if device.kind == "cpu":
         if backend == "trtllm":
@@ -106,6 +101,11 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, check_packages:
             return Verdict(False, f"{fmt.id} needs a CUDA GPU even for emulation "
                                   f"({'ModelOpt NVFP4 fake-quant' if fmt.tool == 'modelopt' else fmt.tool} "
                                   "fails with 'CUDA is not available' on CPU)")
+    if check_packages:
+        why = missing_reason(BACKEND_PACKAGES[backend], f"the {backend} backend")
+        why = why or missing_reason(TOOL_PACKAGES[fmt.tool], f"format {fmt.id}")
+        if why:
+            return Verdict(False, why)
     min_sm = fmt.real_kernels_min_sm
     if how.startswith("export:") or (fmt.tool == "torchao" and min_sm):
         if sm is not None and min_sm and sm < min_sm:

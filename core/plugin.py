@@ -254,6 +254,8 @@ MARKERS = {
     "vllm": "a cell of the vLLM backend",
     "trtllm": "a cell of the TensorRT-LLM backend",
     "slow": "takes more than a few seconds on CPU",
+    "xdist_group": "xdist_group(name): cells of one model/backend run on one xdist worker (registered here "
+                   "so --strict-markers works without pytest-xdist)",
 }
 
 

@@ -96,52 +96,51 @@ def train(out: Path, *, steps: int, batch: int, lr: float, examples: int, seed: 
     tok = processor.tokenizer
     answer_ids = {c: tok.encode(c, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]
                   for c in task.labels}
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
-    warmup = max(1, steps // 20)
+    clip = VideoClip(path=Path("train.mp4"), id="train")
+    # Processor outputs once per clip (the answers have equal token counts: no padding needed).
+    prepared = []
+    for frames, label in data:
+        x = fam.hf_inputs(processor, Request(clip=clip, frames=frames, messages=task.messages(clip),
+                                             candidates=list(task.labels)))
+        prepared.append((x, label))
+    prompt_len = prepared[0][0]["input_ids"].shape[1]
+    # No weight decay, a loose clip: the first steps have gradient norms near 20, and clipping them
+    # to 1 (as LLM recipes do) kept this from-scratch model at chance for hundreds of steps.
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
+    warmup = max(1, steps // 25)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     gen = torch.Generator().manual_seed(seed)
-    clip = VideoClip(path=Path("train.mp4"), id="train")
-    log = []
+    log: list[float] = []
     step = 0
     for step in range(steps):
-        idx = torch.randint(len(data), (batch,), generator=gen).tolist()
-        inputs = [fam.hf_inputs(processor, Request(clip=clip, frames=data[i][0], messages=task.messages(clip),
-                                                   candidates=list(task.labels))) for i in idx]
-        ids = torch.cat([torch.cat([x["input_ids"], torch.tensor([answer_ids[data[i][1]]])], 1)
-                         for x, i in zip(inputs, idx)])
-        prompt_len = inputs[0]["input_ids"].shape[1]
+        items = [prepared[i] for i in torch.randint(len(prepared), (batch,), generator=gen).tolist()]
+        ids = torch.cat([torch.cat([x["input_ids"], torch.tensor([answer_ids[lab]])], 1) for x, lab in items])
         labels = ids.clone()
         labels[:, :prompt_len] = -100
-        # The two answers have equal token counts, so the batch needs no padding.
-        batch_inputs = {
-            "input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
-            "pixel_values_videos": torch.cat([x["pixel_values_videos"] for x in inputs]),
-            "video_grid_thw": torch.cat([x["video_grid_thw"] for x in inputs]),
-            "second_per_grid_ts": torch.cat([x["second_per_grid_ts"] for x in inputs]),
-        }
-        loss = model(**batch_inputs).loss
+        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels,
+                     pixel_values_videos=torch.cat([x["pixel_values_videos"] for x, _ in items]),
+                     video_grid_thw=torch.cat([x["video_grid_thw"] for x, _ in items]),
+                     second_per_grid_ts=torch.cat([x["second_per_grid_ts"] for x, _ in items])).loss
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 20.0)
         opt.step()
         sched.step()
-        log.append(float(loss))
+        log.append(loss.item())
         if step % 20 == 0 or step == steps - 1:
             recent = sum(log[-20:]) / len(log[-20:])
-            elapsed = time.perf_counter() - t_start
             print(f"step {step:4d}/{steps} loss {recent:.4f} lr {sched.get_last_lr()[0]:.2e} "
-                  f"{elapsed / 60:.1f} min", file=sys.stderr)
+                  f"{(time.perf_counter() - t_start) / 60:.1f} min", file=sys.stderr, flush=True)
         if time.perf_counter() - t_start > max_minutes * 60:
             print(f"stopping at step {step}: the {max_minutes}-minute budget is spent", file=sys.stderr)
             break
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
-    from core.models import qwen_vl, tokenizer as tokmod
+    from core.models import qwen_vl
 
     qwen_vl.save_support_files(out, tok, processor)
-    del tokmod
     record = {"recipe": "tiny-qwen2.5-vl-trained", "seed": seed, "steps_run": step + 1, "steps": steps,
               "batch": batch, "lr": lr, "examples": examples, "first_train_seed": TRAIN_SEED0 + seed * 100_000,
               "final_loss": sum(log[-20:]) / len(log[-20:]), "minutes": (time.perf_counter() - t_start) / 60,
@@ -153,10 +152,10 @@ def train(out: Path, *, steps: int, batch: int, lr: float, examples: int, seed: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=OUT_DEFAULT)
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--examples", type=int, default=320)
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--examples", type=int, default=384)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=14.0)
     a = p.parse_args(argv)

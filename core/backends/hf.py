@@ -64,7 +64,7 @@ class HFBackend(Backend):
             "trust_remote_code": self.options.trust_remote_code,
             "use_safetensors": not self.options.allow_pickle,
         }
-        if self.format.tool == "bitsandbytes":
+        if self.format.tool == "bitsandbytes" and self.spec.kind != "shape":
             from core.quant import bnb
 
             kwargs["quantization_config"] = bnb.config(self.format)
@@ -104,7 +104,12 @@ class HFBackend(Backend):
         elif self.format.tool == "bitsandbytes":
             from core.quant import bnb
 
-            details["quantization"] = bnb.summary(model)
+            if self.spec.kind == "shape":  # random weights made on the device: quantize them there
+                t1 = time.perf_counter()
+                details["quantization"] = bnb.quantize_in_place(model, self.format, dev)
+                quantize_s = time.perf_counter() - t1
+            else:
+                details["quantization"] = bnb.summary(model)
         if self.options.fast:
             self._enable_fast(model)
         self.model = model
@@ -118,8 +123,9 @@ class HFBackend(Backend):
         """Static KV cache + torch.compile of the decode step (transformers' documented fast path)."""
         if self.device.kind != "cuda":
             return
+        # With a static cache, generate() compiles the decode step itself (CUDA graphs included) and
+        # marks graph steps between calls; wrapping forward by hand breaks that bookkeeping.
         model.generation_config.cache_implementation = "static"
-        model.forward = self.torch.compile(model.forward, mode="reduce-overhead", fullgraph=False)
 
     def generate(self, request: Request) -> Generation:
         torch = self.torch

@@ -1,11 +1,21 @@
 """vLLM backend: one ``vllm.LLM`` engine per (model, format), greedy decoding, engine-side timings.
 
+Loading. bf16 checkpoints load as they are; shape-only specs (no weights) load with
+``load_format="dummy"`` (random weights) and, when their config is shorter, with
+``max_position_embeddings`` stretched to ``max_model_len``; ModelOpt FP8/NVFP4 load from the cached
+``modelopt_export`` with ``quantization="modelopt"``/``"modelopt_fp4"`` (the format's
+``backends["vllm"]``); ``+kv_fp8`` adds ``kv_cache_dtype="fp8"``. On CPU the engine runs eagerly
+(compiling takes minutes on a small machine) with a KV cache sized for the model rather than
+vLLM's default share of all RAM. A tiny warm-up request runs at load (``details['warmup_s']``).
+
 Processes. The engine core (and on CPU its worker) runs in child processes, so a crash or an
 out-of-memory kill there reaches this process as ``VLLMEngineError``, never as a dead pytest.
 Children are started with ``spawn`` (``VLLM_WORKER_MULTIPROC_METHOD=spawn``, set here unless the
 caller chose otherwise; vLLM's CPU platform forces it anyway): forking a pytest process that already
-holds threads, captured file descriptors or a CUDA context is unsafe. ``close()`` shuts the engine
-down and waits for every process it started, so device memory really returns.
+holds threads, captured file descriptors or a CUDA context is unsafe, and spawn needs no
+``__main__`` guard under pytest or a console script. A watchdog thread turns an engine death
+during a request into an error (vLLM's sync client would wait forever). ``close()`` shuts the
+engine down and waits for every process it started, so device memory really returns.
 
 Scores. vLLM returns, per request, either the top-k log-probs of each step or the log-probs of
 chosen token ids (``SamplingParams.logprob_token_ids``, in 0.26 and 0.32), not both. The answer
@@ -20,26 +30,37 @@ Timings. ``processor_s`` is ``LLM.enqueue`` (chat template, HF processor, hand-o
 ``RequestOutput.metrics`` (needs ``disable_log_stats=False``); ``generate_s`` and ``total_s`` are
 host wall clock around the blocking ``wait_for_completion``. Prefix caching and the multimodal
 processor cache are off, so repeating one request re-runs the processor, the vision tower and
-the prefill, as every HF round does.
+the prefill, as every HF round does (with prefix caching on, a repeated request skips its prefill).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from core import capability
-from core.backends.base import Backend, Generation, LoadInfo, Request, candidate_token_ids, check_finite
+from core.backends.base import (
+    Backend,
+    Generation,
+    LoadInfo,
+    Request,
+    candidate_token_ids,
+    check_finite,
+)
 from core.errors import MissingDependency, Unsupported, VqbenchError
 from core.families import family
 from core.models import registry
 
+ARCHITECTURES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
+"""vLLM model class per family, for configs that do not name one."""
 CPU_KV_CACHE_MIN_BYTES = 256 * 2**20
 SHUTDOWN_TIMEOUT_S = 30.0
 # CPU: vLLM's compile mode (dynamo + inductor) would compile for minutes on a small CI machine.
@@ -78,20 +99,26 @@ class VLLMBackend(Backend):
         t1 = time.perf_counter()
         try:
             self.llm = vllm.LLM(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - every start failure becomes one clear error
+            engine_s = time.perf_counter() - t1
+        except Exception as exc:
+            self._engine_procs = _new_children(before)
+            self.close()
             raise VLLMEngineError(
                 f"vLLM could not start {self.spec.name} {self.format.id} on {self.device.describe()}: "
                 f"{type(exc).__name__}: {exc}. The engine process's log above has the root cause"
                 f"{_memory_hint(exc)}.") from exc
-        finally:
-            self._engine_procs = _new_children(before)
-        engine_s = time.perf_counter() - t1
+        self._engine_procs = _new_children(before)
+        self._watchdog = _Watchdog(self._engine_procs, getattr(self.llm.llm_engine.engine_core, "outputs_queue", None))
         self.video_token_id = self.llm.llm_engine.model_config.hf_config.video_token_id
         self._scores: dict[tuple, dict[str, float]] = {}
         t2 = time.perf_counter()
-        self._warm_up()
+        try:
+            self._warm_up()
+        except BaseException:
+            self.close()
+            raise
         details: dict[str, Any] = {
-            "directory": str(directory), "dtype": "bfloat16", "quantization": quant_arg,
+            "directory": str(directory), "dtype": "bfloat16", "vllm_quantization": quant_arg,
             "kv_cache_dtype": kwargs.get("kv_cache_dtype", "auto"), "load_format": kwargs["load_format"],
             "max_model_len": kwargs["max_model_len"], "enforce_eager": kwargs["enforce_eager"],
             "engine_s": engine_s, "warmup_s": time.perf_counter() - t2,
@@ -99,7 +126,7 @@ class VLLMBackend(Backend):
             "engine_pids": [p.pid for p in self._engine_procs],
         }
         if report:
-            details["quantization_report"] = report
+            details["quantization"] = report  # the export's report, where the HF backend keeps its own
         return LoadInfo(load_s=engine_s + (t1 - t0) - quantize_s, quantize_s=quantize_s,
                         quantize_cached=bool(report.get("cached")), weight_bytes=_weight_bytes(directory, self.spec),
                         details=details)
@@ -122,7 +149,7 @@ class VLLMBackend(Backend):
         opts, cpu = self.options, self.device.kind == "cpu"
         max_len, overrides = _context_length(directory, opts.max_model_len, shape=self.spec.kind == "shape")
         kwargs: dict[str, Any] = {
-            "model": str(directory), "dtype": "bfloat16", "max_model_len": max_len, "seed": opts.seed,
+            "model": str(directory), "runner": "generate", "dtype": "bfloat16", "max_model_len": max_len, "seed": opts.seed,
             "tensor_parallel_size": opts.tensor_parallel_size, "trust_remote_code": opts.trust_remote_code,
             "limit_mm_per_prompt": {"video": 1}, "disable_log_stats": False,
             "logprobs_mode": "raw_logprobs", "max_logprobs": max(20, opts.top_k),
@@ -131,6 +158,10 @@ class VLLMBackend(Backend):
             # dummy: shape-only specs have no weights; vLLM fills random ones (no HF parity intended)
             "load_format": "dummy" if self.spec.kind == "shape" and quant_arg is None else "auto",
         }
+        # A config written straight from a config class (shape-only specs) names no architecture, and
+        # vLLM then resolves the bare backbone as a pooling model: name the generative class.
+        if not json.loads((directory / "config.json").read_text()).get("architectures"):
+            overrides = {**(overrides or {}), "architectures": [ARCHITECTURES[self.spec.family]]}
         if overrides:
             kwargs["hf_overrides"] = overrides
         if quant_arg:
@@ -146,8 +177,9 @@ class VLLMBackend(Backend):
         return kwargs
 
     def _warm_up(self) -> None:
-        """One tiny video request (4 black 56x56 frames), so first-call set-up of the vision tower
-        and the prefill stays out of the first cell's numbers."""
+        """Two tiny video requests (4 black 56x56 frames), asking for top-k and for chosen-token
+        log-probs: first-call set-up (the vision tower, the sampler's compiled log-prob ranking,
+        several seconds on CPU) stays out of the first cell's numbers."""
         import numpy as np
 
         from core.video import Frames, VideoClip
@@ -159,8 +191,10 @@ class VLLMBackend(Backend):
         request = Request(clip=VideoClip(path=Path("warm-up"), id="warm-up"), frames=frames, messages=messages,
                           candidates=[], max_new_tokens=2)
         prompt = self.family.vllm_inputs(self.processor, request)
-        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=2)
-        self._call(lambda: self.llm.generate([prompt], params, use_tqdm=False), "warm-up")
+        SamplingParams = self.vllm.SamplingParams
+        params = [SamplingParams(temperature=0.0, max_tokens=2, logprobs=self.options.top_k),
+                  SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=[0, 1])]
+        self._call(lambda: self.llm.generate([prompt, prompt], params, use_tqdm=False), "warm-up")
 
     def generate(self, request: Request) -> Generation:
         if self.llm is None:
@@ -173,10 +207,14 @@ class VLLMBackend(Backend):
         params = SamplingParams(temperature=0.0, max_tokens=request.max_new_tokens,
                                 ignore_eos=self.options.ignore_eos, logprobs=self.options.top_k)
         where = f"{self.spec.name}/{self.format.id} on {request.clip.id}"
-        self._call(lambda: self.llm.enqueue(prompt, params, use_tqdm=False), where)
+        request_id = self._call(lambda: self.llm.enqueue(prompt, params, use_tqdm=False), where)[0]
         t1 = time.perf_counter()
-        out = self._call(lambda: self.llm.wait_for_completion(use_tqdm=False), where)[0]
+        outputs = self._call(lambda: self.llm.wait_for_completion(use_tqdm=False), where)
         t2 = time.perf_counter()
+        # enqueue returns the internal id ('3-1a2b3c4d'); outputs carry the caller's ('3'). Matching it
+        # skips a leftover of an interrupted earlier call.
+        out = next((o for o in outputs if request_id in (o.request_id, ) or request_id.startswith(f"{o.request_id}-")),
+                   outputs[-1])
         completion = out.outputs[0]
         steps = completion.logprobs or []
         cand, scoring = self._candidate_logprobs(prompt, request, cand_ids, steps[0] if steps else {}, where)
@@ -214,37 +252,47 @@ class VLLMBackend(Backend):
         A dead engine is closed at once (its processes reaped); later calls fail fast."""
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - re-raised with the engine's state attached
+        except Exception as exc:
             if isinstance(exc, VqbenchError):
                 raise
             dead = self._dead_processes()
             if not dead and type(exc).__name__ not in {"EngineDeadError", "EngineGenerateError"}:
                 raise VLLMEngineError(f"{where}: vLLM failed: {type(exc).__name__}: {exc}{_memory_hint(exc)}") from exc
-            self._death = (f"the vLLM engine process died ({dead or 'no exit code'}; {type(exc).__name__}: {exc}); "
-                           "exit code -9 is SIGKILL, usually the kernel's out-of-memory killer" + _memory_hint(exc))
+            codes = ", ".join(f"pid {pid} exited" + (f" with {c}" if c is not None else "") for pid, c in dead.items())
+            if -9 in dead.values():
+                oom = "; -9 is SIGKILL, usually from the kernel's out-of-memory killer (see dmesg)"
+            elif None in dead.values():
+                oom = "; if it was killed (SIGKILL), the kernel's out-of-memory killer is the usual cause (see dmesg)"
+            else:
+                oom = ""
+            self._death = (f"the vLLM engine process died ({codes or 'no exit code'}; {type(exc).__name__}: {exc})"
+                           + oom + _memory_hint(exc))
             self.close()
             raise VLLMEngineError(f"{where}: {self._death}. Load the engine again to continue.") from exc
 
-    def _dead_processes(self) -> str:
-        """'VLLM::EngineCore pid 123 exited with -9'-style notes for engine processes that are gone."""
+    def _dead_processes(self) -> dict[int, int | None]:
+        """Engine processes that are gone: pid -> exit code (None when another parent collected it)."""
         procs = getattr(self, "_engine_procs", [])
         pids = {p.pid for p in procs}
+        manager = getattr(getattr(getattr(self.llm, "llm_engine", None), "engine_core", None), "resources", None)
+        started = list(getattr(getattr(manager, "engine_manager", None), "processes", None) or []) + _mp_children()
         # Reading exitcode collects an exited child, so its code is known (and it leaves no zombie).
-        notes = {p.pid: f"{p.name} pid {p.pid} exited with {p.exitcode}" for p in _mp_children()
-                 if p.pid in pids and p.exitcode is not None}
-        notes.update({p.pid: f"pid {p.pid} is gone" for p in procs if p.pid not in notes and not _running(p)})
-        return ", ".join(notes.values())
+        dead: dict[int, int | None] = {p.pid: p.exitcode for p in started if p.pid in pids and p.exitcode is not None}
+        dead.update({p.pid: None for p in procs if p.pid not in dead and not _running(p)})
+        return dead
 
     def close(self) -> None:
         """Shut the engine down, wait for its processes (killing stragglers), free device memory.
         Safe to call twice and after a failed load."""
         llm, self.llm = self.llm, None
         procs, self._engine_procs = getattr(self, "_engine_procs", []), []
+        watchdog, self._watchdog = getattr(self, "_watchdog", None), None
+        if watchdog is not None:
+            watchdog.stop()
         if llm is not None:
-            try:
+            # A dead engine may fail to shut down; its processes are reaped below either way.
+            with contextlib.suppress(Exception):
                 llm.llm_engine.engine_core.shutdown(timeout=SHUTDOWN_TIMEOUT_S)
-            except Exception:  # noqa: BLE001 - a dead engine may fail to shut down; reaped below
-                pass
             del llm
         for attr in ("processor", "tokenizer"):
             self.__dict__.pop(attr, None)
@@ -256,6 +304,29 @@ class VLLMBackend(Backend):
 
     def versions(self) -> dict[str, str]:
         return {p: capability.version(p) or "?" for p in ("vllm", "torch", "transformers")}
+
+
+class _Watchdog:
+    """Wakes a caller blocked on a dead engine. vLLM's sync client waits on its output queue
+    forever when the engine core dies mid-request (its socket thread exits without a word), so
+    this thread watches the engine's processes and posts an error to that queue when one dies.
+    It holds no reference to the backend, so an unclosed backend can still be collected."""
+
+    def __init__(self, procs: list, outputs_queue, interval: float = 0.5) -> None:
+        self._stop = threading.Event()
+        if procs and outputs_queue is not None:
+            threading.Thread(target=self._run, args=(procs, outputs_queue, interval), daemon=True,
+                             name="vqbench-vllm-watchdog").start()
+
+    def _run(self, procs: list, outputs_queue, interval: float) -> None:
+        while not self._stop.wait(interval):
+            gone = [p.pid for p in procs if not _running(p)]
+            if gone:
+                outputs_queue.put_nowait(RuntimeError(f"engine process(es) {gone} exited"))
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _engine_timings(metrics, *, host_s: float) -> dict[str, float]:
@@ -327,7 +398,7 @@ def _resource_tracker_pid() -> int | None:
     try:
         from multiprocessing import resource_tracker
 
-        return resource_tracker._resource_tracker._pid  # noqa: SLF001 - shared by the process, not the engine's
+        return resource_tracker._resource_tracker._pid
     except Exception:  # noqa: BLE001
         return None
 

@@ -153,6 +153,7 @@ def build_shape(directory: Path, name: str) -> dict[str, Any]:
     ids = tok.special_token_ids(tokenizer)
     config = make_config(spec["text"], spec["vision"], ids)
     config.dtype = "bfloat16"
+    config.architectures = ["Qwen2_5_VLForConditionalGeneration"]  # engines pick the model class from it
     config.save_pretrained(directory)
     gen = {"bos_token_id": ids["bos_token_id"], "eos_token_id": ids["eos_token_id"],
            "pad_token_id": ids["pad_token_id"], "do_sample": False}

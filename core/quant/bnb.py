@@ -35,3 +35,38 @@ def summary(model) -> dict[str, Any]:
 
         raise ArtifactError("bitsandbytes config was given but no layer became Linear8bitLt/Linear4bit")
     return {"quantized_linear_layers": quantized, "linear_modules": modules}
+
+
+def quantize_in_place(model, fmt: QuantFormat, device: str) -> dict[str, Any]:
+    """Swap the language model's nn.Linear layers for bitsandbytes layers in a model that was not
+    loaded with ``from_pretrained`` (shape-only models: random weights made on the device, which
+    ``BitsAndBytesConfig`` never sees). Weights are quantized as they move to ``device``."""
+    import bitsandbytes as bnb
+    import torch
+
+    from core.quant.torchao_q import language_model
+
+    lm = language_model(model)
+    for parent in list(lm.modules()):
+        for cname, child in list(parent.named_children()):
+            if type(child) is not torch.nn.Linear:
+                continue
+            w = child.weight.data.to("cpu")
+            has_bias = child.bias is not None
+            if fmt.name == "bnb_int8":
+                new = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=has_bias,
+                                          has_fp16_weights=False, threshold=6.0)
+                new.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
+            elif fmt.name == "bnb_nf4":
+                new = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=has_bias,
+                                        compute_dtype=torch.bfloat16, quant_type="nf4")
+                new.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4")
+            else:
+                raise ValueError(f"{fmt.name} is not a bitsandbytes format")
+            if has_bias:
+                new.bias = torch.nn.Parameter(child.bias.data.to("cpu"), requires_grad=False)
+            setattr(parent, cname, new.to(device))
+            del child
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return summary(model)
