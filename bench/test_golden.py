@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from core.golden import GoldenJSON, compare, golden_extension, golden_payload
+from core.golden import GoldenJSON, compare, golden_extension, golden_payload, unjudged
 from core.matrix import Cell
 
 
@@ -37,6 +37,10 @@ def test_golden(vqbench_engine, vqbench_state, golden, request):
                                     "task": task, "device_class": name.split("-")[-2]}, records)
     if not (golden == payload):  # syrupy records the assertion (and writes it under --snapshot-update)
         pytest.fail(_explain(name, payload, vqbench_state.settings.golden_tolerance), pytrace=False)
+    path = GoldenJSON.golden_dir / f"{name}.json"
+    if path.exists():
+        for note in unjudged(json.loads(path.read_text(encoding="utf-8")), payload):
+            print(f"golden {path.name}: {note}")
 
 
 def _explain(name: str, payload: dict, tolerance: float) -> str:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core import dataset
-from core.backends.base import EngineOptions
 from core.capability import installed
-from core.device import CPU
 from core.formats import get_format
 from core.matrix import Cell, Engine, EnginePlan
 from core.models import registry

@@ -1,0 +1,46 @@
+"""Golden comparison rules: exact labels, log-probs within tolerance, ties and subsets."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.golden import compare, golden_payload, unjudged
+
+pytestmark = pytest.mark.cpu
+
+META = {"model": "tiny", "backend": "hf", "format": "bf16", "task": "anomaly", "device_class": "cpu"}
+
+
+def payload(videos: dict[str, tuple[str, float, float]]) -> dict:
+    recs = [{"video": v, "predicted": lab, "parsed": None, "candidate_logprobs": {"Normal": n, "Anomaly": a}}
+            for v, (lab, n, a) in videos.items()]
+    return golden_payload("tiny-hf-bf16-cpu-anomaly", META, recs)
+
+
+def test_identical_and_within_tolerance_match():
+    g = payload({"a": ("Normal", -0.2, -1.8), "b": ("Anomaly", -2.0, -0.1)})
+    assert compare(g, g, tolerance=0.05) == []
+    assert compare(g, payload({"a": ("Normal", -0.23, -1.77), "b": ("Anomaly", -2.0, -0.1)}), tolerance=0.05) == []
+
+
+def test_drift_beyond_tolerance_and_label_flips_are_reported():
+    g = payload({"a": ("Normal", -0.2, -1.8), "b": ("Anomaly", -2.0, -0.1)})
+    moved = compare(g, payload({"a": ("Normal", -0.4, -1.2), "b": ("Normal", -0.3, -1.4)}), tolerance=0.05)
+    assert any("a: log p(Normal) -0.2 -> -0.4" in p for p in moved)
+    assert any(p.startswith("b: label Anomaly -> Normal") for p in moved)
+
+
+def test_a_tie_may_break_either_way():
+    g = payload({"a": ("Normal", -0.70, -0.71)})
+    assert compare(g, payload({"a": ("Anomaly", -0.705, -0.70)}), tolerance=0.05) == []
+    wide = payload({"a": ("Normal", -0.5, -0.9)})
+    assert compare(wide, payload({"a": ("Anomaly", -0.9, -0.5)}), tolerance=0.05)
+
+
+def test_subsets_are_judged_on_the_common_videos_only():
+    g = payload({"a": ("Normal", -0.2, -1.8), "b": ("Anomaly", -2.0, -0.1)})
+    sub = payload({"a": ("Normal", -0.2, -1.8), "c": ("Normal", -0.1, -2.0)})
+    assert compare(g, sub, tolerance=0.05) == []
+    notes = unjudged(g, sub)
+    assert any("1 videos have no golden" in n for n in notes) and any("not run" in n for n in notes)
+    assert compare(g, payload({"z": ("Normal", -0.1, -2.0)}), tolerance=0.05)  # nothing in common fails
