@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core import paths
+from core import atomic, paths, synth
 from core.errors import DatasetError
 from core.video import VideoClip
 
@@ -130,9 +130,8 @@ HELDOUT_SEED = 5000
 
 def generated_split(name: str, *, count: int, first_seed: int) -> Path:
     """A generated labeled split (half normal, half anomalies of every kind) in the cache."""
-    from core import atomic, synth
 
-    final = paths.cache_dir() / "datasets" / f"{name}-{count}-{first_seed}-v1"
+    final = paths.cache_dir() / "datasets" / f"{name}-{count}-{first_seed}-synth{synth.VERSION}"
 
     def build(tmp: Path) -> dict[str, Any]:
         rows = ["video,label,kind,seed"]

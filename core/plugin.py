@@ -79,6 +79,8 @@ class VqbenchState:
             if value is not None:
                 overrides[dest] = value
         thresholds = parse_thresholds(config.getoption("vqbench_threshold") or [])
+        if "tasks" in overrides:
+            overrides["model_tasks"] = {}  # an explicit --task applies to every model
         self.settings = settings_mod.build(Path(str(config.rootpath)), overrides)
         if thresholds:
             merged = {f: {**self.settings.thresholds.get(f, {}), **m} for f, m in thresholds.items()}
@@ -285,17 +287,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     st = state(metafunc.config)
     try:
         plans = st.plans
-        clips = {t: st.clips_for(t) for t in st.settings.tasks}
+        tasks = sorted({t for p in plans for t in st.settings.tasks_for(p.engine.model)})
+        clips = {t: st.clips_for(t) for t in tasks}
     except VqbenchError as exc:
         raise pytest.UsageError(f"vqbench: {exc}") from None
     if "vqbench_cell" in metafunc.fixturenames:
         from core.matrix import expand
 
-        cells = [c for t in st.settings.tasks for c in expand(plans, [t], clips[t])]
+        cells = [c for p in plans for t in st.settings.tasks_for(p.engine.model) for c in expand([p], [t], clips[t])]
         params = [_param(c.plan, c.id, (c,)) for c in cells]
         metafunc.parametrize("vqbench_cell", params)
     else:
-        params = [_param(p, golden_id(p, t), ((p, t),)) for p in plans for t in st.settings.tasks]
+        params = [_param(p, golden_id(p, t), ((p, t),)) for p in plans for t in st.settings.tasks_for(p.engine.model)]
         metafunc.parametrize("vqbench_engine", params)
 
 

@@ -29,6 +29,8 @@ class Settings:
     formats: list[str] = field(default_factory=list)
     """Empty = every format."""
     tasks: list[str] = field(default_factory=lambda: ["anomaly"])
+    model_tasks: dict[str, list[str]] = field(default_factory=dict)
+    """Per-model task lists overriding ``tasks`` (e.g. {"tiny-internvl": ["mcq"]})."""
     videos: str = ""
     """Folder or manifest; empty = the committed fixture clips."""
     max_videos: int = 0
@@ -57,6 +59,10 @@ class Settings:
     """Largest change of a rounded label log-prob (nats) a golden accepts."""
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per-format drift thresholds overriding the defaults (see core.metrics.drift)."""
+
+    def tasks_for(self, model: str) -> list[str]:
+        """The tasks a model's cells run (``--task`` given on the command line applies to all)."""
+        return self.model_tasks.get(model, self.tasks)
 
     def sampling(self) -> SamplingSpec:
         res = parse_resolution(self.resolution) if self.resolution else None

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+VERSION = "3"
+"""Bumped whenever rendering changes: generated datasets in the cache are keyed by it."""
+
 KINDS_NORMAL = ("normal",)
 KINDS_ANOMALY = ("pedestrian", "wrong_way", "collision", "object")
 KINDS = KINDS_NORMAL + KINDS_ANOMALY
@@ -91,7 +94,11 @@ def _draw_car(img: np.ndarray, x: float, y: float, car: _Car) -> None:
 
 def render_clip(kind: str, seed: int, *, width: int = WIDTH, height: int = HEIGHT,
                 fps: int = FPS, seconds: float = SECONDS) -> np.ndarray:
-    """Render a clip as uint8 frames (T, H, W, 3). Deterministic in (kind, seed, size)."""
+    """Render a clip as uint8 frames (T, H, W, 3). Deterministic in (kind, seed, size).
+
+    Sensor noise is drawn anew for every frame, as a camera's is (a pattern fixed per clip would
+    also be a fingerprint a model can memorize instead of learning the task).
+    """
     label_of(kind)
     rng = np.random.default_rng([seed, KINDS.index(kind)])
     n_frames = int(round(fps * seconds))
@@ -126,7 +133,7 @@ def render_clip(kind: str, seed: int, *, width: int = WIDTH, height: int = HEIGH
     elif kind == "object":
         special["obj_lane"] = int(rng.integers(4))
         special["obj_y"] = float(rng.uniform(height * 0.3, height * 0.7))
-        special["obj_color"] = (150, 75, 0) if rng.random() < 0.5 else (120, 60, 30)
+        special["obj_color"] = (205, 135, 50) if rng.random() < 0.5 else (175, 110, 60)  # a fallen crate
     frames = np.empty((n_frames, height, width, 3), np.uint8)
     scroll = int(rng.integers(48))
     for t in range(n_frames):
@@ -164,10 +171,12 @@ def render_clip(kind: str, seed: int, *, width: int = WIDTH, height: int = HEIGH
             _rect(img, x, special["ped_y"], lane_w * 0.28, lane_w * 0.28, (250, 210, 170))                 # head
             _rect(img, x, special["ped_y"] + lane_w * 0.4, lane_w * 0.38, lane_w * 0.5, (220, 30, 160))  # body
         elif kind == "object":
-            _rect(img, centers[special["obj_lane"]], special["obj_y"], lane_w * 0.6, lane_w * 0.45, special["obj_color"])
+            cx, cy = centers[special["obj_lane"]], special["obj_y"]
+            _rect(img, cx, cy, lane_w * 0.75, lane_w * 0.6, special["obj_color"])
+            _rect(img, cx, cy, lane_w * 0.75, lane_w * 0.08, (240, 240, 230))  # cargo strap
         frames[t] = img
-    noise = np.random.default_rng([seed, 99]).integers(-6, 7, size=frames.shape[1:], dtype=np.int16)
-    return np.clip(frames.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    grain = np.random.default_rng([seed, 99]).integers(-6, 7, size=frames.shape, dtype=np.int16)
+    return np.clip(frames.astype(np.int16) + grain, 0, 255).astype(np.uint8)
 
 
 def encode(frames: np.ndarray, path: Path, *, fps: int = FPS, crf: int = 30, codec: str = "libx264",
@@ -183,8 +192,12 @@ def encode(frames: np.ndarray, path: Path, *, fps: int = FPS, crf: int = 30, cod
         stream.pix_fmt = pix_fmt
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": "medium", "threads": "1",
-                              "x264-params": "threads=1:sliced-threads=0"}
+                              "x264-params": "threads=1:lookahead-threads=1:sync-lookahead=0:sliced-threads=0"}
         stream.codec_context.flags |= getattr(stream.codec_context.flags.__class__, "BITEXACT", 0)
+        # One encoder thread: FFmpeg's frame threading makes x264's output depend on timing (seen as
+        # different bytes under load), and the fixtures must be byte-reproducible.
+        stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = "NONE"
         for arr in frames:
             frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
             for packet in stream.encode(frame):

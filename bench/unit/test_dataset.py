@@ -88,3 +88,15 @@ def test_empty_or_missing_source(tmp_path):
         dataset.load(tmp_path)
     with pytest.raises(DatasetError, match="no such"):
         dataset.load(tmp_path / "nope")
+
+
+def test_fixture_generator_reproduces_the_committed_set(tmp_path):
+    import subprocess
+    import sys
+
+    from core import paths, synth
+
+    assert (synth.render_clip("pedestrian", 3) == synth.render_clip("pedestrian", 3)).all()  # bit-exact render
+    res = subprocess.run([sys.executable, str(paths.FIXTURES_DIR / "generate.py"), "--check"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr

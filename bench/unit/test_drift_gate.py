@@ -1,0 +1,37 @@
+"""The drift gate end to end, in a child pytest run: a format over its threshold fails its cell and
+prints the offending videos side by side; the same format under the default limits passes."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import paths
+
+pytestmark = [pytest.mark.cpu, pytest.mark.slow]
+
+pytest_plugins = ["pytester"]
+
+
+def _run(pytester, *extra):
+    root = paths.PROJECT_ROOT
+    return pytester.runpytest_subprocess(
+        str(root / "bench" / "test_drift.py"), "-p", "no:cacheprovider", "--rootdir", str(root),
+        "-c", str(root / "pyproject.toml"), "-m", "cpu", "--model", "tiny", "--backend", "hf",
+        "--format", "bf16", "--format", "int4_awq", "--max-videos", "3", "-s", *extra)
+
+
+def test_a_format_over_its_threshold_fails_and_names_the_videos(pytester):
+    res = _run(pytester, "--threshold", "int4_awq.max_mean_kl=0", "--threshold", "int4_awq.max_kl=0")
+    res.assert_outcomes(passed=1, failed=1)  # bf16's run-to-run check passes, int4_awq fails
+    res.stdout.fnmatch_lines([
+        "*drift int4_awq vs bf16 (reference): FAIL*",
+        "*mean_kl = * nats > limit max_mean_kl 0*",
+        "*video*reference*candidate*KL*",
+        "*normal_01*",
+    ])
+
+
+def test_the_same_format_passes_under_default_limits(pytester):
+    res = _run(pytester)
+    res.assert_outcomes(passed=2)
+    res.stdout.fnmatch_lines(["*drift int4_awq vs bf16 (reference): PASS*", "*KL (nats)*mean*"])
