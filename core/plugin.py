@@ -264,12 +264,22 @@ MARKERS = {
 DEFAULT_DATASETS = {"anomaly": "fixtures", "mcq": "roadbuddy"}
 
 
-def _param(plan, id_: str, values: tuple) -> Any:
+def _task_gap(task: str, clips) -> str:
+    """Why a task cannot run on these clips ('' when it can): mcq needs questions and options."""
+    if task == "mcq" and not all(c.question and c.options for c in clips):
+        return ("the mcq task needs questions with options (a RoadBuddy-style JSON); these videos have "
+                "none: pass --task anomaly, or a JSON via --videos")
+    return ""
+
+
+def _param(plan, id_: str, values: tuple, *, skip: str = "") -> Any:
     marks = [getattr(pytest.mark, m) for m in plan.marks]
     e = plan.engine
     marks.append(pytest.mark.xdist_group(f"{e.device}-{e.model}-{e.backend}"))
     if not plan.verdict.runnable:
         marks.append(pytest.mark.skip(reason=plan.verdict.reason))
+    elif skip:
+        marks.append(pytest.mark.skip(reason=skip))
     return pytest.param(*values, id=id_, marks=marks)
 
 
@@ -295,10 +305,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from core.matrix import expand
 
         cells = [c for p in plans for t in st.settings.tasks_for(p.engine.model) for c in expand([p], [t], clips[t])]
-        params = [_param(c.plan, c.id, (c,)) for c in cells]
+        params = [_param(c.plan, c.id, (c,), skip=_task_gap(c.task, [c.clip])) for c in cells]
         metafunc.parametrize("vqbench_cell", params)
     else:
-        params = [_param(p, golden_id(p, t), ((p, t),)) for p in plans for t in st.settings.tasks_for(p.engine.model)]
+        params = [_param(p, golden_id(p, t), ((p, t),), skip=_task_gap(t, clips[t]))
+                  for p in plans for t in st.settings.tasks_for(p.engine.model)]
         metafunc.parametrize("vqbench_engine", params)
 
 

@@ -38,7 +38,7 @@ def test_cells_record_everything_and_isolate_a_broken_clip(pytester, clip_dir, t
 
     args = [str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
             "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"),
-            "--videos", str(clip_dir), "--format", "bf16", "--format", "bnb_nf4", "--backend", "hf",
+            "--videos", str(clip_dir), "--model", "tiny", "--format", "bf16", "--format", "bnb_nf4", "--backend", "hf",
             "--rounds", "2", "--results", str(out), "--benchmark-json", str(bench_json)]
     res = pytester.runpytest_subprocess(*args)
     res.assert_outcomes(passed=4, failed=2)

@@ -36,12 +36,21 @@ class ModelSpec:
     """What the build reads besides code (e.g. committed weights), so the cache rebuilds on change."""
 
     @property
+    def random_weights(self) -> bool:
+        """Random weights (shape-only specs, the untrained tiny models): their labels are near-ties, so
+        their answers exercise every code path but mean nothing (no accuracy, no drift verdict)."""
+        return self.kind == "shape" or self.name in RANDOM_EMBEDDED
+
+    @property
     def needs_gpu(self) -> bool:
         """Shape-only specs are instantiated with random weights straight on a GPU."""
         return self.kind == "shape"
 
     def weight_gib_bf16(self) -> float:
         return self.approx_params_b * 2
+
+
+RANDOM_EMBEDDED = {"tiny", "tiny-internvl"}
 
 
 def _qwen_tiny(d: Path) -> dict[str, Any]:
