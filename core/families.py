@@ -85,7 +85,7 @@ class InternVL:
         return int(tokenizer.convert_tokens_to_ids(getattr(tokenizer, "video_token", None) or "<video>"))
 
     def vllm_inputs(self, processor, request: Request) -> dict[str, Any]:
-        """vLLM prompt dict (UNVERIFIED: written from vLLM's source, not yet run).
+        """vLLM prompt dict; checked against HF on CPU by ``bench/test_parity.py`` (not yet run on a GPU).
 
         vLLM serves ``InternVLForConditionalGeneration`` checkpoints with its ``interns1`` model: it
         finds ``<video>`` in the prompt, runs the HF video processor (resized to the image

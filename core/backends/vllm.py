@@ -109,7 +109,7 @@ class VLLMBackend(Backend):
                 f"{_memory_hint(exc)}.") from exc
         self._engine_procs = _new_children(before)
         self._watchdog = _Watchdog(self._engine_procs, getattr(self.llm.llm_engine.engine_core, "outputs_queue", None))
-        self.video_token_id = self.llm.llm_engine.model_config.hf_config.video_token_id
+        self.video_token_id = self.family.vllm_video_token_id(self.tokenizer)
         self._scores: dict[tuple, dict[str, float]] = {}
         t2 = time.perf_counter()
         try:
