@@ -9,7 +9,15 @@ import json
 
 import pytest
 
-from core.golden import GoldenJSON, compare, golden_extension, golden_payload, unjudged
+from core.golden import (
+    GoldenJSON,
+    compare,
+    golden_extension,
+    golden_payload,
+    recorded_with,
+    unjudged,
+    version_changes,
+)
 from core.matrix import Cell
 
 
@@ -39,7 +47,8 @@ def test_golden(vqbench_engine, vqbench_state, golden, request):
     name = request.node.callspec.id
     e = plan.engine
     payload = golden_payload(name, {"model": e.model, "backend": e.backend, "format": e.format,
-                                    "task": task, "device_class": name.split("-")[-2]}, records)
+                                    "task": task, "device_class": name.split("-")[-2],
+                                    "recorded_with": recorded_with(e.backend, plan.fmt.tool)}, records)
     if not (golden == payload):  # syrupy records the assertion (and writes it under --snapshot-update)
         pytest.fail(_explain(name, payload, vqbench_state.settings.golden_tolerance), pytrace=False)
     path = GoldenJSON.golden_dir / f"{name}.json"
@@ -55,4 +64,10 @@ def _explain(name: str, payload: dict, tolerance: float) -> str:
     except (OSError, ValueError):
         return f"no golden {path} yet: record it with `pytest bench --snapshot-update -k '{name}'`"
     problems = compare(expected, payload, tolerance=tolerance)
-    return f"golden {path.name} does not match this run:\n  " + "\n  ".join(problems)
+    text = f"golden {path.name} does not match this run:\n  " + "\n  ".join(problems)
+    changed = version_changes(expected, payload)
+    if changed:
+        text += ("\nlibraries changed since this golden was recorded: " + ", ".join(changed)
+                 + ". A library upgrade can move answers by itself (transformers 5.18 changed Qwen2.5-VL's "
+                 "video positions at fps > 2): check the change, then re-record with --snapshot-update.")
+    return text

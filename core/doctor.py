@@ -6,14 +6,38 @@ import json
 import platform
 import sys
 
-from core import capability, device as devices
+from core import capability
+from core import device as devices
 from core.backends import BACKENDS
 from core.formats import all_formats
+
+KNOWN_ISSUES = [
+    # (package, first good version, what goes wrong before it)
+    ("transformers", "5.18", "Qwen2.5-VL mrope truncates second_per_grid_ts to an int, so video sampled "
+     "faster than 2 fps (e.g. 4 fps: 0.5 s per temporal patch) gets no temporal positions; answers and "
+     "log-probs differ from 5.18+ and from vLLM, and the goldens in golden/ will not match"),
+]
+
+
+def _older(version: str, than: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version) < Version(than)
+    except InvalidVersion:
+        return False
+
+
+def known_issues(packages: dict[str, str | None]) -> list[str]:
+    """Warnings for installed versions with bugs that change this suite's numbers."""
+    return [f"{name} {packages[name]} (fixed in {good}): {what}" for name, good, what in KNOWN_ISSUES
+            if packages.get(name) and _older(packages[name], good)]
 
 
 def report() -> dict:
     gpus = devices.gpus()
     dev = gpus[0] if gpus else devices.CPU
+    packages = {p: capability.version(p) for p in capability.PACKAGES}
     table = []
     for fmt in all_formats():
         row = {"format": fmt.id, "tool": fmt.tool, "description": fmt.description, "cells": {}}
@@ -28,7 +52,8 @@ def report() -> dict:
         "gpus": [{"index": g.index, "name": g.name, "capability": g.sm, "memory_gib": round(g.memory_gib or 0, 1),
                   "driver": g.driver, "cuda_driver": g.cuda_driver_version} for g in gpus],
         "no_gpu_reason": "" if gpus else devices.no_gpu_reason(),
-        "packages": {p: capability.version(p) for p in capability.PACKAGES},
+        "packages": packages,
+        "warnings": known_issues(packages),
         "capability": table,
     }
 
@@ -48,6 +73,8 @@ def doctor(*, as_json: bool = False) -> int:
     print("\nPackages:")
     for p, v in r["packages"].items():
         print(f"  {capability.PACKAGES[p][1]:<16} {v or '-- not installed: ' + capability.PACKAGES[p][2]}")
+    for w in r["warnings"]:
+        print(f"  WARNING: {w}")
     print("\nCapability (backend/device: ok, or why not):")
     for row in r["capability"]:
         print(f"  {row['format']:<17} {row['description']}")

@@ -31,6 +31,27 @@ def golden_payload(engine_id: str, meta: dict[str, Any], records: list[dict[str,
     return {"engine": engine_id, **meta, "videos": videos}
 
 
+VERSIONED = {"hf": ["torch", "transformers"], "vllm": ["vllm", "torch", "transformers"],
+             "trtllm": ["tensorrt_llm", "torch", "transformers"]}
+"""Libraries whose version is stored with a golden (``recorded_with``): when a golden stops matching,
+the failure says whether they changed since it was recorded. Not compared: a library upgrade that
+keeps the numbers is fine."""
+QUANT_PACKAGES = {"modelopt": "modelopt", "bitsandbytes": "bitsandbytes", "torchao": "torchao"}
+
+
+def recorded_with(backend: str, tool: str) -> dict[str, str]:
+    from core.capability import version
+
+    names = VERSIONED.get(backend, ["torch", "transformers"]) + ([QUANT_PACKAGES[tool]] if tool in QUANT_PACKAGES else [])
+    return {n: v for n in names if (v := version(n))}
+
+
+def version_changes(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Libraries that changed between the golden's recording and this run ([] when unknown)."""
+    old, new = expected.get("recorded_with") or {}, actual.get("recorded_with") or {}
+    return [f"{n} {old[n]} -> {new.get(n)}" for n in sorted(old) if old[n] != new.get(n)]
+
+
 def _margin(logprobs: dict[str, float]) -> float:
     top = sorted(logprobs.values(), reverse=True)
     return top[0] - top[1] if len(top) > 1 else float("inf")

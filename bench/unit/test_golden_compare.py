@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from core.golden import compare, golden_payload, unjudged
+from core.golden import (
+    compare,
+    golden_payload,
+    recorded_with,
+    unjudged,
+    version_changes,
+)
 
 pytestmark = pytest.mark.cpu
 
@@ -44,3 +50,20 @@ def test_subsets_are_judged_on_the_common_videos_only():
     notes = unjudged(g, sub)
     assert any("1 videos have no golden" in n for n in notes) and any("not run" in n for n in notes)
     assert compare(g, payload({"z": ("Normal", -0.1, -2.0)}), tolerance=0.05)  # nothing in common fails
+
+
+def test_library_versions_are_stored_but_never_compared():
+    a, b = payload({"x": ("Normal", -0.1, -2.0)}), payload({"x": ("Normal", -0.1, -2.0)})
+    a["recorded_with"] = {"torch": "2.14.1", "transformers": "5.17.0"}
+    b["recorded_with"] = {"torch": "2.14.1", "transformers": "5.23.0"}
+    assert compare(a, b, tolerance=0.05) == []  # an upgrade that keeps the numbers passes
+    assert version_changes(a, b) == ["transformers 5.17.0 -> 5.23.0"]
+    assert version_changes(a, a) == [] and version_changes({}, b) == []
+
+
+def test_recorded_with_names_backend_and_quantizer_libraries():
+    hf = recorded_with("hf", "none")
+    assert set(hf) == {"torch", "transformers"} and all(hf.values())
+    from core.capability import version
+
+    assert ("modelopt" in recorded_with("hf", "modelopt")) is (version("modelopt") is not None)

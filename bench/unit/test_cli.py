@@ -1,0 +1,134 @@
+"""The ``vqbench`` command line as a user meets it: doctor, run, quantize and their errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from core import cli, dataset, doctor
+
+pytestmark = pytest.mark.cpu
+
+
+def _main(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_and_parser_import_nothing_heavy():
+    code = ("import sys, core.cli; core.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'vllm', 'modelopt', 'av') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    help_text = subprocess.run([sys.executable, "-m", "core.cli", "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    for command in ("doctor", "run", "quantize", "report", "compare", "bundle"):
+        assert command in help_text
+
+
+def test_doctor_json_has_every_format_and_a_reason_for_every_no(capsys):
+    code, out, _ = _main(capsys, "doctor", "--json")
+    assert code == 0
+    r = json.loads(out)
+    from core.formats import all_formats
+
+    assert [row["format"] for row in r["capability"]] == [f.id for f in all_formats()]
+    cells = {row["format"]: row["cells"] for row in r["capability"]}
+    assert cells["bf16"]["hf/cpu"]["runnable"]
+    assert not cells["nvfp4"]["hf/cpu"]["runnable"] and "CUDA" in cells["nvfp4"]["hf/cpu"]["reason"]
+    for row in r["capability"]:
+        for where, v in row["cells"].items():
+            assert v["runnable"] or v["reason"], f"{row['format']} {where}: a 'no' without a reason"
+    assert r["packages"]["transformers"] and isinstance(r["warnings"], list)
+
+
+def test_doctor_text_prints_the_table(capsys):
+    code, out, _ = _main(capsys, "doctor")
+    assert code == 0 and "Capability" in out and "nvfp4" in out and "hf/cpu" in out
+
+
+@pytest.mark.parametrize("version, warned", [("5.17.0", True), ("5.5.0", True), ("5.18.0", False),
+                                             ("5.23.0", False), ("not-a-version", False)])
+def test_doctor_warns_about_transformers_with_the_mrope_bug(version, warned):
+    warnings = doctor.known_issues({"transformers": version})
+    assert bool(warnings) is warned
+    if warned:
+        assert "second_per_grid_ts" in warnings[0] and version in warnings[0]
+
+
+@pytest.fixture
+def video_dir(tmp_path):
+    """Two fixture clips and one broken file, without a manifest (a plain folder, no labels)."""
+    d = tmp_path / "videos"
+    d.mkdir()
+    for c in dataset.fixture_clips()[:2]:
+        shutil.copy(c.path, d / c.path.name)
+    (d / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 2000)
+    return d
+
+
+@pytest.mark.slow
+def test_run_writes_json_jsonl_and_csv_and_survives_a_broken_video(capsys, video_dir, tmp_path):
+    out, answers = tmp_path / "run.json", tmp_path / "answers.csv"
+    code, _, err = _main(capsys, "run", "--model", "tiny", "--device", "cpu", "--videos", str(video_dir),
+                         "--output", str(out), "--csv", str(answers))
+    assert code == 1, "a broken video makes the exit status non-zero"
+    assert "estimated memory" in err and "broken" in err
+    doc = json.loads(out.read_text())
+    by_id = {r["video"]: r for r in doc["results"]}
+    good = sorted(c.id for c in dataset.fixture_clips()[:2])
+    assert sorted(by_id) == sorted(["broken", *good])
+    assert by_id["broken"]["status"] == "error" and "broken.mp4" in by_id["broken"]["error"]
+    for vid in good:
+        r = by_id[vid]
+        assert r["status"] == "ok" and r["predicted"] in ("Normal", "Anomaly")
+        assert set(r["candidate_logprobs"]) == {"Normal", "Anomaly"}
+        assert r["timings"]["total_s"] > 0 and r["tokens"]["video"] > 0
+    assert doc["summary"]["videos"] == 3 and doc["summary"]["ok"] == 2 and doc["summary"]["errors"] == 1
+    lines = [json.loads(x) for x in out.with_suffix(".jsonl").read_text().splitlines() if x.strip()]
+    assert {x.get("video") for x in lines if "video" in x} == set(by_id)
+    rows = list(csv.reader(answers.open()))
+    assert rows[0] == ["id", "answer"]
+    assert {r[0]: r[1] for r in rows[1:]} == {v: by_id[v]["parsed"] or by_id[v]["predicted"]
+                                              for v in good}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--videos", "/no/such/folder"], "/no/such/folder: no such folder"),
+    (["run", "--format", "nvfp4", "--device", "cpu"], "CUDA"),
+    (["run", "--format", "fp4"], "Did you mean"),
+    (["run", "--model", "qwen2.5-vl-7b", "--device", "cpu"], "shape-only"),
+    (["quantize", "--format", "nvfp4", "--device", "cpu"], "CUDA"),
+])
+def test_bad_input_is_a_one_line_error(capsys, tmp_path, argv, message):
+    code, _, err = _main(capsys, *argv, "--output" if argv[0] == "run" else "--model",
+                         str(tmp_path / "o.json") if argv[0] == "run" else "tiny")
+    assert code == 2
+    assert err.startswith("vqbench: error:") and message in err, err
+
+
+def test_output_path_that_is_a_directory_is_refused(capsys, tmp_path):
+    code, _, err = _main(capsys, "run", "--output", str(tmp_path))
+    assert code == 2 and "is a directory" in err
+
+
+@pytest.mark.slow
+def test_quantize_reports_layers_then_reuses_the_artifact(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VQBENCH_CACHE", str(tmp_path / "cache"))
+    code, first, _ = _main(capsys, "quantize", "--model", "tiny", "--format", "int8_sq", "--device", "cpu")
+    assert code == 0
+    assert "calibrated in" in first and "quantizers enabled" in first and "artifact:" in first
+    assert "language_model" in first, "the per-layer summary names the quantized layers"
+    code, second, _ = _main(capsys, "quantize", "--model", "tiny", "--format", "int8_sq", "--device", "cpu")
+    assert code == 0 and "reused from the artifact cache" in second
+
+
+def test_quantize_of_bf16_makes_nothing(capsys):
+    code, _, err = _main(capsys, "quantize", "--format", "bf16")
+    assert code == 0 and "nothing to make" in err
