@@ -65,6 +65,11 @@ def missing_reason(packages: list[str], purpose: str) -> str | None:
     return None
 
 
+BF16_MIN_SM = 80
+"""bfloat16 tensor cores start with Ampere. Below it (T4, V100) torch emulates bf16 math and vLLM
+refuses a bf16 model ('Bfloat16 is only supported on GPUs with compute capability of at least 8.0')."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """Whether a cell can run here; when it can, how (native kernels, emulated, fake-quant)."""
@@ -101,6 +106,11 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, check_packages:
             return Verdict(False, f"{fmt.id} needs a CUDA GPU even for emulation "
                                   f"({'ModelOpt NVFP4 fake-quant' if fmt.tool == 'modelopt' else fmt.tool} "
                                   "fails with 'CUDA is not available' on CPU)")
+    slow_bf16 = device.kind == "cuda" and sm is not None and sm < BF16_MIN_SM
+    if slow_bf16 and backend != "hf":
+        return Verdict(False, f"{backend} needs bfloat16 support (sm_{BF16_MIN_SM}+, Ampere or newer) for this "
+                              f"suite's bf16 models; found sm_{sm} ({device.name}); the hf backend still runs "
+                              "there, with bf16 emulated")
     if check_packages:
         why = missing_reason(BACKEND_PACKAGES[backend], f"the {backend} backend")
         why = why or missing_reason(TOOL_PACKAGES[fmt.tool], f"format {fmt.id}")
@@ -114,10 +124,14 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, check_packages:
                                      "vLLM emulates it (weight-only FP4 Marlin)", mode="emulated")
             return Verdict(False, f"{fmt.id} on {backend} needs sm_{min_sm}+ kernels; found sm_{sm} "
                                   f"({device.name})")
+    emulated_bf16 = (f"sm_{sm} ({device.name}) has no bfloat16 tensor cores: bf16 math is emulated, so "
+                     "latency is not representative of the model" if slow_bf16 else "")
     if how == "fake-quant":
         note = "ModelOpt fake-quant: numerics of the format, bf16 storage and speed"
         if min_sm and (sm is None or sm < min_sm):
             found = "CPU" if sm is None else f"sm_{sm}"
             note += f"; real kernels need sm_{min_sm}+, found {found}"
-        return Verdict(True, note, mode="fake-quant")
+        return Verdict(True, "; ".join(filter(None, [note, emulated_bf16])), mode="fake-quant")
+    if emulated_bf16:
+        return Verdict(True, emulated_bf16, mode="emulated")
     return Verdict(True, "", mode="native" if not how.startswith("export:") else "export")

@@ -16,6 +16,8 @@ H100 = DeviceInfo(kind="cuda", name="NVIDIA H100", capability=(9, 0), memory_gib
 L40 = DeviceInfo(kind="cuda", name="NVIDIA L40S", capability=(8, 9), memory_gib=48)
 A100 = DeviceInfo(kind="cuda", name="NVIDIA A100", capability=(8, 0), memory_gib=80)
 B200 = DeviceInfo(kind="cuda", name="NVIDIA B200", capability=(10, 0), memory_gib=180)
+T4 = DeviceInfo(kind="cuda", name="Tesla T4", capability=(7, 5), memory_gib=15)
+RTX5090 = DeviceInfo(kind="cuda", name="NVIDIA GeForce RTX 5090", capability=(12, 0), memory_gib=32)
 
 
 def check(backend, fmt, dev):
@@ -45,6 +47,15 @@ def test_every_format_describes_its_scope_and_backends():
     ("hf", "fp8_dynamic", A100, False, "sm_89"),
     ("hf", "fp8_dynamic", device.CPU, False, "CUDA GPU"),
     ("hf", "int8_weight_only", device.CPU, True, ""),
+    # GPUs this project never ran on: the verdict comes from the compute capability alone.
+    ("hf", "bf16", T4, True, "no bfloat16 tensor cores"),
+    ("hf", "fp8", T4, True, "bf16 math is emulated"),
+    ("vllm", "bf16", T4, False, "sm_80+"),
+    ("trtllm", "fp8", T4, False, "sm_80+"),
+    ("hf", "int4_weight_only", T4, False, "sm_80+"),
+    ("hf", "bf16", RTX5090, True, ""),
+    ("hf", "fp8_dynamic", RTX5090, True, ""),
+    ("vllm", "nvfp4", RTX5090, True, ""),
 ])
 def test_verdicts(backend, fmt, dev, runnable, reason):
     v = check(backend, fmt, dev)
