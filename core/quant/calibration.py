@@ -62,6 +62,15 @@ def make(kind: str, size: int) -> CalibrationSet:
     return CalibrationSet(kind=kind, size=len(content), identity=digest)
 
 
+def _progress(items, *, total: int, desc: str):
+    """A progress bar on stderr when it is a terminal (calibrating a 7B takes minutes); silent in logs."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, total=total, desc=desc, unit="sample", leave=False, disable=None)
+
+
 def forward_loop(calib: CalibrationSet, *, processor, family, device: str) -> Callable[[Any], None]:
     """A ModelOpt ``forward_loop(model)`` that runs every calibration sample through the model."""
     import torch
@@ -70,7 +79,7 @@ def forward_loop(calib: CalibrationSet, *, processor, family, device: str) -> Ca
         with torch.inference_mode():
             if calib.kind == "captions":
                 tok = getattr(processor, "tokenizer", processor)
-                for text in captions(calib.size):
+                for text in _progress(captions(calib.size), total=calib.size, desc="calibrating (captions)"):
                     ids = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
                                                   add_generation_prompt=True, return_tensors="pt",
                                                   return_dict=True)
@@ -84,7 +93,8 @@ def forward_loop(calib: CalibrationSet, *, processor, family, device: str) -> Ca
 
                 task = AnomalyTask()
                 spec = SamplingSpec(fps=4.0, resolution=(252, 252))
-                for clip in dataset.fixture_clips()[: calib.size]:
+                clips = dataset.fixture_clips()[: calib.size]
+                for clip in _progress(clips, total=len(clips), desc="calibrating (clips)"):
                     req = Request(clip=clip, frames=load_frames(clip.path, spec), messages=task.messages(clip),
                                   candidates=task.candidates(clip))
                     inputs = family.hf_inputs(processor, req).to(device)
