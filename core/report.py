@@ -246,10 +246,11 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
         ref = reference_engine(s["engine"], by_eng, reference)
         rows.append(_speed_row(s, by_eng[ref] if ref else None, roofline=roof))
     notes = [LATENCY_NOTE]
-    notes += [(f"{s['backend']}/{s['format']} on {s['device']} is {s['mode']}"
-               + (f": {s['mode_note'].rstrip('.')}" if s["mode_note"] else "")
-               + ". Its speed and memory are not those of the format's own kernels.")
-              for s in summaries if s["mode"] not in (None, "native")]
+    mode_notes = [(f"{s['backend']}/{s['format']} on {s['device']} is {s['mode']}"
+                   + (f": {s['mode_note'].rstrip('.')}" if s["mode_note"] else "")
+                   + ". Its speed and memory are not those of the format's own kernels.")
+                  for s in summaries if s["mode"] not in (None, "native")]
+    notes += list(dict.fromkeys(mode_notes))  # once per backend/format/device, not once per model
     if any(s["device"] != "cpu" for s in summaries):
         notes.append("GPU peak memory is this process's peak over its own baseline while answering: torch's "
                      "allocator and NVML's per-process figure (NVML adds the CUDA context and cached blocks).")

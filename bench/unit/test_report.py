@@ -112,6 +112,9 @@ def test_fake_quant_is_explained() -> None:
     recs = [cell(fmt="nvfp4", mode="fake-quant", mode_note="real kernels need sm_100, found CPU")]
     md = report.render_markdown(recs)
     assert "fake-quant: real kernels need sm_100, found CPU" in md
+    two_models = recs + [cell(fmt="nvfp4", mode="fake-quant", mode_note="real kernels need sm_100, found CPU",
+                              model="tiny-trained")]
+    assert report.render_markdown(two_models).count("real kernels need sm_100, found CPU") == 1
 
 
 def test_baseline_section_marks_regression_and_flip() -> None:
