@@ -12,8 +12,8 @@ from core.backends import BACKENDS
 from core.formats import all_formats
 
 KNOWN_ISSUES = [
-    # (package, first good version, what goes wrong before it)
-    ("transformers", "5.18", "Qwen2.5-VL mrope truncates second_per_grid_ts to an int, so video sampled "
+    # (package, first bad version, first good version, what goes wrong in between)
+    ("transformers", "5.3", "5.18", "Qwen2.5-VL mrope truncates second_per_grid_ts to an int, so video sampled "
      "faster than 2 fps (e.g. 4 fps: 0.5 s per temporal patch) gets no temporal positions; answers and "
      "log-probs differ from 5.18+ and from vLLM, and the goldens in golden/ will not match"),
 ]
@@ -30,8 +30,8 @@ def _older(version: str, than: str) -> bool:
 
 def known_issues(packages: dict[str, str | None]) -> list[str]:
     """Warnings for installed versions with bugs that change this suite's numbers."""
-    return [f"{name} {packages[name]} (fixed in {good}): {what}" for name, good, what in KNOWN_ISSUES
-            if packages.get(name) and _older(packages[name], good)]
+    return [f"{name} {packages[name]} (fixed in {good}): {what}" for name, bad, good, what in KNOWN_ISSUES
+            if packages.get(name) and not _older(packages[name], bad) and _older(packages[name], good)]
 
 
 def report() -> dict:

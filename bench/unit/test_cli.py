@@ -53,8 +53,8 @@ def test_doctor_text_prints_the_table(capsys):
     assert code == 0 and "Capability" in out and "nvfp4" in out and "hf/cpu" in out
 
 
-@pytest.mark.parametrize("version, warned", [("5.17.0", True), ("5.5.0", True), ("5.18.0", False),
-                                             ("5.23.0", False), ("not-a-version", False)])
+@pytest.mark.parametrize("version, warned", [("5.17.0", True), ("5.3.0", True), ("5.2.0", False),
+                                             ("5.18.0", False), ("5.23.0", False), ("not-a-version", False)])
 def test_doctor_warns_about_transformers_with_the_mrope_bug(version, warned):
     warnings = doctor.known_issues({"transformers": version})
     assert bool(warnings) is warned
