@@ -49,12 +49,29 @@ def _backend(name: str, model: str = "tiny"):
     return backend_class(name)(registry.resolve(model), get_format("bf16"), devices.CPU, EngineOptions())
 
 
+def _requests(clips, task_name: str, sampling: SamplingSpec) -> dict[str, Request]:
+    """One request per clip; both engines get these very frames and messages."""
+    task = get_task(task_name)
+    return {c.id: Request(clip=c, frames=load_frames(c.path, sampling), messages=task.messages(c),
+                          candidates=task.candidates(c)) for c in clips}
+
+
+def _both_engines(model: str, requests: dict[str, Request]) -> tuple[dict, dict]:
+    """HF's and then vLLM's outputs for every request (the vLLM engine closed afterwards)."""
+    with _backend("hf", model) as hf:
+        hf_out = {cid: hf.generate(r) for cid, r in requests.items()}
+    backend = _backend("vllm", model)
+    try:
+        backend.load()
+        vl_out = {cid: backend.generate(r) for cid, r in requests.items()}
+    finally:
+        backend.close()
+    return hf_out, vl_out
+
+
 @pytest.fixture(scope="module")
 def requests() -> dict[str, Request]:
-    """One request per fixture clip; both engines get these very frames and messages."""
-    task = get_task(TASK)
-    return {c.id: Request(clip=c, frames=load_frames(c.path, SAMPLING), messages=task.messages(c),
-                          candidates=task.candidates(c)) for c in CLIPS}
+    return _requests(CLIPS, TASK, SAMPLING)
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +123,8 @@ def test_trained_model_hf_and_vllm_agree():
     """The random ``tiny`` model answers nearly the same whatever it sees, so it cannot catch a
     difference in how the two engines feed it the video. ``tiny-trained`` can: every fixture clip,
     both engines, the same rule as above."""
-    task = get_task(TASK)
-    requests = {c.id: Request(clip=c, frames=load_frames(c.path, TRAINED_SAMPLING), messages=task.messages(c),
-                              candidates=task.candidates(c)) for c in CLIPS}
-    with _backend("hf", "tiny-trained") as hf:
-        hf_out = {cid: hf.generate(r) for cid, r in requests.items()}
-    backend = _backend("vllm", "tiny-trained")
-    try:
-        backend.load()
-        vl_out = {cid: backend.generate(r) for cid, r in requests.items()}
-    finally:
-        backend.close()
+    requests = _requests(CLIPS, TASK, TRAINED_SAMPLING)
+    hf_out, vl_out = _both_engines("tiny-trained", requests)
     spread = max(abs(v) for o in hf_out.values() for v in o.candidate_logprobs.values())
     assert spread > 1.0, "tiny-trained should be confident on some clips; is the trained model in use?"
     for cid in requests:
@@ -133,19 +141,10 @@ def test_internvl_hf_and_vllm_agree():
     Measured: at most 0.006 nats apart (vLLM 0.32 CPU vs transformers 5.19)."""
     from core.dataset import load
 
-    task = get_task("mcq")
     clips = [c for c in load("roadbuddy") if c.question and c.options][:5]
     assert clips, "no multiple-choice items in the built-in roadbuddy set"
-    requests = {c.id: Request(clip=c, frames=load_frames(c.path, SAMPLING), messages=task.messages(c),
-                              candidates=task.candidates(c)) for c in clips}
-    with _backend("hf", "tiny-internvl") as hf:
-        hf_out = {cid: hf.generate(r) for cid, r in requests.items()}
-    backend = _backend("vllm", "tiny-internvl")
-    try:
-        backend.load()
-        vl_out = {cid: backend.generate(r) for cid, r in requests.items()}
-    finally:
-        backend.close()
+    requests = _requests(clips, "mcq", SAMPLING)
+    hf_out, vl_out = _both_engines("tiny-internvl", requests)
     for cid in requests:
         assert set(hf_out[cid].candidate_logprobs) == set("ABCD"), hf_out[cid].candidate_logprobs
         check_generations_close(out_0=hf_out[cid], out_1=vl_out[cid], name_0="hf", name_1="vllm",

@@ -20,11 +20,11 @@ KNOWN_ISSUES = [
 
 
 def _older(version: str, than: str) -> bool:
-    from packaging.version import InvalidVersion, Version
-
     try:
+        from packaging.version import Version
+
         return Version(version) < Version(than)
-    except InvalidVersion:
+    except Exception:  # noqa: BLE001 - no packaging, or a version it cannot parse: no warning
         return False
 
 

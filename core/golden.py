@@ -36,13 +36,13 @@ VERSIONED = {"hf": ["torch", "transformers"], "vllm": ["vllm", "torch", "transfo
 """Libraries whose version is stored with a golden (``recorded_with``): when a golden stops matching,
 the failure says whether they changed since it was recorded. Not compared: a library upgrade that
 keeps the numbers is fine."""
-QUANT_PACKAGES = {"modelopt": "modelopt", "bitsandbytes": "bitsandbytes", "torchao": "torchao"}
+QUANTIZERS = ("modelopt", "bitsandbytes", "torchao")
 
 
 def recorded_with(backend: str, tool: str) -> dict[str, str]:
     from core.capability import version
 
-    names = VERSIONED.get(backend, ["torch", "transformers"]) + ([QUANT_PACKAGES[tool]] if tool in QUANT_PACKAGES else [])
+    names = VERSIONED.get(backend, ["torch", "transformers"]) + ([tool] if tool in QUANTIZERS else [])
     return {n: v for n in names if (v := version(n))}
 
 
