@@ -8,9 +8,9 @@ plugin's options are still added.
 
 def pytest_addoption(parser, pluginmanager):
     if not pluginmanager.has_plugin("vqbench"):
-        import core.plugin
+        import core.suite.plugin
 
-        pluginmanager.register(core.plugin, "vqbench")
+        pluginmanager.register(core.suite.plugin, "vqbench")
 
 
 try:  # property tests are reproducible: a fixed example stream, no example database

@@ -20,10 +20,10 @@ import pytest
 
 from core import capability
 from core import device as devices
-from core.backends.base import EngineOptions, Generation, Request
 from core.dataset import fixture_clips
 from core.formats import get_format
 from core.models import registry
+from core.requests import EngineOptions, Generation, Request
 from core.sampling import SamplingSpec
 from core.tasks import get_task
 from core.video import load_frames
@@ -59,11 +59,11 @@ def _requests(clips, task_name: str, sampling: SamplingSpec) -> dict[str, Reques
 def _both_engines(model: str, requests: dict[str, Request]) -> tuple[dict, dict]:
     """HF's and then vLLM's outputs for every request (the vLLM engine closed afterwards)."""
     with _backend("hf", model) as hf:
-        hf_out = {cid: hf.generate(r) for cid, r in requests.items()}
+        hf_out = {cid: hf.answer(r) for cid, r in requests.items()}
     backend = _backend("vllm", model)
     try:
         backend.load()
-        vl_out = {cid: backend.generate(r) for cid, r in requests.items()}
+        vl_out = {cid: backend.answer(r) for cid, r in requests.items()}
     finally:
         backend.close()
     return hf_out, vl_out
@@ -77,7 +77,7 @@ def requests() -> dict[str, Request]:
 @pytest.fixture(scope="module")
 def hf_outputs(requests) -> dict[str, Generation]:
     with _backend("hf") as hf:
-        return {cid: hf.generate(r) for cid, r in requests.items()}
+        return {cid: hf.answer(r) for cid, r in requests.items()}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def vllm_session(requests) -> SimpleNamespace:
     try:
         backend.load_info = backend.load()
         engine = [p for p in _children().values() if p.pid not in before and p.pid != _resource_tracker()]
-        outputs = {cid: backend.generate(r) for cid, r in requests.items()}
+        outputs = {cid: backend.answer(r) for cid, r in requests.items()}
     finally:
         backend.close()
     backend.close()  # a second close is a no-op
@@ -164,9 +164,9 @@ def test_dead_engine_raises_and_closes(requests):
         os.kill(core.pid, signal.SIGKILL)
         request = next(iter(requests.values()))
         with pytest.raises(VLLMEngineError, match="died"):
-            backend.generate(request)
+            backend.answer(request)
         with pytest.raises(VLLMEngineError, match="closed"):
-            backend.generate(request)
+            backend.answer(request)
     finally:
         backend.close()
     assert not [p for p in engine if _alive(p)], [_describe(p) for p in engine if _alive(p)]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from core import dataset
-from core.capability import installed
+from core.capability import Verdict, installed
 from core.formats import get_format
 from core.matrix import Cell, Engine, EnginePlan
 from core.models import registry
-from core.capability import Verdict
 from core.runner import EnginePool, FrameCache, run_cell
 from core.settings import Settings
+from core.tasks import get_task
 
 pytestmark = [pytest.mark.cpu, pytest.mark.slow,
               pytest.mark.skipif(not installed("transformers"), reason="needs 'transformers': pip install 'vqbench[hf]'")]
@@ -27,7 +27,7 @@ def test_reference_model_accuracy_on_the_held_out_split(record_property):
     pool, frames = EnginePool(settings), FrameCache()
     clips = dataset.load("heldout")
     try:
-        records = [run_cell(Cell(plan, "anomaly", c), pool, frames, settings) for c in clips]
+        records = [run_cell(Cell(plan, get_task("anomaly"), c), pool, frames, settings) for c in clips]
     finally:
         pool.release()
     correct = [r for r in records if r["correct"]]

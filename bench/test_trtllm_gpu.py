@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.unit.test_trtllm import cache, make_frames, tiny_dir  # noqa: F401 - fixtures
+from bench.conftest import make_frames
 from core import device as devices
 from core.backends import trtllm
-from core.backends.base import EngineOptions, Request
 from core.formats import get_format
 from core.models import registry
+from core.requests import EngineOptions, Request
 from core.tasks import AnomalyTask
 from core.video import VideoClip
 
@@ -23,14 +23,14 @@ def _no_trtllm_gpu_reason() -> str:
     from core import capability
 
     if not capability.installed("tensorrt_llm"):
-        return "needs 'tensorrt-llm', which is not installed: " + capability.PACKAGES["tensorrt_llm"][2]
+        return "needs 'tensorrt-llm', which is not installed: " + capability.install_hint("tensorrt_llm")
     return devices.no_gpu_reason() and f"needs a CUDA GPU: {devices.no_gpu_reason()}"
 
 
 @pytest.mark.trtllm
 @pytest.mark.gpu
 @pytest.mark.skipif(bool(_no_trtllm_gpu_reason()), reason=_no_trtllm_gpu_reason() or "runnable")
-def test_tiny_model_runs_on_tensorrt_llm(tiny_dir):  # noqa: F811 - the imported fixture
+def test_tiny_model_runs_on_tensorrt_llm():
     clip = VideoClip(path=Path("synthetic.mp4"), id="synthetic")
     frames = make_frames(t=4, h=56, w=84)
     req = Request(clip=clip, frames=frames, messages=AnomalyTask().messages(clip),
@@ -38,7 +38,7 @@ def test_tiny_model_runs_on_tensorrt_llm(tiny_dir):  # noqa: F811 - the imported
     b = trtllm.TRTLLMBackend(registry.resolve("tiny"), get_format("bf16"), devices.primary(),
                              EngineOptions(ignore_eos=True))
     with b:
-        gen = b.generate(req)
+        gen = b.answer(req)
     assert len(gen.token_ids) == 4  # ignore_eos: always max_new_tokens
     assert set(gen.candidate_logprobs) == {"Normal", "Anomaly"}
     assert all(-math.inf < v <= 0.0 for v in gen.candidate_logprobs.values())

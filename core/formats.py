@@ -1,5 +1,7 @@
-"""Quantization formats as data: what each one quantizes, the tool that makes it, the GPU it needs
-and the inference backends that can run it. ``core.capability`` turns this into verdicts.
+"""Quantization formats as data: what each one quantizes, the tool and recipe that make it, the GPU its
+real kernels need, and how each inference backend runs it (``Route``). ``core.capability`` turns
+this into verdicts; quantizers (``core.quant``) read ``tool`` and ``recipe``; no code branches on a
+format's name.
 
 A format name may carry the ``+kv_fp8`` modifier (FP8 KV cache), e.g. ``int8_sq+kv_fp8``.
 """
@@ -7,10 +9,31 @@ A format name may carry the ``+kv_fp8`` modifier (FP8 KV cache), e.g. ``int8_sq+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from core.errors import unknown_name
 
 LM_ONLY = "language model linear layers (vision tower, embeddings and lm_head stay high precision)"
+
+Tool = Literal["none", "modelopt", "bitsandbytes", "torchao"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    """How one backend runs a format."""
+
+    how: Literal["native", "fake-quant", "checkpoint"]
+    """'native': the backend quantizes at load and runs the format's own kernels; 'fake-quant': the
+    format's numerics emulated in bf16 (accuracy yes, speed and memory no); 'checkpoint': the backend
+    loads a quantized checkpoint that the format's tool writes (an export)."""
+    quantization: str | None = None
+    """For checkpoints: what the engine is told (vLLM ``quantization=``, TensorRT-LLM ``quant_algo``)."""
+    cpu: str = ""
+    """Why this route cannot run on a CPU ('' = it can)."""
+    below_min_sm: Literal["skip", "emulated"] = "skip"
+    """On a GPU older than the format's ``real_kernels_min_sm``: skip, or run emulated kernels."""
+    emulation: str = ""
+    """What runs instead on such a GPU (said in the verdict), e.g. vLLM's weight-only FP4 Marlin."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,23 +43,26 @@ class QuantFormat:
     name: str
     """Short name used in ids, options and goldens."""
     description: str
-    tool: str
-    """'none', 'modelopt', 'bitsandbytes' or 'torchao'."""
+    tool: Tool
+    """The quantizer that makes it (a key of ``core.quant.QUANTIZERS``)."""
+    recipe: str = ""
+    """The tool's own name for the recipe: a ModelOpt preset (``FP8_DEFAULT_CFG``), a bitsandbytes
+    mode, a torchao config (keys of each quantizer's recipe table)."""
     weight_bits: int
     act_bits: int
     scope: str = LM_ONLY
-    modelopt_config: str | None = None
-    """Name of the ModelOpt preset in ``modelopt.torch.quantization`` (list-form ``quant_cfg``)."""
     real_kernels_min_sm: int | None = None
     """Lowest compute capability (e.g. 89) with real low-precision kernels; None = not applicable."""
     needs_cuda: bool = False
-    """True when even emulation needs a CUDA GPU (e.g. NVFP4 fake-quant, bitsandbytes-free GPU ops)."""
-    backends: dict[str, str] = field(default_factory=dict)
-    """Backend name -> how it runs this format ('native', 'fake-quant', 'export:<quantization arg>')."""
+    """True when even emulation needs a CUDA GPU (e.g. NVFP4 fake-quant, torchao's CUDA kernels)."""
+    backends: dict[str, Route] = field(default_factory=dict)
+    """Backend name -> how it runs this format."""
     not_supported: dict[str, str] = field(default_factory=dict)
     """Backend name -> why it cannot run this format."""
     kv_cache: str | None = None
     """'fp8' for an FP8 KV cache, else None (the model's dtype)."""
+    lm_bytes_per_weight: float = 2.0
+    """Bytes per language-model linear weight as the format stores it (packed 4-bit with scales ~0.53)."""
 
     @property
     def id(self) -> str:
@@ -46,11 +72,22 @@ class QuantFormat:
     def quantized(self) -> bool:
         return self.tool != "none"
 
+    def stored_bytes_per_weight(self, backend: str) -> float:
+        """Bytes per LM linear weight on ``backend``: fake-quant stores bf16."""
+        route = self.backends.get(backend)
+        return 2.0 if route is not None and route.how == "fake-quant" else self.lm_bytes_per_weight
+
 
 _MODELOPT_VLLM_ONLY = (
     "vLLM's ModelOpt loader accepts only FP8 and NVFP4 checkpoints "
     "('ModelOpt currently only supports: [FP8, NVFP4]')"
 )
+_NO_MODELOPT_ON_VLLM_CPU = ("vLLM's CPU backend has no kernels for ModelOpt FP8/FP4 checkpoints "
+                            "(it runs compressed-tensors W8A8 INT8, AWQ and GPTQ)")
+_BNB = {"vllm": "bitsandbytes is not among vLLM 0.32's quantization methods; run it through HF",
+        "trtllm": "TensorRT-LLM has no bitsandbytes loader"}
+_TORCHAO = {"vllm": "torchao checkpoints are not loaded by this suite's vLLM path",
+            "trtllm": "TensorRT-LLM does not load torchao models"}
 
 FORMATS: dict[str, QuantFormat] = {
     f.name: f
@@ -58,79 +95,75 @@ FORMATS: dict[str, QuantFormat] = {
         QuantFormat(
             name="bf16", description="BF16 weights and activations (the reference)", tool="none",
             weight_bits=16, act_bits=16, scope="nothing is quantized",
-            backends={"hf": "native", "vllm": "native", "trtllm": "native"},
+            backends={"hf": Route(how="native"), "vllm": Route(how="native"), "trtllm": Route(how="native")},
         ),
         QuantFormat(
             name="fp8", description="W8A8 FP8 (E4M3), per-tensor scales (ModelOpt FP8_DEFAULT_CFG)",
-            tool="modelopt", weight_bits=8, act_bits=8, modelopt_config="FP8_DEFAULT_CFG",
-            real_kernels_min_sm=89,
-            backends={"hf": "fake-quant", "vllm": "export:modelopt", "trtllm": "export:FP8"},
+            tool="modelopt", recipe="FP8_DEFAULT_CFG", weight_bits=8, act_bits=8, real_kernels_min_sm=89,
+            lm_bytes_per_weight=1.0,
+            backends={"hf": Route(how="fake-quant"),
+                      "vllm": Route(how="checkpoint", quantization="modelopt", cpu=_NO_MODELOPT_ON_VLLM_CPU),
+                      "trtllm": Route(how="checkpoint", quantization="FP8")},
         ),
         QuantFormat(
             name="nvfp4", description="W4A4 NVFP4, FP8 scales per 16 values (ModelOpt NVFP4_DEFAULT_CFG)",
-            tool="modelopt", weight_bits=4, act_bits=4, modelopt_config="NVFP4_DEFAULT_CFG",
-            real_kernels_min_sm=100, needs_cuda=True,
-            backends={"hf": "fake-quant", "vllm": "export:modelopt_fp4", "trtllm": "export:NVFP4"},
+            tool="modelopt", recipe="NVFP4_DEFAULT_CFG", weight_bits=4, act_bits=4, real_kernels_min_sm=100,
+            needs_cuda=True, lm_bytes_per_weight=0.5625,
+            backends={"hf": Route(how="fake-quant"),
+                      "vllm": Route(how="checkpoint", quantization="modelopt_fp4", cpu=_NO_MODELOPT_ON_VLLM_CPU,
+                                    below_min_sm="emulated", emulation="vLLM emulates it (weight-only FP4 Marlin)"),
+                      "trtllm": Route(how="checkpoint", quantization="NVFP4")},
         ),
         QuantFormat(
             name="int8_sq", description="W8A8 INT8 SmoothQuant, per-channel weights (ModelOpt INT8_SMOOTHQUANT_CFG)",
-            tool="modelopt", weight_bits=8, act_bits=8, modelopt_config="INT8_SMOOTHQUANT_CFG",
-            real_kernels_min_sm=80,
-            backends={"hf": "fake-quant", "trtllm": "export:W8A8_SQ_PER_CHANNEL"},
+            tool="modelopt", recipe="INT8_SMOOTHQUANT_CFG", weight_bits=8, act_bits=8, real_kernels_min_sm=80,
+            lm_bytes_per_weight=1.0,
+            backends={"hf": Route(how="fake-quant"),
+                      "trtllm": Route(how="checkpoint", quantization="W8A8_SQ_PER_CHANNEL")},
             not_supported={"vllm": _MODELOPT_VLLM_ONLY},
         ),
         QuantFormat(
             name="int4_awq", description="W4A16 INT4 AWQ, group size 128 (ModelOpt INT4_AWQ_CFG)",
-            tool="modelopt", weight_bits=4, act_bits=16, modelopt_config="INT4_AWQ_CFG",
-            real_kernels_min_sm=80,
-            backends={"hf": "fake-quant", "trtllm": "export:W4A16_AWQ"},
+            tool="modelopt", recipe="INT4_AWQ_CFG", weight_bits=4, act_bits=16, real_kernels_min_sm=80,
+            lm_bytes_per_weight=0.53,
+            backends={"hf": Route(how="fake-quant"),
+                      "trtllm": Route(how="checkpoint", quantization="W4A16_AWQ")},
             not_supported={"vllm": _MODELOPT_VLLM_ONLY},
         ),
         QuantFormat(
             name="w4a8_awq", description="W4A8 INT4 AWQ weights, FP8 activations (ModelOpt W4A8_AWQ_BETA_CFG)",
-            tool="modelopt", weight_bits=4, act_bits=8, modelopt_config="W4A8_AWQ_BETA_CFG",
-            real_kernels_min_sm=89,
-            backends={"hf": "fake-quant", "trtllm": "export:W4A8_AWQ"},
+            tool="modelopt", recipe="W4A8_AWQ_BETA_CFG", weight_bits=4, act_bits=8, real_kernels_min_sm=89,
+            lm_bytes_per_weight=0.53,
+            backends={"hf": Route(how="fake-quant"),
+                      "trtllm": Route(how="checkpoint", quantization="W4A8_AWQ")},
             not_supported={"vllm": _MODELOPT_VLLM_ONLY},
         ),
         QuantFormat(
             name="bnb_int8", description="bitsandbytes LLM.int8() 8-bit weights (Linear8bitLt)",
-            tool="bitsandbytes", weight_bits=8, act_bits=16,
-            backends={"hf": "native"},
-            not_supported={
-                "vllm": "bitsandbytes is not among vLLM 0.32's quantization methods; run it through HF",
-                "trtllm": "TensorRT-LLM has no bitsandbytes loader",
-            },
+            tool="bitsandbytes", recipe="int8", weight_bits=8, act_bits=16, lm_bytes_per_weight=1.0,
+            backends={"hf": Route(how="native")}, not_supported=dict(_BNB),
         ),
         QuantFormat(
             name="bnb_nf4", description="bitsandbytes 4-bit NF4 weights (Linear4bit), bf16 compute",
-            tool="bitsandbytes", weight_bits=4, act_bits=16,
-            backends={"hf": "native"},
-            not_supported={
-                "vllm": "bitsandbytes is not among vLLM 0.32's quantization methods; run it through HF",
-                "trtllm": "TensorRT-LLM has no bitsandbytes loader",
-            },
+            tool="bitsandbytes", recipe="nf4", weight_bits=4, act_bits=16, lm_bytes_per_weight=0.53,
+            backends={"hf": Route(how="native")}, not_supported=dict(_BNB),
         ),
         QuantFormat(
             name="fp8_dynamic", description="torchao FP8 dynamic activations + FP8 weights, per-row scales",
-            tool="torchao", weight_bits=8, act_bits=8, real_kernels_min_sm=89, needs_cuda=True,
-            backends={"hf": "native"},
-            not_supported={"vllm": "torchao checkpoints are not loaded by this suite's vLLM path",
-                           "trtllm": "TensorRT-LLM does not load torchao models"},
+            tool="torchao", recipe="float8_dynamic_per_row", weight_bits=8, act_bits=8, real_kernels_min_sm=89,
+            needs_cuda=True, lm_bytes_per_weight=1.0,
+            backends={"hf": Route(how="native")}, not_supported=dict(_TORCHAO),
         ),
         QuantFormat(
             name="int8_weight_only", description="torchao INT8 weight-only, per-channel",
-            tool="torchao", weight_bits=8, act_bits=16,
-            backends={"hf": "native"},
-            not_supported={"vllm": "torchao checkpoints are not loaded by this suite's vLLM path",
-                           "trtllm": "TensorRT-LLM does not load torchao models"},
+            tool="torchao", recipe="int8_weight_only", weight_bits=8, act_bits=16, lm_bytes_per_weight=1.0,
+            backends={"hf": Route(how="native")}, not_supported=dict(_TORCHAO),
         ),
         QuantFormat(
             name="int4_weight_only", description="torchao INT4 weight-only, group size 128 (tinygemm kernels)",
-            tool="torchao", weight_bits=4, act_bits=16, real_kernels_min_sm=80, needs_cuda=True,
-            backends={"hf": "native"},
-            not_supported={"vllm": "torchao checkpoints are not loaded by this suite's vLLM path",
-                           "trtllm": "TensorRT-LLM does not load torchao models"},
+            tool="torchao", recipe="int4_weight_only_tinygemm", weight_bits=4, act_bits=16, real_kernels_min_sm=80,
+            needs_cuda=True, lm_bytes_per_weight=0.53,
+            backends={"hf": Route(how="native")}, not_supported=dict(_TORCHAO),
         ),
     ]
 }

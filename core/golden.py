@@ -15,35 +15,66 @@ from typing import Any
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from core import paths
+from core.records import CellRecord
 
 DECIMALS = 3
 
 
-def golden_payload(engine_id: str, meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The snapshot content for one engine's records (sorted by video id)."""
+def golden_payload(engine_id: str, meta: dict[str, Any], records: list[CellRecord]) -> dict[str, Any]:
+    """The snapshot content of one engine's records (videos sorted by id); a clip that failed is
+    part of the golden as ``error:<type>``."""
     videos = {}
     for r in sorted(records, key=lambda r: r["video"]):
+        ok = r.get("status", "ok") == "ok"
         videos[r["video"]] = {
-            "label": r["predicted"],
-            "parsed": r["parsed"],
-            "logprobs": {k: round(v, DECIMALS) for k, v in r["candidate_logprobs"].items()},
+            "label": r["predicted"] if ok else f"error:{r.get('error_type')}",
+            "parsed": r.get("parsed") if ok else None,
+            "logprobs": {k: round(v, DECIMALS) for k, v in (r.get("candidate_logprobs") or {}).items()} if ok else {},
         }
     return {"engine": engine_id, **meta, "videos": videos}
 
 
-VERSIONED = {"hf": ["torch", "transformers"], "vllm": ["vllm", "torch", "transformers"],
-             "trtllm": ["tensorrt_llm", "torch", "transformers"]}
-"""Libraries whose version is stored with a golden (``recorded_with``): when a golden stops matching,
-the failure says whether they changed since it was recorded. Not compared: a library upgrade that
-keeps the numbers is fine."""
-QUANTIZERS = ("modelopt", "bitsandbytes", "torchao")
+def engine_payload(plan, task: str, records: list[CellRecord]) -> dict[str, Any]:
+    """``golden_payload`` of an engine plan on ``task``, with what identifies it and the library versions."""
+    e = plan.engine
+    versions = recorded_with(e.backend, plan.fmt.tool)
+    if plan.device_class == "cpu":
+        versions["cpu"] = cpu_model()  # CPU numerics differ by instruction set (bf16 dot products)
+    meta = {"model": e.model, "backend": e.backend, "format": e.format, "task": task,
+            "device_class": plan.device_class, "recorded_with": versions}
+    return golden_payload(plan.golden_id(task), meta, records)
 
 
 def recorded_with(backend: str, tool: str) -> dict[str, str]:
+    """Versions stored with a golden: the backend's and the quantizer's libraries. When a golden
+    stops matching, the failure says whether they changed since it was recorded. Not compared: a
+    library upgrade that keeps the numbers is fine."""
+    from core.backends import backend_info
     from core.capability import version
+    from core.quant import quantizer_info
 
-    names = VERSIONED.get(backend, ["torch", "transformers"]) + ([tool] if tool in QUANTIZERS else [])
-    return {n: v for n in names if (v := version(n))}
+    names = [*backend_info(backend).versioned, *quantizer_info(tool).versioned]
+    return {n: v for n in dict.fromkeys(names) if (v := version(n))}
+
+
+def cpu_model() -> str:
+    """The CPU's model name and the instruction-set extensions that change bf16 numerics."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    isa = [f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f in flags]
+    return f"{name} ({' '.join(isa) or 'no AVX'})"
+
+
+def recorded_device_classes(golden_dir: Path | None = None) -> set[str]:
+    """Device classes (cpu, sm90 ...) that have at least one golden file."""
+    d = golden_dir or GoldenJSON.golden_dir
+    return {parts[-2] for f in d.glob("*.json") if len(parts := f.stem.split("-")) >= 3}
 
 
 def version_changes(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
@@ -131,6 +162,31 @@ class GoldenJSON(SingleFileSnapshotExtension):
         except (TypeError, ValueError):
             return False
         return not compare(expected, actual, tolerance=self.tolerance)
+
+    def diff_lines(self, serialized_data, snapshot_data):
+        """Why a golden failed, in words: each video whose label or log-probs moved, and which
+        libraries changed since the golden was recorded (syrupy prints these lines)."""
+        try:
+            actual = json.loads(serialized_data)
+        except (TypeError, ValueError):
+            yield from super().diff_lines(serialized_data, snapshot_data)
+            return
+        name = actual.get("engine", "?")
+        try:
+            expected = json.loads(snapshot_data) if snapshot_data else None
+        except (TypeError, ValueError):
+            expected = None
+        if expected is None:
+            yield f"no golden for {name} yet: record it with `pytest bench --snapshot-update -k '{name}'`"
+            return
+        yield f"golden {name}.json does not match this run:"
+        for problem in compare(expected, actual, tolerance=self.tolerance):
+            yield f"  {problem}"
+        changed = version_changes(expected, actual)
+        if changed:
+            yield ("libraries changed since this golden was recorded: " + ", ".join(changed)
+                   + ". A library upgrade can move answers by itself (transformers 5.18 changed Qwen2.5-VL's "
+                   "video positions at fps > 2): check the change, then re-record with --snapshot-update.")
 
 
 def golden_extension(tolerance: float) -> type[GoldenJSON]:

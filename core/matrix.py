@@ -1,21 +1,27 @@
 """The benchmark matrix as data: models x backends x formats x tasks x devices, then x clips.
 
 An ``Engine`` is what loads once (model, backend, format, device); a ``Cell`` is an engine asked
-about one clip with one task. Each carries its capability verdict, so the suite can skip a cell
-with the reason before any backend code runs.
+about one clip with one task. Each plan carries the verdicts ``core.capability`` gave it (can it
+run here; are its goldens and its drift judged here), so the suite skips with the reason before
+any backend code runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
-from core import capability, device as devices
+from core import capability
+from core import device as devices
 from core.capability import Verdict
 from core.formats import QuantFormat, all_formats, get_format
 from core.models import registry
 from core.models.registry import ModelSpec
 from core.settings import Settings
+from core.tasks import Task
 from core.video import VideoClip
+
+DeviceKind = Literal["cpu", "cuda"]
 
 
 @dataclass(frozen=True)
@@ -25,28 +31,45 @@ class Engine:
     model: str
     backend: str
     format: str
-    device: str  # "cpu" or "cuda"
+    device: DeviceKind
 
     @property
     def id(self) -> str:
         return f"{self.model}-{self.backend}-{self.format}-{self.device}"
 
-    def with_format(self, fmt: str) -> "Engine":
+    @property
+    def group(self) -> str:
+        """What stays on one xdist worker: every format of a model on a backend (drift needs its reference)."""
+        return f"{self.device}-{self.model}-{self.backend}"
+
+    def with_format(self, fmt: str) -> Engine:
         return Engine(self.model, self.backend, fmt, self.device)
 
 
 @dataclass(frozen=True)
 class EnginePlan:
-    """An engine with everything needed to run or skip it."""
+    """An engine with everything needed to run or skip it, and to judge it."""
 
     engine: Engine
     spec: ModelSpec = field(compare=False)
     fmt: QuantFormat = field(compare=False)
     verdict: Verdict = field(compare=False)
+    """Can it run here (and in which mode)."""
+    device_class: str = field(compare=False, default="cpu")
+    """cpu, sm90, sm100 ...: the class goldens are keyed by."""
+    golden: Verdict = field(compare=False, default=Verdict(True))
+    """Are its answers checked against goldens here."""
+    drift: Verdict = field(compare=False, default=Verdict(True))
+    """Is its drift against the reference format judged here."""
 
     @property
     def marks(self) -> list[str]:
         return ["cpu" if self.engine.device == "cpu" else "gpu", self.engine.backend]
+
+    def golden_id(self, task: str) -> str:
+        """Engine id with the device class (cpu, sm90 ...) in place of the device kind."""
+        e = self.engine
+        return f"{e.model}-{e.backend}-{e.format}-{self.device_class}-{task}"
 
 
 @dataclass(frozen=True)
@@ -54,71 +77,65 @@ class Cell:
     """One engine, one task, one clip."""
 
     plan: EnginePlan
-    task: str
+    task: Task
     clip: VideoClip
 
     @property
     def id(self) -> str:
-        return f"{self.plan.engine.id}-{self.task}-{self.clip.id}"
+        return f"{self.plan.engine.id}-{self.task.name}-{self.clip.id}"
 
 
-def _spec_or_none(name: str) -> tuple[ModelSpec | None, str]:
-    try:
-        return registry.resolve(name), ""
-    except Exception as exc:  # noqa: BLE001 - the reason becomes the skip message
-        return None, str(exc)
-
-
-def plan_engines(settings: Settings) -> list[EnginePlan]:
-    """Every engine the settings ask for, each with its verdict for this machine."""
+def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[EnginePlan]:
+    """Every engine the settings ask for, each with its verdicts for this machine."""
     fmts = [get_format(f) for f in settings.formats] if settings.formats else all_formats()
+    for b in settings.backends:
+        capability.backend_info(b)  # an unknown name is a usage error, not a skip
     gpu = devices.primary()
-    no_gpu = devices.no_gpu_reason() if gpu.kind == "cpu" else ""
     plans: list[EnginePlan] = []
     seen: set[Engine] = set()
     for dev_kind, model_names in (("cpu", settings.models), ("cuda", settings.gpu_models)):
+        dev = devices.CPU if dev_kind == "cpu" else gpu
         for model_name in model_names:
-            spec, err = _spec_or_none(model_name)
+            spec = registry.resolve_or_unknown(model_name, allow_pickle=settings.allow_pickle)
             for backend in settings.backends:
-                capability.check(backend, fmts[0], devices.CPU, check_packages=False)  # validates the name
                 for fmt in fmts:
-                    eng = Engine(spec.name if spec else model_name, backend, fmt.id, dev_kind)
+                    eng = Engine(spec.name, backend, fmt.id, dev_kind)  # type: ignore[arg-type]
                     if eng in seen:
                         continue
                     seen.add(eng)
-                    if spec is None:
-                        plans.append(EnginePlan(eng, registry.ModelSpec(model_name, "unknown", "", err),
-                                                fmt, Verdict(False, err)))
-                        continue
-                    if dev_kind == "cpu":
-                        dev = devices.CPU
-                        verdict = (Verdict(False, f"{spec.name} is shape-only: its random weights are "
-                                                  "created on a GPU; run it with -m gpu")
-                                   if spec.needs_gpu else capability.check(backend, fmt, dev))
+                    if dev_kind == "cuda" and gpu.kind == "cpu":
+                        verdict = capability.no_device(devices.no_gpu_reason())
                     else:
-                        dev = gpu
-                        verdict = (Verdict(False, f"no CUDA GPU: {no_gpu}") if gpu.kind == "cpu"
-                                   else capability.check(backend, fmt, dev))
-                        if verdict and spec.weight_gib_bf16() > (gpu.memory_gib or 0) * 0.9:
-                            verdict = Verdict(False, f"{spec.name} needs ~{spec.weight_gib_bf16():.0f} GiB "
-                                                     f"in bf16; {gpu.describe()} has too little memory")
-                    plans.append(EnginePlan(eng, spec, fmt, verdict))
-    return plans
+                        verdict = capability.check(backend, fmt, dev, spec=spec)
+                    plans.append(EnginePlan(eng, spec, fmt, verdict, device_class=_device_class(dev_kind, gpu)))
+    return _judged(plans, settings, updating_goldens=updating_goldens)
 
 
-def expand(plans: list[EnginePlan], tasks: list[str], clips: list[VideoClip]) -> list[Cell]:
+def _device_class(dev_kind: str, gpu: devices.DeviceInfo) -> str:
+    if dev_kind == "cpu":
+        return "cpu"
+    return gpu.gpu_class if gpu.kind == "cuda" else "gpu"
+
+
+def _judged(plans: list[EnginePlan], settings: Settings, *, updating_goldens: bool) -> list[EnginePlan]:
+    """The plans with their golden and drift verdicts (which need the whole matrix)."""
+    from core.golden import recorded_device_classes
+
+    recorded = recorded_device_classes()
+    by_engine = {p.engine: p for p in plans}
+    ref_fmt = settings.reference_format
+    out = []
+    for p in plans:
+        ref_engine = p.engine.with_format(ref_fmt)
+        ref = by_engine.get(ref_engine)
+        golden = capability.golden_verdict(p.spec, p.device_class, recorded_classes=recorded,
+                                           updating=updating_goldens)
+        drift = capability.drift_verdict(p.spec, p.engine.format, reference_format=ref_fmt,
+                                         reference=ref.verdict if ref else None, reference_id=ref_engine.id)
+        out.append(replace(p, golden=golden, drift=drift))
+    return out
+
+
+def expand(plans: list[EnginePlan], tasks: list[Task], clips: list[VideoClip]) -> list[Cell]:
     """Engines x tasks x clips, in a stable order."""
     return [Cell(p, t, c) for p in plans for t in tasks for c in clips]
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'2/4' -> (2, 4): the second of four shards (1-based, as CI systems and Slurm arrays count)."""
-    from core.errors import ConfigError
-
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must look like 2/4, got '{text}'") from None
-    if not 1 <= i <= n:
-        raise ConfigError(f"--shard {text}: need 1 <= i <= n")
-    return i, n

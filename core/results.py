@@ -1,25 +1,37 @@
-"""Results written as they happen: one JSON line per finished cell, flushed and fsynced, so a run
-killed halfway still leaves every finished cell in a file that ``vqbench report`` reads.
+"""Results on disk, written as they happen and read in one place.
+
+Writing: one JSON line per record, flushed and fsynced, so a run killed halfway still leaves every
+finished cell in a file that ``vqbench report`` reads. Reading: ``load`` takes a results file or a
+pytest-benchmark JSON and returns ``Results``, which keeps timed and scoring records apart (see
+``core.records``): latency comes from timed records only, answers from timed records or, where a
+cell was never timed, its scoring record.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-SCHEMA = "vqbench.results/1"
+from core.errors import VqbenchError
+from core.records import CellRecord, kind_of
 
-BENCHMARK_EXTRA_KEYS = ("model", "backend", "format", "device", "gpu_class", "task", "video", "truth", "predicted",
-                        "parsed", "correct", "answer", "candidate_logprobs", "timings", "tokens", "load", "memory",
-                        "frames", "mode", "mode_note", "rounds_s", "roofline", "gpu_name", "status")
-"""The record fields a cell puts into pytest-benchmark's ``extra_info``."""
+SCHEMA = "vqbench.results/2"
+CellKey = tuple[str, str, str, str, str, str]
+
+
+class ReportInputError(VqbenchError):
+    """A results file is missing, unreadable, or holds no benchmark cells."""
 
 
 class ResultsWriter:
-    """Append-only JSON-lines writer; each record is one ``write`` of one line on an O_APPEND file."""
+    """Append-only JSON-lines writer; each record is one ``write`` of one line on an O_APPEND file,
+    so several processes (xdist workers) can share one file without tearing each other's lines."""
 
     def __init__(self, path: Path | str, *, header: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
@@ -32,6 +44,8 @@ class ResultsWriter:
     def write(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, sort_keys=True, default=_default) + "\n").encode()
         with self._lock:
+            if self._fd < 0:
+                raise ValueError(f"{self.path}: results writer is closed")
             os.write(self._fd, line)
             os.fsync(self._fd)
 
@@ -54,21 +68,152 @@ def _default(obj: Any) -> Any:
 
 def read(path: Path | str) -> Iterator[dict[str, Any]]:
     """Records of a results file; a torn last line (a killed run) is skipped, not an error."""
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             line = line.strip()
             if not line:
                 continue
             try:
-                yield json.loads(line)
+                rec = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(rec, dict):
+                yield rec
 
 
-def cells(path: Path | str) -> list[dict[str, Any]]:
-    """Only the cell records of a results file (later records of a cell id replace earlier ones)."""
-    by_id: dict[str, dict[str, Any]] = {}
-    for rec in read(path):
-        if rec.get("type") == "cell":
-            by_id[rec["cell"]] = rec
-    return list(by_id.values())
+# --- identity and latency of a cell --------------------------------------------------------------
+
+def cell_key(rec: dict[str, Any]) -> CellKey:
+    """What identifies a cell across runs: (model, backend, format, device, task, video)."""
+    keys = ("model", "backend", "format", "device", "task", "video")
+    return tuple(str(rec.get(k)) for k in keys)  # type: ignore[return-value]
+
+
+def rounds_of(rec: dict[str, Any]) -> list[float]:
+    """The per-round seconds of a timed record (results file or pytest-benchmark ``stats.data``)."""
+    rounds = rec.get("rounds_s") or (rec.get("stats") or {}).get("data") or []
+    return [float(x) for x in rounds if x is not None]
+
+
+def latency_s(rec: dict[str, Any]) -> float | None:
+    """Per-video latency of a timed record: the median of its timed rounds."""
+    rounds = rounds_of(rec)
+    return statistics.median(rounds) if rounds else None
+
+
+# --- reading runs --------------------------------------------------------------------------------
+
+@dataclass
+class Results:
+    """The records of one or more runs, by kind. Later records of a cell replace earlier ones of the
+    same kind only: a scoring re-run never replaces a timed measurement."""
+
+    timed: dict[CellKey, CellRecord] = field(default_factory=dict)
+    scoring: dict[CellKey, CellRecord] = field(default_factory=dict)
+    errors: dict[CellKey, CellRecord] = field(default_factory=dict)
+    engines: list[dict[str, Any]] = field(default_factory=list)
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("type", "cell")
+        if kind == "cell":
+            key = cell_key(rec)
+            if rec.get("status", "ok") != "ok":
+                self.errors[key] = rec  # type: ignore[assignment]
+                return
+            self.errors.pop(key, None)
+            (self.timed if kind_of(rec) == "timed" else self.scoring)[key] = rec  # type: ignore[assignment]
+        elif kind == "engine":
+            self.engines.append(rec)
+        elif kind == "drift":
+            self.drift.append(rec)
+        elif kind == "session":
+            self.sessions.append(rec)
+        elif kind == "header":
+            self.headers.append(rec)
+
+    def extend(self, other: Results) -> None:
+        for attr in ("timed", "scoring", "errors"):
+            getattr(self, attr).update(getattr(other, attr))
+        for attr in ("engines", "drift", "sessions", "headers"):
+            getattr(self, attr).extend(getattr(other, attr))
+
+    def speed(self) -> list[CellRecord]:
+        """Timed records only: the cells whose latency may be reported."""
+        return list(self.timed.values())
+
+    def answers(self) -> list[CellRecord]:
+        """One answer per cell: its timed record, else its scoring record, else its error."""
+        out = {**self.errors, **self.scoring, **self.timed}
+        return list(out.values())
+
+    def cells(self) -> list[CellRecord]:
+        """Every cell's record for answers and errors (the same as ``answers``)."""
+        return self.answers()
+
+    def __bool__(self) -> bool:
+        return bool(self.timed or self.scoring or self.errors)
+
+
+def from_records(records: Iterable[dict[str, Any]]) -> Results:
+    res = Results()
+    for rec in records:
+        res.add(rec)
+    return res
+
+
+def load(path: Path | str) -> Results:
+    """The records of a vqbench results file (JSON lines) or a pytest-benchmark JSON, auto-detected."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ReportInputError(f"{path}: cannot read results ({exc.strerror}); pass a file written by "
+                               "'pytest --results FILE' or '--benchmark-json FILE'") from None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and "benchmarks" in doc:
+        res = from_records(_from_benchmark_json(doc))
+    else:
+        res = from_records(read(path))
+    if not res:
+        raise ReportInputError(
+            f"{path}: no benchmark cells found (is it empty, a truncated pytest-benchmark JSON, or another "
+            "kind of file?); write one with 'pytest bench/test_cells.py --results FILE' or '--benchmark-json FILE'")
+    return res
+
+
+def load_many(paths: Iterable[Path | str]) -> Results:
+    """Several results files as one run (shards, or the workers of one session)."""
+    merged = Results()
+    for p in paths:
+        merged.extend(load(p))
+    if not merged:
+        raise ReportInputError("no results files given; pass at least one results or pytest-benchmark JSON file")
+    return merged
+
+
+def _from_benchmark_json(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    gpu_class = ((doc.get("machine_info") or {}).get("vqbench") or {}).get("gpu_class")
+    for bench in doc.get("benchmarks") or []:
+        info = bench.get("extra_info") or {}
+        if not info.get("model"):
+            continue  # a benchmark that is not a vqbench cell
+        rec: dict[str, Any] = {"type": "cell", "status": "ok", "cell": bench.get("param") or bench.get("name"),
+                               **info, "kind": "timed"}
+        if gpu_class and not rec.get("gpu_class"):
+            rec["gpu_class"] = gpu_class
+        if bench.get("stats"):
+            rec["stats"] = bench["stats"]
+            if not rec.get("rounds_s") and bench["stats"].get("data"):
+                rec["rounds_s"] = list(bench["stats"]["data"])
+        yield rec
+
+
+def load_sessions(path: Path | str) -> list[dict[str, Any]]:
+    """The session records of a results file (one per process that ran cells)."""
+    return [r for r in read(path) if r.get("type") == "session"]

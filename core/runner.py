@@ -1,6 +1,6 @@
-"""Running cells: one engine loaded at a time, decoded frames cached, every result a plain record.
+"""Running cells: one engine loaded at a time, decoded frames cached, every result a typed record.
 
-Used by the pytest plugin and by ``vqbench run`` alike, so both measure the same way.
+Used by the pytest suite and by ``vqbench run`` alike, so both measure the same way.
 """
 
 from __future__ import annotations
@@ -9,18 +9,25 @@ import gc
 import time
 import traceback
 from collections import Counter, OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from core import device as devices
+from core import timeline
 from core.backends import backend_class
-from core.backends.base import Backend, Generation, Request
+from core.backends.base import Backend
 from core.errors import VideoError, VqbenchError
 from core.matrix import Cell, EnginePlan
-from core.metrics.memory import MemoryProbe, device_memory_now
-from core.sampling import SamplingSpec
+from core.metrics.memory import MemoryProbe, snapshot
+from core.records import CellRecord, RecordKind
+from core.requests import Generation, Request
+from core.sampling import SamplingSpec, anchor
 from core.settings import Settings
-from core.tasks import get_task
 from core.video import Frames, VideoClip, load_frames
+
+LEAK_TOLERANCE_BYTES = 256 * 2**20
+"""How far above its pre-load baseline memory may stay once an engine closed (allocator caches, the
+CUDA context, imported libraries); more is reported as a leak in the engine's close record."""
 
 
 class EngineLoadError(VqbenchError):
@@ -37,10 +44,11 @@ class FrameCache:
     def get(self, clip: VideoClip, spec: SamplingSpec) -> Frames:
         key = (str(clip.path), spec.key())
         if key not in self._items:
-            try:
-                self._items[key] = load_frames(clip.path, spec)
-            except VideoError as exc:
-                self._items[key] = exc
+            with timeline.phase("video decode"):
+                try:
+                    self._items[key] = load_frames(clip.path, spec)
+                except VideoError as exc:
+                    self._items[key] = exc
             self._evict()
         self._items.move_to_end(key)
         item = self._items[key]
@@ -57,16 +65,25 @@ class FrameCache:
 
 
 class EnginePool:
-    """Holds at most one loaded engine; switching engines closes the previous one first."""
+    """Holds at most one loaded engine; switching engines closes the previous one first.
 
-    def __init__(self, settings: Settings) -> None:
+    Every load and close is reported through ``on_event`` as an engine record: where the load's
+    time went, the memory it took, and whether memory went back to its baseline after closing.
+    """
+
+    def __init__(self, settings: Settings, *, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.settings = settings
+        self.on_event = on_event or (lambda rec: None)
         self.current: Backend | None = None
         self.current_plan: EnginePlan | None = None
         self.loads: Counter[str] = Counter()
         self.failures: dict[str, str] = {}
         self.load_records: dict[str, dict[str, Any]] = {}
         self.close_records: dict[str, dict[str, Any]] = {}
+        self.baselines: dict[str, dict[str, Any]] = {}
+        self.history: list[dict[str, Any]] = []
+        """Engines in the order they ran, each with its wall time from load start to close."""
+        self._started = 0.0
 
     def get(self, plan: EnginePlan) -> Backend:
         if self.current is not None and self.current_plan == plan:
@@ -79,7 +96,16 @@ class EnginePool:
         backend = backend_class(plan.engine.backend)(plan.spec, plan.fmt, dev, self.settings.engine_options())
         self.loads[key] += 1
         try:
-            with MemoryProbe(dev) as probe:
+            with timeline.phase("imports"):
+                backend.imports()
+        except Exception as exc:  # noqa: BLE001 - a missing engine fails this engine's cells only
+            self.failures[key] = f"loading {key} failed: {type(exc).__name__}: {exc}"
+            raise EngineLoadError(self.failures[key]) from exc
+        gc.collect()
+        baseline = snapshot(dev)
+        t0 = self._started = time.perf_counter()
+        try:
+            with MemoryProbe(dev, backend.pids, baseline=baseline) as probe:
                 backend.load_info = backend.load()
         except Exception as exc:  # noqa: BLE001 - any load failure fails this engine's cells only
             msg = f"loading {key} failed: {type(exc).__name__}: {exc}"
@@ -88,29 +114,50 @@ class EnginePool:
                 backend.close()
             finally:
                 _free(dev)
+            self.on_event({"type": "engine", "event": "load-failed", "engine": key, "time": time.time(),
+                           "details": {"error": msg, "wall_s": time.perf_counter() - t0}})
             raise EngineLoadError(msg) from exc
         self.current, self.current_plan = backend, plan
+        self.baselines[key] = baseline
         info = backend.load_info
         self.load_records[key] = {
             "load_s": info.load_s, "quantize_s": info.quantize_s, "quantize_cached": info.quantize_cached,
             "weight_bytes": info.weight_bytes, "load_count": self.loads[key], "memory": probe.result,
+            "wall_s": time.perf_counter() - t0,
             "details": {k: v for k, v in info.details.items() if k != "quantization"},
             "quantization": _quant_brief(info.details.get("quantization")),
             "versions": backend.versions(),
         }
+        self.on_event({"type": "engine", "event": "load", "engine": key, "time": time.time(),
+                       "details": self.load_records[key]})
         return backend
 
+    def memory_baseline(self, plan: EnginePlan) -> dict[str, Any] | None:
+        return self.baselines.get(plan.engine.id)
+
     def release(self) -> None:
-        """Close the loaded engine and record device memory afterwards (should be back at baseline)."""
+        """Close the loaded engine and check memory against the engine's pre-load baseline."""
         if self.current is None:
             return
         key, dev = self.current_plan.engine.id, self.current.device
         try:
-            self.current.close()
+            with timeline.phase("engine close"):
+                self.current.close()
         finally:
             self.current, self.current_plan = None, None
             _free(dev)
-            self.close_records[key] = device_memory_now(dev)
+            self.history.append({"engine": key, "wall_s": round(time.perf_counter() - self._started, 3)})
+            after = snapshot(dev)
+            base = self.baselines.get(key, {})
+            rec = {"after": after, "baseline": base,
+                   "host_growth_bytes": after["host_bytes"] - base.get("host_bytes", after["host_bytes"])}
+            if dev.kind == "cuda" and after.get("gpu_bytes") is not None and base.get("gpu_bytes") is not None:
+                rec["gpu_growth_bytes"] = after["gpu_bytes"] - base["gpu_bytes"]
+            growth = max(rec["host_growth_bytes"], rec.get("gpu_growth_bytes", 0))
+            rec["returned_to_baseline"] = growth <= LEAK_TOLERANCE_BYTES
+            rec["tolerance_bytes"] = LEAK_TOLERANCE_BYTES
+            self.close_records[key] = rec
+            self.on_event({"type": "engine", "event": "close", "engine": key, "time": time.time(), "details": rec})
 
 
 def _free(dev) -> None:
@@ -118,8 +165,9 @@ def _free(dev) -> None:
     if dev.kind == "cuda":
         import torch
 
-        torch.cuda.synchronize(dev.index)
-        torch.cuda.empty_cache()
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize(dev.index)
+            torch.cuda.empty_cache()
 
 
 def _quant_brief(q: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -129,78 +177,83 @@ def _quant_brief(q: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def build_request(cell: Cell, frames: Frames, settings: Settings) -> Request:
-    task = get_task(cell.task)
+    task = cell.task
     return Request(clip=cell.clip, frames=frames, messages=task.messages(cell.clip),
                    candidates=task.candidates(cell.clip), max_new_tokens=settings.max_new_tokens)
 
 
 def sampling_for(cell: Cell, settings: Settings) -> SamplingSpec:
     """The sampling spec for a clip (support-frame anchoring narrows the window when given)."""
-    from core.anchoring import anchor
-
     return anchor(settings.sampling(), cell.clip)
 
 
-def record(cell: Cell, gen: Generation, frames: Frames, pool: EnginePool, *, memory: dict[str, Any],
-           rounds: list[float] | None = None) -> dict[str, Any]:
-    """The JSON-able record of one finished cell (what extra_info, results files and goldens use)."""
-    task = get_task(cell.task)
-    eng = cell.plan.engine
-    t = dict(gen.timings)
+def record(cell: Cell, gen: Generation, frames: Frames, backend: Backend, pool: EnginePool, *, kind: RecordKind,
+           memory: dict[str, Any], rounds: list[float] | None = None) -> CellRecord:
+    """The typed record of one finished cell (what extra_info, results files and goldens use)."""
+    task, eng = cell.task, cell.plan.engine
+    t: dict[str, Any] = dict(gen.timings)
     t["video_decode_s"] = frames.decode_s
     t["end_to_end_s"] = frames.decode_s + t["total_s"]
     t["decode_per_token_s"] = t["decode_s"] / (gen.new_tokens - 1) if gen.new_tokens > 1 else None
-    dev = devices.CPU if eng.device == "cpu" else devices.primary()
+    dev = backend.device
     truth = task.truth(cell.clip)
-    return {
-        "type": "cell", "cell": cell.id, "engine": eng.id, "model": eng.model, "backend": eng.backend,
+    rec: CellRecord = {
+        "type": "cell", "kind": kind, "cell": cell.id, "engine": eng.id, "model": eng.model, "backend": eng.backend,
         "format": eng.format, "device": eng.device, "gpu_class": dev.gpu_class, "gpu_name": dev.name,
-        "task": cell.task, "video": cell.clip.id, "video_path": str(cell.clip.path),
+        "task": task.name, "video": cell.clip.id, "video_path": str(cell.clip.path),
         "truth": truth, "predicted": gen.predicted, "parsed": task.parse(gen.text, cell.clip),
         "correct": (gen.predicted == truth) if truth is not None else None,
         "answer": gen.text, "token_ids": gen.token_ids,
         "candidate_logprobs": gen.candidate_logprobs, "top_logprobs": gen.top_logprobs,
-        "timings": t, "rounds_s": rounds,
+        "timings": t, "rounds_s": rounds,  # type: ignore[typeddict-item]
         "tokens": {"prompt": gen.prompt_tokens, "video": gen.video_tokens, "new": gen.new_tokens},
         "load": pool.load_records.get(eng.id, {}), "memory": memory, "frames": frames.summary(),
         "mode": cell.plan.verdict.mode, "mode_note": cell.plan.verdict.reason,
-        "status": "ok", "time": time.time(), **({"extra": gen.extra} if gen.extra else {}),
+        "status": "ok", "time": time.time(),
     }
+    if gen.extra:
+        rec["extra"] = gen.extra
+    return rec
 
 
-def error_record(cell: Cell, exc: BaseException) -> dict[str, Any]:
+def error_record(cell: Cell, exc: BaseException, *, kind: RecordKind) -> CellRecord:
     """The record of a failed cell: the error, and nothing that pretends to be a measurement."""
     eng = cell.plan.engine
-    return {"type": "cell", "cell": cell.id, "engine": eng.id, "model": eng.model, "backend": eng.backend,
-            "format": eng.format, "device": eng.device, "task": cell.task, "video": cell.clip.id,
-            "video_path": str(cell.clip.path), "status": "error", "error_type": type(exc).__name__,
-            "error": str(exc), "traceback": traceback.format_exc(limit=6), "time": time.time()}
+    return {"type": "cell", "kind": kind, "cell": cell.id, "engine": eng.id, "model": eng.model,
+            "backend": eng.backend, "format": eng.format, "device": eng.device, "task": cell.task.name,
+            "video": cell.clip.id, "video_path": str(cell.clip.path), "status": "error",
+            "error_type": type(exc).__name__, "error": str(exc), "traceback": traceback.format_exc(limit=6),
+            "time": time.time()}
 
 
 def run_cell(cell: Cell, pool: EnginePool, frames_cache: FrameCache, settings: Settings, *,
-             timer: Callable[[Callable[[], Generation]], tuple[Generation, list[float] | None]] | None = None,
-             ) -> dict[str, Any]:
-    """Run one cell (optionally through ``timer``, e.g. pytest-benchmark) and return its record."""
+             timer: Callable[..., tuple[Generation, list[float]]] | None = None) -> CellRecord:
+    """Run one cell and return its record: timed over rounds when ``timer`` is given (e.g.
+    pytest-benchmark), else one untimed scoring run. Scores are taken after the clock stops."""
     frames = frames_cache.get(cell.clip, sampling_for(cell, settings))
     backend = pool.get(cell.plan)
     request = build_request(cell, frames, settings)
-    with MemoryProbe(backend.device) as probe:
+    with MemoryProbe(backend.device, backend.pids, baseline=pool.memory_baseline(cell.plan)) as probe:
         if timer is None:
             gen, rounds = backend.generate(request), None
         else:
-            gen, rounds = timer(lambda: backend.generate(request))
-    rec = record(cell, gen, frames, pool, memory=probe.result, rounds=rounds)
+            gen, rounds = timer(lambda: backend.generate(request), before_round=backend.before_round)
+    with timeline.phase("scoring"):
+        gen = backend.score(request, gen)
+    rec = record(cell, gen, frames, backend, pool, kind="timed" if timer is not None else "scoring",
+                 memory=probe.result, rounds=rounds)
     if backend.device.kind == "cuda":
         rec["roofline"] = _roofline(rec, backend)
     return rec
 
 
-def _roofline(rec: dict[str, Any], backend: Backend) -> dict[str, Any] | None:
+def _roofline(rec: CellRecord, backend: Backend) -> dict[str, Any] | None:
     """Floors and measured/floor ratios; None (with the reason logged in the record) on failure."""
     from core.metrics.roofline import annotate, measure_peaks
 
     try:
-        return annotate(rec, config=backend.model_config(), lm_weight_bytes=backend.lm_weight_bytes(),
-                        peaks=measure_peaks(backend.device.index))
+        with timeline.phase("roofline peaks"):
+            peaks = measure_peaks(backend.device.index)
+        return annotate(rec, shape=backend.model_shape(), lm_weight_bytes=backend.lm_weight_bytes(), peaks=peaks)
     except Exception as exc:  # noqa: BLE001 - a floor is a measurement aid, never a cell failure
         return {"error": f"{type(exc).__name__}: {exc}"}

@@ -193,3 +193,18 @@ def parse_resolution(text: str) -> tuple[int, int]:
     if w < 1 or h < 1:
         raise ConfigError(f"resolution must be positive, got '{text}'")
     return h, w
+
+
+ANCHOR_MARGIN_S = 2.0
+
+
+def anchor(spec: SamplingSpec, clip, *, margin_s: float = ANCHOR_MARGIN_S) -> SamplingSpec:
+    """``spec`` restricted to [first support frame - margin, last + margin] when ``clip`` (a
+    ``VideoClip``) has support frames (RoadBuddy's annotated timestamps) and no window is set."""
+    from dataclasses import replace
+
+    support = getattr(clip, "support_frames", None)
+    if not support or spec.start is not None or spec.end is not None:
+        return spec
+    lo, hi = min(support), max(support)
+    return replace(spec, start=max(0.0, lo - margin_s), end=hi + margin_s)

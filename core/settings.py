@@ -1,68 +1,228 @@
-"""Suite settings: defaults < ``[tool.vqbench]`` in pyproject.toml < ``VQBENCH_*`` env < options.
+"""Suite settings and the one table of options that declares them.
 
-One frozen object, built once per session, so every cell sees the same configuration and the
-results file records it.
+Every option is declared once, as a field of ``Settings`` whose metadata says its flags, its help,
+how a string is parsed, and which front ends take it. From that table come the pytest options
+(``core.suite.plugin``), the ``vqbench`` subcommands' arguments (``core.cli``), the
+``[tool.vqbench]`` / ``VQBENCH_<KEY>`` readers and ``EngineOptions``.
+Precedence: defaults < ``[tool.vqbench]`` in pyproject.toml < ``VQBENCH_*`` environment < options.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from core.errors import ConfigError
+from core.errors import ConfigError, unknown_name
 from core.sampling import SamplingSpec, parse_resolution
 
-DEFAULT_GPU_MODELS = ["tiny", "qwen2.5-vl-3b", "qwen2.5-vl-7b", "cosmos-reason1-7b"]
+DEFAULT_GPU_MODELS = ("tiny", "qwen2.5-vl-3b", "qwen2.5-vl-7b", "cosmos-reason1-7b")
+
+Front = Literal["pytest", "run", "quantize"]
+"""Where an option is offered: the pytest plugin, ``vqbench run``, ``vqbench quantize``."""
+
+
+# --- parsers: a bad value fails at the boundary, with the value in the message ---------------------
+
+def parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    key = str(text).strip().lower()
+    if key in {"1", "true", "yes", "on"}:
+        return True
+    if key in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"'{text}' is not a boolean (use true/false)")
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not value > 0:
+            raise ValueError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {text}")
+    return value
+
+
+def parse_fps(text: str | float | None) -> float | None:
+    if text is None or str(text).strip().lower() in {"", "none"}:
+        return None
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"fps must be > 0, got {text}")
+    return value
+
+
+def parse_nframes(text: str | int | None) -> int | None:
+    if text is None or str(text).strip().lower() in {"", "0", "none"}:
+        return None
+    return _positive(int)(str(text))
+
+
+def parse_fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/4' -> (2, 4): the second of four shards (1-based, as CI systems and Slurm arrays count)."""
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like 2/4, got '{text}'") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard {text}: need 1 <= i <= n")
+    return i, n
+
+
+def parse_threshold(text: str) -> dict[str, dict[str, float]]:
+    """'int4_awq.max_mean_kl=0.02' -> {'int4_awq': {'max_mean_kl': 0.02}}."""
+    try:
+        lhs, value = str(text).split("=", 1)
+        fmt, metric = lhs.rsplit(".", 1)
+        return {fmt.strip(): {metric.strip(): float(value)}}
+    except ValueError:
+        raise ValueError(f"--threshold must look like FORMAT.METRIC=VALUE, got '{text}'") from None
+
+
+def _resolution(text: str) -> str:
+    if text:
+        parse_resolution(text)  # validates; the string itself is kept (it is what results record)
+    return text
+
+
+@dataclass(frozen=True, kw_only=True)
+class Option:
+    """How one ``Settings`` field is offered to users."""
+
+    help: str
+    flags: tuple[str, ...] = ()
+    """Command-line flags (first is the canonical one); () = only pyproject/environment."""
+    fronts: tuple[Front, ...] = ("pytest",)
+    parse: Callable[[str], Any] | None = None
+    """String -> value, used for flags, environment variables and comma lists alike."""
+    kind: Literal["value", "list", "flag", "merge"] = "value"
+    """'list': repeatable, appends; 'flag': store_true; 'merge': repeatable, dicts merged."""
+    engine: bool = False
+    """Part of ``EngineOptions`` (changes how an engine loads or runs)."""
+    metavar: str | None = None
+
+
+def option(default: Any = None, *, help: str, flags: tuple[str, ...] = (), fronts: tuple[Front, ...] = ("pytest",),
+           parse: Callable[[str], Any] | None = None, kind: str = "value", engine: bool = False,
+           metavar: str | None = None, factory: Callable[[], Any] | None = None) -> Any:
+    meta = {"option": Option(help=help, flags=flags, fronts=fronts, parse=parse, kind=kind, engine=engine,
+                             metavar=metavar)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+ENGINE_FRONTS: tuple[Front, ...] = ("pytest", "run", "quantize")
+RUN_FRONTS: tuple[Front, ...] = ("pytest", "run")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Everything that selects cells and changes how they run."""
+    """Everything that selects cells and changes how they run; one frozen object per session."""
 
-    models: list[str] = field(default_factory=lambda: ["tiny"])
-    """Models for CPU cells (names or local paths)."""
-    gpu_models: list[str] = field(default_factory=lambda: list(DEFAULT_GPU_MODELS))
-    backends: list[str] = field(default_factory=lambda: ["hf", "vllm", "trtllm"])
-    formats: list[str] = field(default_factory=list)
-    """Empty = every format."""
-    tasks: list[str] = field(default_factory=lambda: ["anomaly"])
-    model_tasks: dict[str, list[str]] = field(default_factory=dict)
-    """Per-model task lists overriding ``tasks`` (e.g. {"tiny-internvl": ["mcq"]})."""
-    videos: str = ""
-    """Folder or manifest; empty = the committed fixture clips."""
-    max_videos: int = 0
-    """Use only the first N clips (0 = all)."""
-    fps: float | None = 4.0
-    nframes: int | None = None
-    min_frames: int = 4
-    max_frames: int = 768
-    resolution: str = "250x250"
-    """WIDTHxHEIGHT rounded to the 28-pixel grid ('' = keep aspect within the pixel budget)."""
-    max_new_tokens: int = 7
-    rounds: int = 3
-    warmup_rounds: int = 1
-    reference_format: str = "bf16"
-    results: str = ""
-    """JSON-lines file every finished cell is appended to ('' = none)."""
-    attn_implementation: str = "sdpa"
-    fast: bool = False
-    ignore_eos: bool = False
-    calibration: str = "captions"
-    calib_size: int = 32
-    tensor_parallel_size: int = 1
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-    golden_tolerance: float = 0.05
-    """Largest change of a rounded label log-prob (nats) a golden accepts."""
-    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Per-format drift thresholds overriding the defaults (see core.metrics.drift)."""
+    # --- what runs -------------------------------------------------------------------------------
+    models: list[str] = option(factory=lambda: ["tiny"], flags=("--model",), kind="list", metavar="M",
+                               help="model for CPU cells: a built-in name or a local checkpoint dir "
+                                    "(repeatable; default: tiny)")
+    gpu_models: list[str] = option(factory=lambda: list(DEFAULT_GPU_MODELS), flags=("--gpu-model",), kind="list",
+                                   metavar="M", help="model for GPU cells (repeatable; default: tiny and the "
+                                                     "shape-only 3B/7B/Cosmos-7B)")
+    backends: list[str] = option(factory=lambda: ["hf", "vllm", "trtllm"], flags=("--backend",), kind="list",
+                                 metavar="B", help="hf, vllm, trtllm (repeatable; default: all)")
+    formats: list[str] = option(factory=list, flags=("--format",), kind="list", metavar="F",
+                                help="quantization format (repeatable; default: all; add +kv_fp8 for an FP8 KV cache)")
+    tasks: list[str] = option(factory=lambda: ["anomaly"], flags=("--task",), kind="list", metavar="T",
+                              help="anomaly or mcq (repeatable; default: anomaly)")
+    model_tasks: dict[str, list[str]] = option(factory=dict, help="per-model task lists ([tool.vqbench.model_tasks])")
+    shard: tuple[int, int] | None = option(None, flags=("--shard",), parse=parse_shard, metavar="I/N",
+                                           help="run shard I of N (e.g. 2/4), split by engine so each loads once")
+    # --- videos and sampling ---------------------------------------------------------------------
+    videos: str = option("", flags=("--videos",), fronts=RUN_FRONTS, metavar="PATH",
+                         help="folder, CSV manifest, RoadBuddy JSON, or a built-in set: fixtures, heldout, "
+                              "roadbuddy (default: the task's own set)")
+    max_videos: int = option(0, flags=("--max-videos",), fronts=RUN_FRONTS, parse=_non_negative_int, metavar="N",
+                             help="use only the first N videos (0 = all)")
+    fps: float | None = option(4.0, flags=("--fps",), fronts=RUN_FRONTS, parse=parse_fps,
+                               help="frames per second to sample (default 4)")
+    nframes: int | None = option(None, flags=("--nframes",), fronts=RUN_FRONTS, parse=parse_nframes, metavar="N",
+                                 help="sample exactly N frames instead of --fps")
+    min_frames: int = option(4, flags=("--min-frames",), fronts=RUN_FRONTS, parse=_positive(int), metavar="N",
+                             help="at least N frames (default 4)")
+    max_frames: int = option(768, flags=("--max-frames",), fronts=RUN_FRONTS, parse=_positive(int), metavar="N",
+                             help="at most N frames (default 768)")
+    resolution: str = option("250x250", flags=("--resolution",), fronts=RUN_FRONTS, parse=_resolution,
+                             metavar="WxH", help="frame size WIDTHxHEIGHT rounded to 28 px (default 250x250; "
+                                                 "'' keeps the aspect ratio within the pixel budget)")
+    max_new_tokens: int = option(7, flags=("--max-new-tokens", "--max-tokens"), fronts=RUN_FRONTS,
+                                 parse=_positive(int), metavar="N", help="new tokens per answer (default 7)")
+    # --- timing ----------------------------------------------------------------------------------
+    rounds: int = option(3, flags=("--rounds",), parse=_positive(int), metavar="N",
+                         help="timed rounds per cell (default 3)")
+    warmup_rounds: int = option(1, flags=("--warmup-rounds",), parse=_non_negative_int, metavar="N",
+                                help="untimed warm-up rounds per cell (default 1)")
+    # --- engines ---------------------------------------------------------------------------------
+    attn_implementation: str = option("sdpa", flags=("--attn",), fronts=ENGINE_FRONTS, engine=True,
+                                      help="HF attention: sdpa (default), eager, flash_attention_2")
+    fast: bool = option(False, flags=("--fast",), kind="flag", fronts=RUN_FRONTS, engine=True,
+                        help="HF: static KV cache + compiled decode step (GPU)")
+    ignore_eos: bool = option(False, flags=("--ignore-eos",), kind="flag", fronts=RUN_FRONTS, engine=True,
+                              help="always generate --max-new-tokens tokens (equal token counts)")
+    calibration: str = option("captions", flags=("--calibration",), fronts=ENGINE_FRONTS, engine=True,
+                              help="calibration set for calibrated formats: captions (text) or clips (videos)")
+    calib_size: int = option(32, flags=("--calib-size",), fronts=ENGINE_FRONTS, parse=_positive(int), engine=True,
+                             metavar="N", help="calibration samples (default 32)")
+    tensor_parallel_size: int = option(1, flags=("--tp",), fronts=RUN_FRONTS, parse=_positive(int), engine=True,
+                                       metavar="N", help="tensor-parallel size for vLLM/TensorRT-LLM")
+    gpu_memory_utilization: float = option(0.85, flags=("--gpu-memory-utilization",), fronts=RUN_FRONTS,
+                                           parse=parse_fraction, engine=True, metavar="X",
+                                           help="vLLM: share of GPU memory the engine may take (default 0.85)")
+    max_model_len: int = option(8192, flags=("--max-model-len",), fronts=RUN_FRONTS, parse=_positive(int),
+                                engine=True, metavar="N", help="vLLM/TensorRT-LLM context length (default 8192)")
+    allow_pickle: bool = option(False, flags=("--allow-pickle",), kind="flag", fronts=ENGINE_FRONTS, engine=True,
+                                help="allow pickle (.bin) checkpoints (unsafe: pickle can run code)")
+    trust_remote_code: bool = option(False, flags=("--trust-remote-code",), kind="flag", fronts=ENGINE_FRONTS,
+                                     engine=True, help="run model code shipped with a checkpoint")
+    # --- answers ---------------------------------------------------------------------------------
+    reference_format: str = option("bf16", flags=("--reference-format",), metavar="F",
+                                   help="format drift is measured against (default bf16)")
+    golden_tolerance: float = option(0.05, flags=("--golden-tolerance",), parse=_positive(float), metavar="X",
+                                     help="nats a golden log-prob may move (default 0.05)")
+    golden_tolerances: dict[str, float] = option(
+        factory=dict, help="per-format golden tolerance overriding golden_tolerance ([tool.vqbench.golden_tolerances])")
+    thresholds: dict[str, dict[str, float]] = option(
+        factory=dict, flags=("--threshold",), kind="merge", parse=parse_threshold, metavar="FMT.METRIC=V",
+        help="drift limit, e.g. int4_awq.max_mean_kl=0.02 (repeatable)")
+    results: str = option("", flags=("--results",), fronts=RUN_FRONTS, metavar="FILE",
+                          help="JSON-lines file every finished cell is appended to")
 
     def tasks_for(self, model: str) -> list[str]:
         """The tasks a model's cells run (``--task`` given on the command line applies to all)."""
         return self.model_tasks.get(model, self.tasks)
+
+    def golden_tolerance_for(self, fmt_name: str) -> float:
+        """The golden log-prob tolerance of a format (its own, else the global one)."""
+        return float(self.golden_tolerances.get(fmt_name, self.golden_tolerance))
 
     def sampling(self) -> SamplingSpec:
         res = parse_resolution(self.resolution) if self.resolution else None
@@ -70,39 +230,92 @@ class Settings:
                             min_frames=self.min_frames, max_frames=self.max_frames, resolution=res)
 
     def engine_options(self):
-        from core.backends.base import EngineOptions
+        """The ``EngineOptions`` part of these settings (one projection, no option re-declared)."""
+        from core.requests import EngineOptions
 
-        return EngineOptions(attn_implementation=self.attn_implementation, fast=self.fast,
-                             ignore_eos=self.ignore_eos, calibration=self.calibration,
-                             calib_size=self.calib_size, tensor_parallel_size=self.tensor_parallel_size,
-                             allow_pickle=self.allow_pickle, trust_remote_code=self.trust_remote_code)
+        return EngineOptions(**{f.name: getattr(self, f.name) for f in options() if f.metadata["option"].engine})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-_LISTS = {"models", "gpu_models", "backends", "formats", "tasks"}
+def options(front: Front | None = None) -> Iterator:
+    """The fields of ``Settings`` that are options (of ``front``, when given), in declaration order."""
+    for f in fields(Settings):
+        opt: Option | None = f.metadata.get("option")
+        if opt is not None and (front is None or (opt.flags and front in opt.fronts)):
+            yield f
 
 
-def _coerce(name: str, value: Any, current: Any) -> Any:
-    if name in _LISTS:
+def add_arguments(add: Callable[..., Any], front: Front) -> None:
+    """Declare every option of ``front`` through ``add`` (pytest's ``group.addoption`` or argparse's
+    ``add_argument``); values land in ``vqbench_<field>`` and are None when not given."""
+    for f in options(front):
+        opt: Option = f.metadata["option"]
+        kwargs: dict[str, Any] = {"dest": f"vqbench_{f.name}", "help": opt.help, "default": None}
+        if opt.kind == "flag":
+            kwargs["action"] = "store_true"
+        else:
+            if opt.kind in ("list", "merge"):
+                kwargs["action"] = "append"
+            if opt.parse is not None:
+                kwargs["type"] = _argparse_type(opt.parse, opt.flags[0])
+            if opt.metavar:
+                kwargs["metavar"] = opt.metavar
+        add(*opt.flags, **kwargs)
+
+
+def _argparse_type(parse: Callable[[str], Any], flag: str) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except (TypeError, ValueError, ConfigError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = flag
+    return convert
+
+
+def given(namespace: Any, front: Front) -> dict[str, Any]:
+    """The options of ``front`` the user gave (parsed values from pytest or argparse)."""
+    out = {}
+    for f in options(front):
+        value = getattr(namespace, f"vqbench_{f.name}", None)
+        if value is None:
+            continue
+        if f.metadata["option"].kind == "merge":
+            value = _merge(value)
+        out[f.name] = value
+    return out
+
+
+def _merge(dicts: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out.setdefault(k, {}).update(v)
+    return out
+
+
+def _coerce(f, value: Any) -> Any:
+    """A value from pyproject (typed TOML) or the environment (a string) as the field's type."""
+    opt: Option = f.metadata["option"]
+    if f.name in {"model_tasks", "thresholds", "golden_tolerances"}:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{f.name} must be a table")
+        return value
+    if opt.kind == "list":
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, list):
             return [str(v) for v in value]
-        raise ConfigError(f"{name} must be a list or a comma-separated string")
-    if isinstance(current, bool):
-        if isinstance(value, str):
-            return value.strip().lower() in {"1", "true", "yes", "on"}
-        return bool(value)
-    if name in {"fps"}:
-        return None if value in (None, "", "none") else float(value)
-    if name in {"nframes"}:
-        return None if value in (None, "", 0, "0", "none") else int(value)
-    if isinstance(current, int) and not isinstance(current, bool):
-        return int(value)
-    if isinstance(current, float):
-        return float(value)
+        raise ConfigError(f"{f.name} must be a list or a comma-separated string")
+    if opt.kind == "flag":
+        return parse_bool(value)
+    if isinstance(value, str) and opt.parse is not None:
+        return opt.parse(value)
+    if opt.parse is not None and not isinstance(value, (list, dict)):
+        return opt.parse(str(value)) if not isinstance(value, (int, float)) else opt.parse(value)
     return value
 
 
@@ -118,24 +331,29 @@ def load_pyproject(root: Path) -> dict[str, Any]:
 
 
 def build(root: Path, overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Settings from pyproject, then environment (``VQBENCH_<FIELD>``), then explicit overrides."""
-    base = Settings()
-    known = {f.name for f in fields(Settings)}
+    """Settings from pyproject, then environment (``VQBENCH_<FIELD>``), then explicit overrides
+    (already parsed values, e.g. from ``given``)."""
+    by_name = {f.name: f for f in options()}
     values: dict[str, Any] = {}
-    for source, data in (("pyproject", load_pyproject(root)),
-                         ("env", {k[8:].lower(): v for k, v in (env or os.environ).items()
-                                  if k.startswith("VQBENCH_") and k[8:].lower() in known}),
-                         ("option", {k: v for k, v in (overrides or {}).items() if v is not None})):
-        for k, v in data.items():
-            k = k.replace("-", "_")
-            if k not in known:
-                from core.errors import unknown_name
-
-                raise unknown_name(f"[tool.vqbench] key (from {source})", k, known)
+    environ = env if env is not None else os.environ
+    sources = (("pyproject", load_pyproject(root), True),
+               ("environment", {k[8:].lower(): v for k, v in environ.items()
+                                if k.startswith("VQBENCH_") and k[8:].lower() in by_name}, True),
+               ("option", {k: v for k, v in (overrides or {}).items() if v is not None}, False))
+    for source, data, raw in sources:
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in by_name:
+                raise unknown_name(f"[tool.vqbench] key (from {source})", name, by_name)
             try:
-                values[k] = _coerce(k, v, getattr(base, k))
+                value = _coerce(by_name[name], value) if raw else value
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"{source}: bad value {v!r} for {k}: {exc}") from None
-    settings = replace(base, **values)
+                raise ConfigError(f"{source}: bad value {value!r} for {name}: {exc}") from None
+            if name == "thresholds":
+                value = _merge([values.get("thresholds", {}), value])
+            values[name] = value
+    if "tasks" in (overrides or {}):
+        values["model_tasks"] = {}  # an explicit --task applies to every model
+    settings = replace(Settings(), **values)
     settings.sampling()  # validate early, with the user's values in the message
     return settings

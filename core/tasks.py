@@ -24,6 +24,8 @@ class Task(ABC):
     """A question asked about a clip, with a closed set of candidate answers."""
 
     name: ClassVar[str]
+    default_dataset: ClassVar[str] = "fixtures"
+    """The built-in clip set the task runs on when no --videos is given."""
 
     @abstractmethod
     def candidates(self, clip: VideoClip) -> list[str]:
@@ -100,6 +102,7 @@ class MultipleChoiceTask(Task):
     """Multiple-choice video QA (RoadBuddy style): a question and lettered options."""
 
     name = "mcq"
+    default_dataset = "roadbuddy"
 
     def candidates(self, clip: VideoClip) -> list[str]:
         if not clip.options:
@@ -147,11 +150,11 @@ def strip_option_letter(option: str) -> str:
     return re.sub(r"^\s*\(?[A-Ha-h][\.\):]\s*", "", option)
 
 
-TASKS: dict[str, type[Task]] = {"anomaly": AnomalyTask, "mcq": MultipleChoiceTask}
+TASKS: dict[str, Task] = {t.name: t for t in (AnomalyTask(), MultipleChoiceTask())}
 
 
 def get_task(name: str) -> Task:
-    """A task by name, with "did you mean" on typos."""
+    """A task by name (one shared instance, so cells compare equal), with "did you mean" on typos."""
     if name not in TASKS:
         raise unknown_name("task", name, TASKS)
-    return TASKS[name]()
+    return TASKS[name]

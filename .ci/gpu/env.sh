@@ -10,5 +10,5 @@ cells() {  # cells NAME ARGS... : one pytest session of GPU cells, results + tab
     -m gpu -p no:cacheprovider -q --timeout 400 --snapshot-update --rounds 3 --warmup-rounds 1 \
     --results "$OUT/$name.jsonl" --benchmark-json "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
   echo "== $name: exit $? =="; tail -3 "$OUT/$name.log" | cut -c1-300
-  python3 -m core.perf summarize "$OUT/$name.jsonl" 2>&1 | cut -c1-220
+  python3 -m core.tools.perf summarize "$OUT/$name.jsonl" 2>&1 | cut -c1-220
 }

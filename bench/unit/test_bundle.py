@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from core import bundle
-from core.bundle import BundleError, BundleIncomplete, Manifest, Requirements
+from core.tools import bundle
+from core.tools.bundle import BundleError, BundleIncomplete, Manifest, Requirements
 
 pytestmark = pytest.mark.cpu
 
@@ -106,7 +106,7 @@ def test_requirements_refuse_pip_options(tmp_path):
 @pytest.mark.parametrize("name, count", [("gpu-tools-cp312.txt", 13),
                                          ("vllm-0.26.0-cp312-manylinux_2_28_x86_64.txt", 95)])
 def test_shipped_lists_are_pinned(name, count):
-    req = Requirements.read(Path(bundle.__file__).parent / "bundles" / name)
+    req = Requirements.read(Path(bundle.__file__).parent.parent / "bundles" / name)
     assert len(req.lines) == count
     assert all("==" in line for line in req.lines)
     assert len({line.split("==")[0].replace("_", "-").lower() for line in req.lines}) == count

@@ -10,9 +10,12 @@ import sys
 
 import pytest
 
-from core import cli, dataset, doctor
+from core import cli, dataset
+from core.commands import doctor
 
 pytestmark = pytest.mark.cpu
+
+pytest_plugins = ["pytester"]
 
 
 def _main(capsys, *argv: str) -> tuple[int, str, str]:
@@ -23,7 +26,8 @@ def _main(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_help_and_parser_import_nothing_heavy():
     code = ("import sys, core.cli; core.cli.build_parser(); "
-            "print(sorted(m for m in ('torch', 'transformers', 'vllm', 'modelopt', 'av') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'transformers', 'vllm', 'modelopt', 'av', 'numpy', 'core.tools.bundle', "
+            "'core.suite.plugin', 'pytest') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     help_text = subprocess.run([sys.executable, "-m", "core.cli", "--help"], capture_output=True, text=True,
@@ -132,3 +136,52 @@ def test_quantize_reports_layers_then_reuses_the_artifact(capsys, tmp_path, monk
 def test_quantize_of_bf16_makes_nothing(capsys):
     code, _, err = _main(capsys, "quantize", "--format", "bf16")
     assert code == 0 and "nothing to make" in err
+
+
+@pytest.fixture(scope="module")
+def pickle_checkpoint(tmp_path_factory):
+    """The tiny model as a checkpoint whose only weights are a pickle file (``pytorch_model.bin``)."""
+    torch = pytest.importorskip("torch", reason="needs torch: pip install 'vqbench[hf]'")
+    from safetensors.torch import load_file
+
+    from core.models import registry
+
+    src = registry.materialize(registry.resolve("tiny"))
+    d = tmp_path_factory.mktemp("pickle-only") / "tiny-pickle"
+    d.mkdir()
+    for f in src.iterdir():
+        if f.is_file() and f.suffix != ".safetensors" and not f.name.startswith("."):
+            shutil.copy(f, d / f.name)
+    state = {}
+    for f in src.glob("*.safetensors"):
+        state.update(load_file(str(f)))
+    torch.save(state, d / "pytorch_model.bin")
+    return d
+
+
+@pytest.mark.slow
+def test_allow_pickle_reaches_the_checkpoint_check_from_the_cli(capsys, pickle_checkpoint, tmp_path):
+    """--allow-pickle used to stop at the option parser: a pickle-only checkpoint was refused even with it."""
+    argv = ["run", "--model", str(pickle_checkpoint), "--device", "cpu", "--max-videos", "1",
+            "--output", str(tmp_path / "o.json")]
+    code, _, err = _main(capsys, *argv)
+    assert code == 2 and "only pickle weights" in err and "--allow-pickle" in err
+    code, _, err = _main(capsys, *argv, "--allow-pickle")
+    assert code == 0, err
+    (rec,) = json.loads((tmp_path / "o.json").read_text())["results"]
+    assert rec["status"] == "ok" and rec["model"] == "tiny-pickle"
+
+
+@pytest.mark.slow
+def test_allow_pickle_reaches_the_checkpoint_check_from_pytest(pytester, pickle_checkpoint):
+    from core import paths
+
+    args = [str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider", "-rs",
+            "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"),
+            "--model", str(pickle_checkpoint), "--backend", "hf", "--format", "bf16", "--max-videos", "1",
+            "--rounds", "1", "--warmup-rounds", "0"]
+    refused = pytester.runpytest_subprocess(*args)
+    refused.assert_outcomes(skipped=1)
+    refused.stdout.fnmatch_lines(["*only pickle weights*--allow-pickle*"])
+    allowed = pytester.runpytest_subprocess(*args, "--allow-pickle")
+    allowed.assert_outcomes(passed=1)

@@ -11,10 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.metrics.drift import candidate_distribution, compare_formats, kl_divergence, margin, run_to_run
-from core.metrics.verdict import DEFAULT_THRESHOLDS, EIGHT_BIT, FOUR_BIT, Thresholds, evaluate, thresholds_for
 from core.metrics.stats import (
-    mcnemar_exact, min_detectable_drop, normal_quantile, percentile, wilson_interval,
+    mcnemar_exact,
+    min_detectable_drop,
+    normal_quantile,
+    percentile,
+    wilson_interval,
 )
+from core.metrics.verdict import DEFAULT_THRESHOLDS, EIGHT_BIT, FOUR_BIT, Thresholds, evaluate, thresholds_for
 
 pytestmark = pytest.mark.cpu
 

@@ -28,7 +28,22 @@ def test_tiny_builds_identically_twice(tmp_path, tiny_dir):
     assert qwen_vl.build_tiny(c, seed=1)["weights_sha256"] != ra["weights_sha256"]
 
 
-def test_tiny_loads_with_auto_classes(tiny_dir):
+@pytest.mark.parametrize("name, model_class, processor_class, video_processor_class", [
+    ("tiny", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor"),
+    ("tiny-internvl", "InternVLForConditionalGeneration", "InternVLProcessor", "InternVLVideoProcessor"),
+])
+def test_tiny_models_load_with_auto_classes_offline(built_model, name, model_class, processor_class,
+                                                    video_processor_class):
+    transformers = pytest.importorskip("transformers")
+    directory = built_model(name)
+    proc = transformers.AutoProcessor.from_pretrained(directory, local_files_only=True)
+    model = transformers.AutoModelForImageTextToText.from_pretrained(directory, local_files_only=True)
+    assert type(model).__name__ == model_class
+    assert type(proc).__name__ == processor_class
+    assert type(proc.video_processor).__name__ == video_processor_class
+
+
+def test_tiny_tokenizer_and_chat_template(tiny_dir):
     transformers = pytest.importorskip("transformers")
     proc = transformers.AutoProcessor.from_pretrained(tiny_dir, local_files_only=True)
     model = transformers.AutoModelForImageTextToText.from_pretrained(tiny_dir, local_files_only=True)
@@ -108,9 +123,9 @@ def _video_positions(frames: int):
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from core.backends.base import Request
     from core.dataset import fixture_clips
-    from core.families import family
+    from core.models.families import family
+    from core.requests import Request
     from core.sampling import SamplingSpec
     from core.tasks import get_task
     from core.video import load_frames

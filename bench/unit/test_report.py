@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from core import report
-from core.browser_check import ImageCheckError, check_images, find_browser, png_size, screenshot
-from core.compare import compare, main_compare
+from bench.browser import ImageCheckError, check_images, find_browser, png_size, screenshot, table_layout
+from core import report, results
 from core.errors import VqbenchError
-from core.results import ResultsWriter
+from core.report.compare import compare, main_compare
+from core.results import ReportInputError, ResultsWriter
 
 pytestmark = pytest.mark.cpu
 
@@ -128,6 +128,44 @@ def test_baseline_section_marks_regression_and_flip() -> None:
     assert md_row(md, "tiny/hf/bf16/cpu anomaly:v2")[6] == "**Anomaly -> Normal (now right)**"
 
 
+def test_an_untimed_scoring_rerun_cannot_change_a_reported_latency(tmp_path: Path) -> None:
+    """The drift test re-generates reference clips untimed; that record must not replace the timed one
+    in summaries, reports, comparisons or the merged pytest-benchmark JSON."""
+    from core.report.summary import summarize
+    from core.suite.benchjson import to_document
+
+    timed = cell(video="v1", rounds=[1.0, 1.1, 0.9], kind="timed")
+    rerun = cell(video="v1", rounds=None, kind="scoring", timings={**timed["timings"], "total_s": 9.0})
+    rerun["rounds_s"] = None
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (timed, rerun)))
+    res = results.load(path)
+    (s,) = summarize(res)
+    assert s["latency_s"] == pytest.approx(1.0) and s["videos"] == 1
+    md = report.render_markdown(res)
+    assert dict(zip(md_headers(md, "model"), md_row(md, "tiny", "hf", "bf16")))["latency s/video"] == "1.00"
+    (change,) = compare(res.speed(), res.speed()).changes
+    assert change.a_s == change.b_s == pytest.approx(1.0)
+    (bench,) = to_document(res.speed(), machine_info={})["benchmarks"]
+    assert bench["stats"]["median"] == pytest.approx(1.0)
+    # records written before kinds existed: rounds make a record timed, none make it a scoring run
+    legacy = {k: v for k, v in rerun.items() if k != "kind"}
+    assert results.from_records([timed, legacy]).speed()[0]["rounds_s"] == [1.0, 1.1, 0.9]
+
+
+def test_fake_quant_latency_is_shown_apart_and_never_ranked() -> None:
+    recs = two_formats()
+    recs += [cell(fmt="fp8", video=v, rounds=[3.0, 3.1, 2.9], mode="fake-quant", mode_note="ModelOpt fake-quant")
+             for v in ("v1", "v2", "v3")]
+    md = report.render_markdown(recs)
+    speed = md.split("## Speed and memory")[1].split("## ")[0]
+    native_table, emulation = speed.split("These engines do not run the format's own kernels")
+    assert "| tiny | hf | fp8 |" not in native_table and "| tiny | hf | int4_awq |" in native_table
+    row = dict(zip(md_headers(emulation, "model"), md_row(emulation, "tiny", "hf", "fp8")))
+    assert row["mode"] == "fake-quant" and row["emulated latency s/video"] == "3.00" and "vs bf16" not in row
+    assert md_row(md, "fp8")[1:] == ["66.7% (2/3)", "100.0% (3/3)"]  # its answers are still judged
+
+
 # --- loading ---------------------------------------------------------------------------------------
 
 def test_truncated_results_file_loads(tmp_path: Path) -> None:
@@ -138,7 +176,7 @@ def test_truncated_results_file_loads(tmp_path: Path) -> None:
     writer.close()
     with open(path, "a") as fh:
         fh.write(json.dumps(cell(video="v3"))[:57])  # a run killed mid-write
-    assert [r["video"] for r in report.load(path)] == ["v1", "v2"]
+    assert [r["video"] for r in results.load(path).answers()] == ["v1", "v2"]
 
 
 @pytest.mark.parametrize("content", ["", '{"type": "header", "settings": {}}\n', '{"benchmarks": [\n  {"na'],
@@ -147,12 +185,12 @@ def test_no_cells_is_a_clear_error(tmp_path: Path, content: str) -> None:
     path = tmp_path / "results.jsonl"
     path.write_text(content)
     with pytest.raises(VqbenchError, match="results.jsonl: no benchmark cells found"):
-        report.load(path)
+        results.load(path)
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(report.ReportInputError, match="nope.jsonl: cannot read results"):
-        report.load(tmp_path / "nope.jsonl")
+    with pytest.raises(ReportInputError, match="nope.jsonl: cannot read results"):
+        results.load(tmp_path / "nope.jsonl")
 
 
 def test_pytest_benchmark_json_loads(tmp_path: Path) -> None:
@@ -166,18 +204,20 @@ def test_pytest_benchmark_json_loads(tmp_path: Path) -> None:
                           {"name": "test_other", "extra_info": {}, "stats": {}}]}
     path = tmp_path / "b.json"
     path.write_text(json.dumps(doc, indent=2))
-    (got,) = report.load(path)
+    (got,) = results.load(path).speed()
     assert got["cell"] == "x" and got["gpu_class"] == "sm90" and got["stats"]["median"] == 0.25
     assert got["status"] == "ok" and got["rounds_s"] == [0.2, 0.3, 0.25]
 
 
 def test_merge_keeps_later_record() -> None:
-    merged = report.merge([[cell(video="v1", predicted="Normal")], [cell(video="v1", predicted="Anomaly")]])
-    assert [r["predicted"] for r in merged] == ["Anomaly"]
+    merged = results.Results()
+    for run in ([cell(video="v1", predicted="Normal")], [cell(video="v1", predicted="Anomaly")]):
+        merged.extend(results.from_records(run))
+    assert [r["predicted"] for r in merged.answers()] == ["Anomaly"]
 
 
 def test_importing_report_stays_light() -> None:
-    code = "import sys, core.report, core.compare; print(sorted({'matplotlib', 'numpy'} & set(sys.modules)))"
+    code = "import sys, core.report, core.report.compare; print(sorted({'matplotlib', 'numpy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"
@@ -238,7 +278,7 @@ def test_main_compare_prints_and_returns_exit_code(tmp_path: Path, capsys: pytes
 def test_html_embeds_plots_that_decode() -> None:
     pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install 'vqbench[report]'")
     image = pytest.importorskip("PIL.Image", reason="Pillow not installed: pip install pillow")
-    from core.report_html import render_html
+    from core.report.html import render_html
 
     html = render_html(two_formats(), title="t")
     sizes = check_images(html)
@@ -252,13 +292,13 @@ def test_html_embeds_plots_that_decode() -> None:
 
 
 def re_sources(html: str) -> list[str]:
-    from core.browser_check import embedded_images
+    from bench.browser import embedded_images
 
     return embedded_images(html)
 
 
 def test_html_without_matplotlib_has_tables_and_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.report_html import render_html
+    from core.report.html import render_html
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     html = render_html(two_formats())
@@ -290,10 +330,12 @@ def _tiny_png() -> bytes:
 
 
 def test_write_report_writes_markdown_and_html(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("core.report_html.make_plots", lambda records, reference: [])  # plots: tested above
+    monkeypatch.setattr("core.report.html.make_plots", lambda records, reference: [])  # plots: tested above
     src = tmp_path / "r.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in two_formats()))
-    paths = report.write_report([src], tmp_path / "out", baseline=src)
+    from core.report.write import write_report
+
+    paths = write_report([src], tmp_path / "out", baseline=src)
     assert paths["markdown"].read_text().startswith("# vqbench report: r.jsonl")
     assert "Against the baseline" in paths["html"].read_text()
 
@@ -302,7 +344,7 @@ def test_write_report_writes_markdown_and_html(tmp_path: Path, monkeypatch: pyte
 def test_screenshot_of_report(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install 'vqbench[report]'")
     image = pytest.importorskip("PIL.Image", reason="Pillow not installed: pip install pillow")
-    from core.report_html import render_html
+    from core.report.html import render_html
 
     html_path = tmp_path / "report.html"
     html_path.write_text(render_html(two_formats()))
@@ -311,3 +353,19 @@ def test_screenshot_of_report(tmp_path: Path) -> None:
     assert img.size == (1000, 1200)
     # Not a blank page: text, table borders and plot colours give many distinct colours.
     assert len(img.convert("RGB").getcolors(maxcolors=1_000_000)) > 50
+
+
+@pytest.mark.skipif(find_browser() is None, reason="chromium not installed: apt-get install chromium")
+def test_widest_table_fits_or_scrolls_never_cut_off(tmp_path: Path) -> None:
+    from core.report.html import render_html
+
+    recs = [cell(device="cuda", video=v, roofline={"prefill_floor_s": 0.01, "decode_ratio": 2.0, "ratio": 2.5},
+                 memory={"torch_peak_over_baseline_bytes": GIB, "nvml_peak_over_baseline_bytes": GIB})
+            for v in ("a_long_video_name_01", "a_long_video_name_02")]
+    html_path = tmp_path / "report.html"
+    html_path.write_text(render_html(recs + two_formats()))
+    layout = table_layout(html_path, width=900)
+    states = {state for _, _, state in layout["tables"]}
+    widest = max(w for _, w, _ in layout["tables"])
+    assert widest > layout["viewport"], "the speed table is wider than a 900 px window: the check must matter"
+    assert "cut" not in states and "scrolls" in states, layout

@@ -33,7 +33,6 @@ def clip_dir(tmp_path):
 def test_cells_record_everything_and_isolate_a_broken_clip(pytester, clip_dir, tmp_path):
     out = tmp_path / "r.jsonl"
     bench_json = tmp_path / "b.json"
-    pytester.copy_example  # the child run uses the project's own bench/ files
     from core import paths
 
     args = [str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
@@ -43,7 +42,7 @@ def test_cells_record_everything_and_isolate_a_broken_clip(pytester, clip_dir, t
     res = pytester.runpytest_subprocess(*args)
     res.assert_outcomes(passed=4, failed=2)
     res.stdout.fnmatch_lines(["*corrupt.mp4*"])
-    cells = results.cells(out)
+    cells = results.load(out).cells()
     ok = [c for c in cells if c["status"] == "ok"]
     bad = [c for c in cells if c["status"] == "error"]
     assert len(ok) == 4 and len(bad) == 2

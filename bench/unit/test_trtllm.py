@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.conftest import make_frames
 from core import device as devices
 from core.backends import trtllm
-from core.backends.base import EngineOptions, Request
 from core.device import DeviceInfo
 from core.errors import (
     ArtifactError,
@@ -29,6 +29,7 @@ from core.errors import (
 )
 from core.formats import get_format
 from core.models import registry
+from core.requests import EngineOptions, Request
 from core.tasks import AnomalyTask
 from core.video import Frames, VideoClip
 
@@ -59,13 +60,6 @@ def tiny_dir(cache) -> Path:
 @pytest.fixture(scope="module")
 def tiny_config(tiny_dir) -> dict:
     return json.loads((tiny_dir / "config.json").read_text())
-
-
-def make_frames(t: int = 4, h: int = 56, w: int = 84) -> Frames:
-    rng = np.random.default_rng(0)
-    return Frames(array=rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8), source_fps=30.0, total_frames=120,
-                  indices=tuple(range(0, 120, 120 // t)), timestamps=tuple(float(i) for i in range(t)),
-                  duration=4.0, source_size=(h, w), rotation=0, decode_s=0.0)
 
 
 # --- config mapping ---------------------------------------------------------------------------------
@@ -416,7 +410,7 @@ def test_backend_wiring_with_a_fake_tensorrt_llm(fake_trtllm, tiny_dir):
     clip = VideoClip(path=Path("clip.mp4"), id="clip0")
     req = Request(clip=clip, frames=make_frames(), messages=AnomalyTask().messages(clip),
                   candidates=["Normal", "Anomaly"], max_new_tokens=2)
-    gen = b.generate(req)
+    gen = b.answer(req)
     assert "<|video_pad|>" in fake_trtllm["inputs"]["prompt"]
     assert fake_trtllm["params"]["return_generation_logits"] and fake_trtllm["params"]["max_tokens"] == 2
     assert gen.token_ids == [263, 508] and gen.predicted == "Normal"

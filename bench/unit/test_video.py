@@ -105,8 +105,9 @@ def test_rotated_video_is_shown_upright(tmp_path):
 
 
 def test_variable_frame_rate_is_detected(tmp_path):
-    import av
     from fractions import Fraction
+
+    import av
 
     path = tmp_path / "vfr.mkv"
     with av.open(str(path), "w") as out:

@@ -6,98 +6,38 @@ A backend knows nothing about pytest; the suite knows nothing about a backend's 
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from core.device import DeviceInfo
 from core.errors import ConfigError, NumericsError
 from core.formats import QuantFormat
 from core.models.registry import ModelSpec
-from core.video import Frames, VideoClip
-
-
-@dataclass(frozen=True, kw_only=True)
-class EngineOptions:
-    """Settings that change how an engine loads or runs (recorded with every result)."""
-
-    attn_implementation: str = "sdpa"
-    """'sdpa' (default), 'eager', or 'flash_attention_2' when flash-attn is installed."""
-    fast: bool = False
-    """HF only: static KV cache + torch.compile (GPU)."""
-    ignore_eos: bool = False
-    """Always generate max_new_tokens (equal token counts make latency comparable)."""
-    calibration: str = "captions"
-    """ModelOpt calibration set: 'captions' (text-only) or 'clips' (fixture videos + prompt)."""
-    calib_size: int = 32
-    seed: int = 0
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.85
-    max_model_len: int = 8192
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    artifact_cache: bool = True
-    top_k: int = 5
-    """How many top log-probs to keep per generated token (parity checks)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Request:
-    """One question about one clip."""
-
-    clip: VideoClip
-    frames: Frames
-    messages: list[dict[str, Any]]
-    candidates: list[str]
-    max_new_tokens: int = 7
-
-
-@dataclass(kw_only=True)
-class Generation:
-    """What a backend returns for one request."""
-
-    text: str
-    token_ids: list[int]
-    candidate_logprobs: dict[str, float]
-    """log p(first token of candidate) at the answer position, over the full vocabulary."""
-    top_logprobs: list[list[tuple[int, float]]]
-    """Per generated token: the top-k (token id, log-prob) pairs."""
-    prompt_tokens: int
-    video_tokens: int
-    timings: dict[str, float]
-    """processor_s, prefill_s (time to first token), decode_s, generate_s, total_s."""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def new_tokens(self) -> int:
-        return len(self.token_ids)
-
-    @property
-    def predicted(self) -> str:
-        """The candidate with the highest log-prob (ties: the first in task order)."""
-        return max(self.candidate_logprobs, key=lambda c: self.candidate_logprobs[c])
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["new_tokens"] = self.new_tokens
-        d["predicted"] = self.predicted
-        return d
-
-
-@dataclass(kw_only=True)
-class LoadInfo:
-    """What loading (and quantizing) cost and produced."""
-
-    load_s: float
-    quantize_s: float = 0.0
-    quantize_cached: bool = False
-    weight_bytes: int = 0
-    """Bytes of parameters and buffers as stored on the device."""
-    details: dict[str, Any] = field(default_factory=dict)
+from core.models.shape import ModelShape
+from core.requests import EngineOptions, Generation, LoadInfo, Request
 
 
 class Backend(ABC):
-    """Load once, answer many requests, close cleanly (device memory back to baseline)."""
+    """Load once, answer many requests, close cleanly (device and host memory back to baseline).
+
+    The contract every backend keeps, so that a latency means the same thing on every engine:
+
+    * ``generate`` is what a timed round measures. It returns the answer's tokens and its timing
+      split, with every clock read after the device finished (``torch.cuda.synchronize`` on a GPU,
+      or the engine's own timestamps): ``processor_s`` (inputs from frames and prompt),
+      ``prefill_s`` (time to first token), ``decode_s`` (first to last token), ``generate_s``
+      (prefill + decode, host clock) and ``total_s`` (processor + generate). It does what a bare
+      engine loop with the same settings does, nothing more: work only the suite needs (scoring
+      candidates) belongs in ``score``.
+    * ``score`` fills the candidates' log-probs at the answer position and the top-k log-probs of
+      each generated token. It is never timed; a backend may reuse what ``generate`` computed.
+    * ``before_round`` runs before every timed round, outside the clock: a backend with caches that
+      would let a repeated request skip work (vLLM's prefix and multimodal caches) resets them, so
+      each round costs what a first-seen video costs.
+    * ``pids`` names every process that holds the engine's memory (this one, plus any engine
+      processes), so memory is measured over all of them.
+    """
 
     name: ClassVar[str]
 
@@ -108,28 +48,54 @@ class Backend(ABC):
         self.options = options
         self.load_info: LoadInfo | None = None
 
+    def imports(self) -> None:
+        """Import the engine's and the format's quantizer's libraries, before any model exists: the
+        engine's memory baseline then holds the libraries (its figures hold only the engine), and no
+        import-time capture of the call stack can keep a model alive. Subclasses call ``super()``."""
+        from core.quant import quantizer
+
+        quantizer(self.format.tool).imports()
+
     @abstractmethod
     def load(self) -> LoadInfo:
         """Load (and quantize) the model; called once per engine."""
 
     @abstractmethod
     def generate(self, request: Request) -> Generation:
-        """Greedy-decode an answer and score every candidate at the answer position."""
+        """Greedy-decode an answer: tokens and timings (what a timed round measures)."""
+
+    def score(self, request: Request, generation: Generation) -> Generation:
+        """Fill ``candidate_logprobs`` and ``top_logprobs`` of ``generation`` (untimed)."""
+        return generation
+
+    def answer(self, request: Request) -> Generation:
+        """``generate`` then ``score``: a scored answer, untimed (for parity checks and tools)."""
+        return self.score(request, self.generate(request))
+
+    def before_round(self) -> None:
+        """Reset anything that would make a repeated request cheaper than a first one (untimed)."""
+
+    def pids(self) -> list[int]:
+        """Every process holding this engine's memory (default: this process)."""
+        return [os.getpid()]
 
     def close(self) -> None:
         """Free the model and its device memory."""
 
     def versions(self) -> dict[str, str]:
-        """Versions of the packages this backend runs on (for results and machine info)."""
-        return {}
+        """Versions of the packages this backend and the format's quantizer run on."""
+        from core.backends import backend_info
+        from core.capability import version
+        from core.quant import quantizer_info
 
-    def model_config(self) -> dict[str, Any]:
-        """The model's config.json as a dict (roofline and memory estimates read it)."""
-        import json
+        names = list(backend_info(self.name).versioned) + list(quantizer_info(self.format.tool).versioned)
+        return {p: version(p) or "?" for p in dict.fromkeys(names)}
 
+    def model_shape(self) -> ModelShape:
+        """The model's dimensions (roofline and memory estimates read them), from its config.json."""
         from core.models import registry
 
-        return json.loads((registry.materialize(self.spec) / "config.json").read_text())
+        return ModelShape.from_dir(registry.materialize(self.spec))
 
     def lm_weight_bytes(self) -> float:
         """Bytes of language-model linear weights read per decode step, as this backend stores them.
@@ -137,14 +103,9 @@ class Backend(ABC):
         The default derives it from the config and the format's storage width; backends that hold
         the model in this process measure it exactly.
         """
-        from core.estimate import LM_BYTES_PER_WEIGHT
-        from core.metrics.roofline import model_shape
+        return self.model_shape().lm_params * self.format.stored_bytes_per_weight(self.name)
 
-        fake = self.name == "hf" and self.format.tool == "modelopt"
-        per = 2.0 if fake else LM_BYTES_PER_WEIGHT.get(self.format.name, 2.0)
-        return model_shape(self.model_config())["lm_params"] * per
-
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         self.load_info = self.load()
         return self
 
@@ -175,3 +136,4 @@ def check_finite(values: list[float], *, where: str) -> None:
             f"{where}: {len(bad)} non-finite log-probs (e.g. {bad[0]}); the model produced NaN/inf "
             "logits - typical of a failed quantization (seed: FP8 'probability tensor contains inf/nan')"
         )
+

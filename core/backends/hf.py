@@ -2,6 +2,8 @@
 
 Timing: a logits processor marks the end of prefill (its first call follows the prefill forward);
 on a GPU every mark is taken after ``torch.cuda.synchronize``, never from an unsynchronized clock.
+``generate`` asks for the step logits as a bare ``generate`` loop scoring answers would; ``score``
+reads the candidates' and top-k log-probs from them without running the model again.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ import gc
 import time
 from typing import Any
 
-from core import capability
-from core.backends.base import Backend, Generation, LoadInfo, Request, candidate_token_ids, check_finite
-from core.errors import ModelError, MissingDependency
-from core.families import family
+from core import timeline
+from core.backends.base import Backend, candidate_token_ids, check_finite
+from core.errors import MissingDependency, ModelError
 from core.models import registry
+from core.models.families import family
+from core.models.shape import ModelShape
+from core.quant import quantizer
+from core.quant.base import QuantContext
+from core.requests import Generation, LoadInfo, Request
 
 
 class _PrefillMark:
@@ -40,99 +46,76 @@ class HFBackend(Backend):
         if self.device.kind == "cuda":
             self.torch.cuda.synchronize(self.device.index)
 
-    def load(self) -> LoadInfo:
+    def imports(self) -> None:
         try:
             import torch
-            import transformers
+            import transformers  # noqa: F401
         except ImportError as exc:
             raise MissingDependency("torch/transformers", "the hf backend", "pip install 'vqbench[hf]'") from exc
         self.torch = torch
+        super().imports()
+
+    def load(self) -> LoadInfo:
+        if not hasattr(self, "torch"):
+            self.imports()
+        import torch
+        import transformers
+
         t0 = time.perf_counter()
-        directory = registry.materialize(self.spec)
+        with timeline.phase("model build"):
+            directory = registry.materialize(self.spec)
         self.directory = directory
+        with timeline.phase("weights load"):
+            model = self._load_model(transformers, torch, directory)
+        load_s = time.perf_counter() - t0
+        applied = quantizer(self.format.tool).apply(
+            model, self.format, QuantContext(spec=self.spec, directory=directory, processor=self.processor,
+                                             device=self.device, options=self.options))
+        model = applied.model
+        if self.options.fast and self.device.kind == "cuda":
+            # A static cache makes generate() compile the decode step itself (CUDA graphs included)
+            # and mark graph steps between calls; wrapping forward by hand breaks that bookkeeping.
+            model.generation_config.cache_implementation = "static"
+        self.model = model
+        self._sync()
+        from core.quant.inspect import weight_bytes
+
+        details: dict[str, Any] = {"directory": str(directory), "dtype": "bfloat16",
+                                   "attn_implementation": self.options.attn_implementation}
+        if applied.report:
+            details["quantization"] = applied.report
+        return LoadInfo(load_s=load_s, quantize_s=applied.quantize_s, quantize_cached=applied.cached,
+                        weight_bytes=weight_bytes(model), details=details)
+
+    def _load_model(self, transformers, torch, directory):
         self.processor = transformers.AutoProcessor.from_pretrained(
-            directory, local_files_only=True, trust_remote_code=self.options.trust_remote_code
-        )
+            directory, local_files_only=True, trust_remote_code=self.options.trust_remote_code)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.family = family(self.spec.family)
-        dtype = torch.bfloat16
-        dev = self.device.torch_device
-        kwargs: dict[str, Any] = {
-            "dtype": dtype,
-            "attn_implementation": self.options.attn_implementation,
-            "local_files_only": True,
-            "trust_remote_code": self.options.trust_remote_code,
-            "use_safetensors": not self.options.allow_pickle,
-        }
-        if self.format.tool == "bitsandbytes" and self.spec.kind != "shape":
-            from core.quant import bnb
-
-            kwargs["quantization_config"] = bnb.config(self.format)
-        if self.spec.kind == "shape":
+        dtype, dev = torch.bfloat16, self.device.torch_device
+        if self.spec.kind == "shape":  # random weights, made straight on the device
             config = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
             config._attn_implementation = self.options.attn_implementation
             torch.manual_seed(self.options.seed)
             with torch.device(dev):
                 model = transformers.AutoModelForImageTextToText.from_config(config, dtype=dtype)
         else:
+            kwargs: dict[str, Any] = {
+                "dtype": dtype, "attn_implementation": self.options.attn_implementation, "local_files_only": True,
+                "trust_remote_code": self.options.trust_remote_code, "use_safetensors": not self.options.allow_pickle,
+                **quantizer(self.format.tool).load_kwargs(self.format, self.spec),
+            }
             try:
-                model = transformers.AutoModelForImageTextToText.from_pretrained(
-                    directory, device_map=dev, **kwargs
-                )
+                model = transformers.AutoModelForImageTextToText.from_pretrained(directory, device_map=dev, **kwargs)
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load {directory} with transformers: {exc}") from exc
-        model.eval()
-        load_s = time.perf_counter() - t0
-        details: dict[str, Any] = {"directory": str(directory), "dtype": str(dtype).replace("torch.", ""),
-                                   "attn_implementation": self.options.attn_implementation}
-        quantize_s, cached = 0.0, False
-        if self.format.tool == "modelopt":
-            from core.quant import modelopt_q
-
-            model, report = modelopt_q.quantize_model(
-                model, self.format, spec=self.spec, directory=directory, processor=self.processor,
-                device=self.device, options=self.options,
-            )
-            quantize_s, cached = report["quantize_s"], report["cached"]
-            details["quantization"] = report
-        elif self.format.tool == "torchao":
-            from core.quant import torchao_q
-
-            t1 = time.perf_counter()
-            details["quantization"] = torchao_q.apply(model, self.format)
-            quantize_s = time.perf_counter() - t1
-        elif self.format.tool == "bitsandbytes":
-            from core.quant import bnb
-
-            if self.spec.kind == "shape":  # random weights made on the device: quantize them there
-                t1 = time.perf_counter()
-                details["quantization"] = bnb.quantize_in_place(model, self.format, dev)
-                quantize_s = time.perf_counter() - t1
-            else:
-                details["quantization"] = bnb.summary(model)
-        if self.options.fast:
-            self._enable_fast(model)
-        self.model = model
-        self._sync()
-        from core.quant.inspect import weight_bytes
-
-        return LoadInfo(load_s=load_s, quantize_s=quantize_s, quantize_cached=cached,
-                        weight_bytes=weight_bytes(model), details=details)
-
-    def _enable_fast(self, model) -> None:
-        """Static KV cache + torch.compile of the decode step (transformers' documented fast path)."""
-        if self.device.kind != "cuda":
-            return
-        # With a static cache, generate() compiles the decode step itself (CUDA graphs included) and
-        # marks graph steps between calls; wrapping forward by hand breaks that bookkeeping.
-        model.generation_config.cache_implementation = "static"
+        return model.eval()
 
     def generate(self, request: Request) -> Generation:
         torch = self.torch
         t0 = time.perf_counter()
         inputs = self.family.hf_inputs(self.processor, request)
         inputs = inputs.to(self.model.device)
-        cand_ids = candidate_token_ids(self.tokenizer, request.candidates)
         self._sync()
         t1 = time.perf_counter()
         mark = _PrefillMark(self._sync)
@@ -148,23 +131,32 @@ class HFBackend(Backend):
         t2 = time.perf_counter()
         prompt_len = inputs["input_ids"].shape[1]
         new_ids = out.sequences[0, prompt_len:].tolist()
-        logits = torch.stack([step[0] for step in out.logits]).float()  # (steps, vocab)
-        logprobs = torch.log_softmax(logits, dim=-1)
-        first = logprobs[0]
-        cand = {c: float(first[i]) for c, i in cand_ids.items()}
-        check_finite(list(cand.values()), where=f"{self.spec.name}/{self.format.id} on {request.clip.id}")
-        k = min(self.options.top_k, logprobs.shape[-1])
-        top_v, top_i = logprobs.topk(k, dim=-1)
-        top = [list(zip(ti.tolist(), [round(v, 6) for v in tv.tolist()])) for ti, tv in zip(top_i, top_v)]
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
         video_tok = int((inputs["input_ids"] == self.family.video_token_id(self.model)).sum())
         prefill = (mark.t or t2) - t1
         return Generation(
-            text=text, token_ids=new_ids, candidate_logprobs=cand, top_logprobs=top,
+            text=self.tokenizer.decode(new_ids, skip_special_tokens=True), token_ids=new_ids,
             prompt_tokens=int(prompt_len), video_tokens=video_tok,
             timings={"processor_s": t1 - t0, "prefill_s": prefill, "decode_s": t2 - (mark.t or t2),
                      "generate_s": t2 - t1, "total_s": t2 - t0},
+            raw=out.logits,
         )
+
+    def score(self, request: Request, generation: Generation) -> Generation:
+        logits_steps, generation.raw = generation.raw, None
+        if logits_steps is None:
+            raise ValueError("HFBackend.score needs the Generation its generate() returned")
+        logits = self.torch.stack([step[0] for step in logits_steps]).float()  # (steps, vocab)
+        logprobs = self.torch.log_softmax(logits, dim=-1)
+        first = logprobs[0]
+        cand_ids = candidate_token_ids(self.tokenizer, request.candidates)
+        generation.candidate_logprobs = {c: float(first[i]) for c, i in cand_ids.items()}
+        check_finite(list(generation.candidate_logprobs.values()),
+                     where=f"{self.spec.name}/{self.format.id} on {request.clip.id}")
+        k = min(self.options.top_k, logprobs.shape[-1])
+        top_v, top_i = logprobs.topk(k, dim=-1)
+        generation.top_logprobs = [list(zip(ti.tolist(), [round(v, 6) for v in tv.tolist()]))
+                                   for ti, tv in zip(top_i, top_v)]
+        return generation
 
     def close(self) -> None:
         for attr in ("model", "processor", "tokenizer"):
@@ -176,20 +168,12 @@ class HFBackend(Backend):
             torch.cuda.synchronize(self.device.index)
             torch.cuda.empty_cache()
 
-    def model_config(self) -> dict[str, Any]:
-        return self.model.config.to_dict()
+    def model_shape(self) -> ModelShape:
+        return ModelShape.from_config(self.model.config.to_dict())
 
     def lm_weight_bytes(self) -> float:
         """Exact bytes of the language model's 2-D weights on the device (packed formats as packed)."""
-        from core.quant.inspect import _tensor_bytes
+        from core.quant.inspect import tensor_bytes
 
-        total = 0
-        for name, p in self.model.named_parameters():
-            if "language_model" in name and p.dim() == 2 and "embed" not in name:
-                total += _tensor_bytes(p)
-        return float(total)
-
-    def versions(self) -> dict[str, str]:
-        pk = ["torch", "transformers"] + {"modelopt": ["modelopt"], "bitsandbytes": ["bitsandbytes"],
-                                          "torchao": ["torchao"]}.get(self.format.tool, [])
-        return {p: capability.version(p) or "?" for p in pk}
+        return float(sum(tensor_bytes(p) for name, p in self.model.named_parameters()
+                         if "language_model" in name and p.dim() == 2 and "embed" not in name))

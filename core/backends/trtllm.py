@@ -27,15 +27,7 @@ from typing import Any
 import numpy as np
 
 from core import atomic, capability, paths
-from core.backends.base import (
-    Backend,
-    EngineOptions,
-    Generation,
-    LoadInfo,
-    Request,
-    candidate_token_ids,
-    check_finite,
-)
+from core.backends.base import Backend, candidate_token_ids, check_finite
 from core.device import DeviceInfo
 from core.errors import (
     ArtifactError,
@@ -44,9 +36,10 @@ from core.errors import (
     ModelError,
     Unsupported,
 )
-from core.families import family
 from core.formats import QuantFormat
 from core.models import registry
+from core.models.families import family
+from core.requests import EngineOptions, Generation, LoadInfo, Request
 from core.video import Frames
 
 VIEW_SCHEMA = "1"  # bump when the view's rewrites change, so views rebuild
@@ -188,8 +181,8 @@ def trtllm_view(source: Path) -> tuple[Path, dict[str, Any]]:
 
 def expected_quant_algo(fmt: QuantFormat) -> str | None:
     """The ``quant_algo`` TRT-LLM should find in hf_quant_config.json for ``fmt`` (None for bf16)."""
-    how = fmt.backends.get("trtllm", "")
-    return how.split(":", 1)[1] if how.startswith("export:") else None
+    route = fmt.backends.get("trtllm")
+    return route.quantization if route is not None and route.how == "checkpoint" else None
 
 
 def check_export(directory: Path, fmt: QuantFormat) -> dict[str, Any]:
@@ -379,7 +372,7 @@ def _import_tensorrt_llm():
             KvCacheConfig,  # examples/llm-api/quickstart_advanced.py
         )
     except ImportError as exc:
-        raise MissingDependency("tensorrt-llm", "the trtllm backend", capability.PACKAGES["tensorrt_llm"][2]) from exc
+        raise MissingDependency("tensorrt-llm", "the trtllm backend", capability.install_hint("tensorrt_llm")) from exc
     try:
         from tensorrt_llm.inputs import VideoData  # newer: inputs/multimodal_data.py
     except ImportError:
@@ -518,9 +511,6 @@ class TRTLLMBackend(Backend):
             if self.device.kind == "cuda" and torch is not None and torch.cuda.is_initialized():
                 torch.cuda.synchronize(self.device.index)
                 torch.cuda.empty_cache()
-
-    def versions(self) -> dict[str, str]:
-        return {p: capability.version(p) or "?" for p in ("tensorrt_llm", "transformers", "torch")}
 
 
 def main(argv: list[str] | None = None) -> int:

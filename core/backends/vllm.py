@@ -2,35 +2,34 @@
 
 Loading. bf16 checkpoints load as they are; shape-only specs (no weights) load with
 ``load_format="dummy"`` (random weights) and, when their config is shorter, with
-``max_position_embeddings`` stretched to ``max_model_len``; ModelOpt FP8/NVFP4 load from the cached
-``modelopt_export`` with ``quantization="modelopt"``/``"modelopt_fp4"`` (the format's
-``backends["vllm"]``); ``+kv_fp8`` adds ``kv_cache_dtype="fp8"``. On CPU the engine runs eagerly
-(compiling takes minutes on a small machine) with a KV cache sized for the model rather than
-vLLM's default share of all RAM. A tiny warm-up request runs at load (``details['warmup_s']``).
+``max_position_embeddings`` stretched to ``max_model_len``; quantized formats load the checkpoint
+their tool writes (``core.backends.exports``) with the format's ``quantization=`` argument;
+``+kv_fp8`` adds ``kv_cache_dtype="fp8"``. On CPU the engine runs eagerly (compiling takes minutes
+on a small machine) with a KV cache sized for the model rather than vLLM's default share of all RAM.
+A tiny warm-up request runs at load (``details['warmup_s']``).
 
 Processes. The engine core (and on CPU its worker) runs in child processes, so a crash or an
 out-of-memory kill there reaches this process as ``VLLMEngineError``, never as a dead pytest.
 Children are started with ``spawn`` (``VLLM_WORKER_MULTIPROC_METHOD=spawn``, set here unless the
 caller chose otherwise; vLLM's CPU platform forces it anyway): forking a pytest process that already
-holds threads, captured file descriptors or a CUDA context is unsafe, and spawn needs no
-``__main__`` guard under pytest or a console script. A watchdog thread turns an engine death
-during a request into an error (vLLM's sync client would wait forever). ``close()`` shuts the
-engine down and waits for every process it started, so device memory really returns.
+holds threads, captured file descriptors or a CUDA context is unsafe. A watchdog thread turns an
+engine death during a request into an error (vLLM's sync client would wait forever). ``close()``
+shuts the engine down and waits for every process it started, so memory really returns; ``pids()``
+names them, so memory is measured over all of them.
 
-Scores. vLLM returns, per request, either the top-k log-probs of each step or the log-probs of
-chosen token ids (``SamplingParams.logprob_token_ids``, in 0.26 and 0.32), not both. The answer
-request asks for top-k; when a candidate's first token is not among the first step's entries, a
-one-token request with ``logprob_token_ids`` scores them at the same position. That second request
-is memoized per (prompt, frames), so timed repeats of one cell measure generation alone
-(``extra['candidate_scoring']`` says where the values came from). ``logprobs_mode="raw_logprobs"``
-makes both full-vocabulary log-softmax values of the raw logits, as the HF backend reports.
+What a timed round measures. vLLM runs with its own defaults (prefix caching and the multimodal
+processor cache on), and ``before_round`` resets the prefix cache, the multimodal processor cache
+and the encoder cache before every round, so each round costs what a first-seen video costs. The
+timed request is a plain ``LLM.generate`` without log-probs, as a bare loop would send it;
+``score`` asks for the top-k log-probs afterwards, untimed (and, when a candidate's first token is
+not among them, scores the candidates with ``logprob_token_ids``). ``logprobs_mode="raw_logprobs"``
+makes them full-vocabulary log-softmax values of the raw logits, as the HF backend reports.
 
-Timings. ``processor_s`` is ``LLM.enqueue`` (chat template, HF processor, hand-off to the engine);
-``prefill_s`` (time to first token) and ``decode_s`` come from the engine core's own timestamps in
-``RequestOutput.metrics`` (needs ``disable_log_stats=False``); ``generate_s`` and ``total_s`` are
-host wall clock around the blocking ``wait_for_completion``. Prefix caching and the multimodal
-processor cache are off, so repeating one request re-runs the processor, the vision tower and
-the prefill, as every HF round does (with prefix caching on, a repeated request skips its prefill).
+Timings come from the engine's own clocks in ``RequestOutput.metrics`` (``disable_log_stats=False``):
+``processor_s`` from the call to the request's first scheduling (chat template, HF processor, hand-off
+and queue), ``prefill_s`` to the first token (vision encoder included), ``decode_s`` first to last
+token; ``generate_s`` and ``total_s`` are host wall clock. The engine core stamps with the monotonic
+clock, converted to wall time with this process's offset (one host, one CLOCK_MONOTONIC).
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import multiprocessing
 import os
 import sys
 import threading
@@ -46,23 +44,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import capability
-from core.backends.base import (
-    Backend,
-    Generation,
-    LoadInfo,
-    Request,
-    candidate_token_ids,
-    check_finite,
-)
+from core import capability, procs, timeline
+from core.backends.base import Backend, candidate_token_ids, check_finite
 from core.errors import MissingDependency, Unsupported, VqbenchError
-from core.families import family
 from core.models import registry
+from core.models.families import family
+from core.models.shape import ModelShape
+from core.requests import Generation, LoadInfo, Request
 
 ARCHITECTURES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
 """vLLM model class per family, for configs that do not name one."""
 CPU_KV_CACHE_MIN_BYTES = 256 * 2**20
-SHUTDOWN_TIMEOUT_S = 30.0
 # CPU: vLLM's compile mode (dynamo + inductor) would compile for minutes on a small CI machine.
 CPU_ENFORCE_EAGER = True
 
@@ -72,20 +64,29 @@ class VLLMEngineError(VqbenchError):
 
 
 class VLLMBackend(Backend):
-    """vLLM offline ``LLM`` engine: bf16, ModelOpt FP8/NVFP4 exports, optional FP8 KV cache."""
+    """vLLM offline ``LLM`` engine: bf16, quantized checkpoints, optional FP8 KV cache."""
 
     name = "vllm"
     llm: Any = None
     _death: str = ""
+    _engine_procs: list = []
 
-    def load(self) -> LoadInfo:
+    def imports(self) -> None:
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         try:
-            import transformers
+            import transformers  # noqa: F401
             import vllm
         except ImportError as exc:
-            raise MissingDependency("vllm", "the vllm backend", capability.PACKAGES["vllm"][2]) from exc
+            raise MissingDependency("vllm", "the vllm backend", capability.install_hint("vllm")) from exc
         self.vllm = vllm
+        super().imports()
+
+    def load(self) -> LoadInfo:
+        if not hasattr(self, "vllm"):
+            self.imports()
+        import transformers
+
+        vllm = self.vllm
         t0 = time.perf_counter()
         directory, quant_arg, report = self._checkpoint()
         quantize_s = report.get("quantize_s", 0.0)
@@ -94,34 +95,39 @@ class VLLMBackend(Backend):
             directory, local_files_only=True, trust_remote_code=self.options.trust_remote_code)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.family = family(self.spec.family)
-        kwargs = self._engine_kwargs(directory, quant_arg)
-        before = _child_pids()
+        kwargs = self.engine_kwargs(directory, quant_arg)
+        before = procs.children()
         t1 = time.perf_counter()
         try:
-            self.llm = vllm.LLM(**kwargs)
+            with timeline.phase("engine start"):
+                self.llm = vllm.LLM(**kwargs)
             engine_s = time.perf_counter() - t1
         except Exception as exc:
-            self._engine_procs = _new_children(before)
+            self._engine_procs = procs.started_since(before)
             self.close()
             raise VLLMEngineError(
                 f"vLLM could not start {self.spec.name} {self.format.id} on {self.device.describe()}: "
                 f"{type(exc).__name__}: {exc}. The engine process's log above has the root cause"
                 f"{_memory_hint(exc)}.") from exc
-        self._engine_procs = _new_children(before)
+        self._engine_procs = procs.started_since(before)
         self._watchdog = _Watchdog(self._engine_procs, getattr(self.llm.llm_engine.engine_core, "outputs_queue", None))
         self.video_token_id = self.family.vllm_video_token_id(self.tokenizer)
         self._scores: dict[tuple, dict[str, float]] = {}
         t2 = time.perf_counter()
         try:
-            self._warm_up()
+            with timeline.phase("warm-up"):
+                self._warm_up()
         except BaseException:
             self.close()
             raise
+        cache = getattr(self.llm.llm_engine.vllm_config, "cache_config", None)
         details: dict[str, Any] = {
             "directory": str(directory), "dtype": "bfloat16", "vllm_quantization": quant_arg,
             "kv_cache_dtype": kwargs.get("kv_cache_dtype", "auto"), "load_format": kwargs["load_format"],
             "max_model_len": kwargs["max_model_len"], "enforce_eager": kwargs["enforce_eager"],
             "engine_s": engine_s, "warmup_s": time.perf_counter() - t2,
+            "prefix_caching": getattr(cache, "enable_prefix_caching", None),
+            "kv_cache_blocks": getattr(cache, "num_gpu_blocks", None),
             "multiproc_method": os.environ.get("VLLM_WORKER_MULTIPROC_METHOD"),
             "engine_pids": [p.pid for p in self._engine_procs],
         }
@@ -133,27 +139,29 @@ class VLLMBackend(Backend):
 
     def _checkpoint(self) -> tuple[Path, str | None, dict[str, Any]]:
         """The directory vLLM loads, its ``quantization=`` argument, and the export report."""
-        fmt, how = self.format, self.format.backends.get("vllm", "")
-        if self.device.kind == "cpu" and (fmt.quantized or fmt.kv_cache):
-            raise Unsupported(f"vLLM's CPU backend cannot run {fmt.id} (no ModelOpt/FP8 kernels on CPU)")
-        if not fmt.quantized:
-            return registry.materialize(self.spec), None, {}
-        if not how.startswith("export:"):
-            raise Unsupported(f"vllm cannot run {fmt.id}: {fmt.not_supported.get('vllm', 'no export path')}")
-        from core.quant.exports import modelopt_export
+        fmt = self.format
+        route = fmt.backends.get("vllm")
+        if route is None:
+            raise Unsupported(f"vllm cannot run {fmt.id}: {fmt.not_supported.get('vllm', 'no path for it')}")
+        if self.device.kind == "cpu" and route.cpu:
+            raise Unsupported(f"{route.cpu}; {fmt.id} cannot run there")
+        if route.how != "checkpoint":
+            with timeline.phase("model build"):
+                return registry.materialize(self.spec), None, {}
+        from core.backends.exports import checkpoint_for
 
-        directory, report = modelopt_export(self.spec, fmt, options=self.options, device=self.device)
-        return directory, how.split(":", 1)[1], report
+        directory, report = checkpoint_for(self.spec, fmt, options=self.options, device=self.device)
+        return directory, route.quantization, report
 
-    def _engine_kwargs(self, directory: Path, quant_arg: str | None) -> dict[str, Any]:
+    def engine_kwargs(self, directory: Path, quant_arg: str | None) -> dict[str, Any]:
+        """The ``vllm.LLM`` arguments of this engine (the bare-loop script builds its engine from them)."""
         opts, cpu = self.options, self.device.kind == "cpu"
         max_len, overrides = _context_length(directory, opts.max_model_len, shape=self.spec.kind == "shape")
         kwargs: dict[str, Any] = {
-            "model": str(directory), "runner": "generate", "dtype": "bfloat16", "max_model_len": max_len, "seed": opts.seed,
-            "tensor_parallel_size": opts.tensor_parallel_size, "trust_remote_code": opts.trust_remote_code,
-            "limit_mm_per_prompt": {"video": 1}, "disable_log_stats": False,
-            "logprobs_mode": "raw_logprobs", "max_logprobs": max(20, opts.top_k),
-            "enable_prefix_caching": False, "mm_processor_cache_gb": 0,
+            "model": str(directory), "runner": "generate", "dtype": "bfloat16", "max_model_len": max_len,
+            "seed": opts.seed, "tensor_parallel_size": opts.tensor_parallel_size,
+            "trust_remote_code": opts.trust_remote_code, "limit_mm_per_prompt": {"video": 1},
+            "disable_log_stats": False, "logprobs_mode": "raw_logprobs", "max_logprobs": max(20, opts.top_k),
             "enforce_eager": CPU_ENFORCE_EAGER if cpu else False,
             # dummy: shape-only specs have no weights; vLLM fills random ones (no HF parity intended)
             "load_format": "dummy" if self.spec.kind == "shape" and quant_arg is None else "auto",
@@ -177,7 +185,7 @@ class VLLMBackend(Backend):
         return kwargs
 
     def _warm_up(self) -> None:
-        """Two tiny video requests (4 black 56x56 frames), asking for top-k and for chosen-token
+        """Tiny video requests (4 black 56x56 frames), plain and asking for top-k and chosen-token
         log-probs: first-call set-up (the vision tower, the sampler's compiled log-prob ranking,
         several seconds on CPU) stays out of the first cell's numbers."""
         import numpy as np
@@ -192,46 +200,77 @@ class VLLMBackend(Backend):
                           candidates=[], max_new_tokens=2)
         prompt = self.family.vllm_inputs(self.processor, request)
         SamplingParams = self.vllm.SamplingParams
-        params = [SamplingParams(temperature=0.0, max_tokens=2, logprobs=self.options.top_k),
+        params = [SamplingParams(temperature=0.0, max_tokens=2),
+                  SamplingParams(temperature=0.0, max_tokens=2, logprobs=self.options.top_k),
                   SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=[0, 1])]
-        self._call(lambda: self.llm.generate([prompt, prompt], params, use_tqdm=False), "warm-up")
+        self._call(lambda: self.llm.generate([prompt] * 3, params, use_tqdm=False), "warm-up")
+        self.before_round()
 
-    def generate(self, request: Request) -> Generation:
+    def before_round(self) -> None:
+        """Reset the prefix cache, the multimodal processor cache and the encoder cache (vLLM shares
+        vision embeddings of the same video between requests), so the next request is first-seen."""
+        if self.llm is None:
+            return
+        if hasattr(self.llm, "reset_prefix_cache") and self.llm.reset_prefix_cache() is False:
+            raise VLLMEngineError(f"{self.spec.name} {self.format.id}: vLLM could not reset its prefix cache "
+                                  "(a request is still running)")
+        if hasattr(self.llm, "reset_mm_cache"):
+            self.llm.reset_mm_cache()
+        reset_encoder = getattr(self.llm.llm_engine, "reset_encoder_cache", None)
+        if reset_encoder is not None:
+            reset_encoder()
+
+    def _check_open(self) -> None:
         if self.llm is None:
             why = f" ({self._death})" if self._death else ""
             raise VLLMEngineError(f"{self.spec.name} {self.format.id}: the vLLM engine is closed{why}")
-        SamplingParams = self.vllm.SamplingParams
-        t0 = time.perf_counter()
+
+    def generate(self, request: Request) -> Generation:
+        self._check_open()
+        t0, wall0 = time.perf_counter(), time.time()
+        offset = wall0 - time.monotonic()
         prompt = self.family.vllm_inputs(self.processor, request)
-        cand_ids = candidate_token_ids(self.tokenizer, request.candidates)
-        params = SamplingParams(temperature=0.0, max_tokens=request.max_new_tokens,
-                                ignore_eos=self.options.ignore_eos, logprobs=self.options.top_k)
+        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=request.max_new_tokens,
+                                          ignore_eos=self.options.ignore_eos)
         where = f"{self.spec.name}/{self.format.id} on {request.clip.id}"
-        request_id = self._call(lambda: self.llm.enqueue(prompt, params, use_tqdm=False), where)[0]
-        t1 = time.perf_counter()
-        outputs = self._call(lambda: self.llm.wait_for_completion(use_tqdm=False), where)
+        out = self._call(lambda: self.llm.generate([prompt], params, use_tqdm=False), where)[0]
         t2 = time.perf_counter()
-        # enqueue returns the internal id ('3-1a2b3c4d'); outputs carry the caller's ('3'). Matching it
-        # skips a leftover of an interrupted earlier call.
-        out = next((o for o in outputs if request_id in (o.request_id, ) or request_id.startswith(f"{o.request_id}-")),
-                   outputs[-1])
         completion = out.outputs[0]
-        steps = completion.logprobs or []
-        cand, scoring = self._candidate_logprobs(prompt, request, cand_ids, steps[0] if steps else {}, where)
-        check_finite(list(cand.values()), where=where)
-        k = self.options.top_k
-        top = [[(int(t), round(float(lp.logprob), 6)) for t, lp in
-                sorted(step.items(), key=lambda kv: -kv[1].logprob)[:k]] for step in steps]
         token_ids = list(completion.token_ids)
         prompt_ids = list(out.prompt_token_ids or [])
-        timings = {"processor_s": t1 - t0, **_engine_timings(out.metrics, host_s=t2 - t1),
-                   "generate_s": t2 - t1, "total_s": t2 - t0}
+        timings = _engine_timings(out.metrics, start_wall=wall0, offset=offset, total_s=t2 - t0)
+        extra: dict[str, Any] = {"finish_reason": completion.finish_reason}
+        if getattr(out.metrics, "first_token_latency", 0):
+            extra["ttft_frontend_s"] = float(out.metrics.first_token_latency)
         return Generation(
             text=self.tokenizer.decode(token_ids, skip_special_tokens=True), token_ids=token_ids,
-            candidate_logprobs=cand, top_logprobs=top, prompt_tokens=len(prompt_ids),
-            video_tokens=sum(1 for t in prompt_ids if t == self.video_token_id), timings=timings,
-            extra={"candidate_scoring": scoring, "finish_reason": completion.finish_reason},
+            prompt_tokens=len(prompt_ids), video_tokens=sum(1 for t in prompt_ids if t == self.video_token_id),
+            timings=timings, extra=extra, raw=prompt,
         )
+
+    def score(self, request: Request, generation: Generation) -> Generation:
+        """Top-k log-probs of every generated token and the candidates' log-probs at the answer
+        position, from untimed requests (the same greedy prompt again, with log-probs)."""
+        self._check_open()
+        prompt = generation.raw or self.family.vllm_inputs(self.processor, request)
+        generation.raw = None
+        where = f"{self.spec.name}/{self.format.id} on {request.clip.id} (scoring)"
+        k = self.options.top_k
+        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=request.max_new_tokens,
+                                          ignore_eos=self.options.ignore_eos, logprobs=k)
+        out = self._call(lambda: self.llm.generate([prompt], params, use_tqdm=False), where)[0]
+        completion = out.outputs[0]
+        steps = completion.logprobs or []
+        if list(completion.token_ids) != generation.token_ids:
+            generation.extra["scoring_tokens_differ"] = True  # reported: greedy runs should agree
+        cand_ids = candidate_token_ids(self.tokenizer, request.candidates)
+        cand, how = self._candidate_logprobs(prompt, request, cand_ids, steps[0] if steps else {}, where)
+        check_finite(list(cand.values()), where=where)
+        generation.candidate_logprobs = cand
+        generation.top_logprobs = [[(int(t), round(float(lp.logprob), 6)) for t, lp in
+                                    sorted(step.items(), key=lambda kv: -kv[1].logprob)[:k]] for step in steps]
+        generation.extra["candidate_scoring"] = how
+        return generation
 
     def _candidate_logprobs(self, prompt, request: Request, cand_ids: dict[str, int], first: dict,
                             where: str) -> tuple[dict[str, float], str]:
@@ -272,38 +311,40 @@ class VLLMBackend(Backend):
 
     def _dead_processes(self) -> dict[int, int | None]:
         """Engine processes that are gone: pid -> exit code (None when another parent collected it)."""
-        procs = getattr(self, "_engine_procs", [])
-        pids = {p.pid for p in procs}
+        pids = {p.pid for p in self._engine_procs}
         manager = getattr(getattr(getattr(self.llm, "llm_engine", None), "engine_core", None), "resources", None)
-        started = list(getattr(getattr(manager, "engine_manager", None), "processes", None) or []) + _mp_children()
+        started = list(getattr(getattr(manager, "engine_manager", None), "processes", None) or []) + procs.mp_children()
         # Reading exitcode collects an exited child, so its code is known (and it leaves no zombie).
         dead: dict[int, int | None] = {p.pid: p.exitcode for p in started if p.pid in pids and p.exitcode is not None}
-        dead.update({p.pid: None for p in procs if p.pid not in dead and not _running(p)})
+        dead.update({p.pid: None for p in self._engine_procs if p.pid not in dead and not procs.running(p)})
         return dead
+
+    def pids(self) -> list[int]:
+        return [os.getpid(), *(p.pid for p in self._engine_procs)]
 
     def close(self) -> None:
         """Shut the engine down, wait for its processes (killing stragglers), free device memory.
         Safe to call twice and after a failed load."""
         llm, self.llm = self.llm, None
-        procs, self._engine_procs = getattr(self, "_engine_procs", []), []
+        engine_procs, self._engine_procs = self._engine_procs, []
         watchdog, self._watchdog = getattr(self, "_watchdog", None), None
         if watchdog is not None:
             watchdog.stop()
         if llm is not None:
             # A dead engine may fail to shut down; its processes are reaped below either way.
             with contextlib.suppress(Exception):
-                llm.llm_engine.engine_core.shutdown(timeout=SHUTDOWN_TIMEOUT_S)
+                llm.llm_engine.engine_core.shutdown(timeout=procs.SHUTDOWN_TIMEOUT_S)
             del llm
         for attr in ("processor", "tokenizer"):
             self.__dict__.pop(attr, None)
         gc.collect()
-        _reap(procs)
+        procs.reap(engine_procs)
         torch = sys.modules.get("torch")
         if torch is not None and self.device.kind == "cuda" and torch.cuda.is_initialized():
             torch.cuda.empty_cache()
 
-    def versions(self) -> dict[str, str]:
-        return {p: capability.version(p) or "?" for p in ("vllm", "torch", "transformers")}
+    def model_shape(self) -> ModelShape:
+        return ModelShape.from_dir(getattr(self, "directory", None) or registry.materialize(self.spec))
 
 
 class _Watchdog:
@@ -312,15 +353,15 @@ class _Watchdog:
     this thread watches the engine's processes and posts an error to that queue when one dies.
     It holds no reference to the backend, so an unclosed backend can still be collected."""
 
-    def __init__(self, procs: list, outputs_queue, interval: float = 0.5) -> None:
+    def __init__(self, engine_procs: list, outputs_queue, interval: float = 0.5) -> None:
         self._stop = threading.Event()
-        if procs and outputs_queue is not None:
-            threading.Thread(target=self._run, args=(procs, outputs_queue, interval), daemon=True,
+        if engine_procs and outputs_queue is not None:
+            threading.Thread(target=self._run, args=(engine_procs, outputs_queue, interval), daemon=True,
                              name="vqbench-vllm-watchdog").start()
 
-    def _run(self, procs: list, outputs_queue, interval: float) -> None:
+    def _run(self, engine_procs: list, outputs_queue, interval: float) -> None:
         while not self._stop.wait(interval):
-            gone = [p.pid for p in procs if not _running(p)]
+            gone = [p.pid for p in engine_procs if not procs.running(p)]
             if gone:
                 outputs_queue.put_nowait(RuntimeError(f"engine process(es) {gone} exited"))
                 return
@@ -329,39 +370,37 @@ class _Watchdog:
         self._stop.set()
 
 
-def _engine_timings(metrics, *, host_s: float) -> dict[str, float]:
-    """prefill_s (first token - scheduled) and decode_s (last - first token), engine-core clocks."""
-    first = getattr(metrics, "first_token_ts", 0.0) or 0.0
+def _engine_timings(metrics, *, start_wall: float, offset: float, total_s: float) -> dict[str, float]:
+    """The timing split of one request from the engine core's clocks (see the module docstring);
+    host clock only when the engine reports no stats."""
     sched = getattr(metrics, "scheduled_ts", 0.0) or 0.0
+    first = getattr(metrics, "first_token_ts", 0.0) or 0.0
     last = getattr(metrics, "last_token_ts", 0.0) or 0.0
-    if not (first and sched):
-        return {"prefill_s": host_s, "decode_s": 0.0}  # stats off: host clock only
-    return {"prefill_s": first - sched, "decode_s": max(last - first, 0.0)}
+    if not (sched and first):
+        return {"processor_s": 0.0, "prefill_s": total_s, "decode_s": 0.0, "generate_s": total_s, "total_s": total_s}
+    processor = min(max(sched + offset - start_wall, 0.0), total_s)
+    prefill = max(first - sched, 0.0)
+    generate = max(total_s - processor, prefill)
+    return {"processor_s": processor, "prefill_s": prefill, "decode_s": max(last - first, 0.0),
+            "generate_s": generate, "total_s": max(total_s, processor + generate)}
 
 
 def _context_length(directory: Path, wanted: int, *, shape: bool) -> tuple[int, dict[str, Any] | None]:
     """max_model_len and hf_overrides: a shape-only config is stretched to ``wanted`` positions (its
     weights are random anyway); a real checkpoint keeps its own limit and the length is capped."""
     cfg = json.loads((directory / "config.json").read_text())
-    text = cfg.get("text_config", cfg)
-    limit = int(text.get("max_position_embeddings") or cfg.get("max_position_embeddings") or wanted)
+    limit = ModelShape.from_config(cfg).max_position_embeddings or wanted
     if limit >= wanted:
         return wanted, None
     if shape:
-        key = "text_config" if "text_config" in cfg else None
         override = {"max_position_embeddings": wanted}
-        return wanted, {key: override} if key else override
-    return limit, None
+        return wanted, {"text_config": override} if "text_config" in cfg else override
+    return int(limit), None
 
 
 def _cpu_kv_bytes(directory: Path, max_len: int) -> int:
     """KV cache for two full-length sequences (answer + scoring request) in bf16, at least 256 MiB."""
-    cfg = json.loads((directory / "config.json").read_text())
-    text = cfg.get("text_config", cfg)
-    heads = text["num_attention_heads"]
-    head_dim = text.get("head_dim") or text["hidden_size"] // heads
-    per_token = 2 * text["num_hidden_layers"] * text.get("num_key_value_heads", heads) * head_dim * 2
-    return max(CPU_KV_CACHE_MIN_BYTES, 2 * max_len * per_token)
+    return int(max(CPU_KV_CACHE_MIN_BYTES, 2 * max_len * ModelShape.from_dir(directory).kv_bytes_per_token(2.0)))
 
 
 def _weight_bytes(directory: Path, spec) -> int:
@@ -378,64 +417,3 @@ def _memory_hint(exc: BaseException) -> str:
         return ("; it looks like memory: lower max_model_len or gpu_memory_utilization, or free the device "
                 "(on CPU set VLLM_CPU_KVCACHE_SPACE in GiB)")
     return ""
-
-
-def _child_pids() -> set[int]:
-    import psutil
-
-    return {p.pid for p in psutil.Process().children(recursive=True)}
-
-
-def _new_children(before: set[int]) -> list:
-    """psutil handles of the processes the engine started (not multiprocessing's resource tracker)."""
-    import psutil
-
-    tracker = _resource_tracker_pid()
-    return [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.pid != tracker]
-
-
-def _resource_tracker_pid() -> int | None:
-    try:
-        from multiprocessing import resource_tracker
-
-        return resource_tracker._resource_tracker._pid
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _running(p) -> bool:
-    """A live process (a zombie has exited: it only waits for its parent to collect it)."""
-    import psutil
-
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _mp_children() -> list:
-    """Processes started through multiprocessing that it has not joined yet (the engine core)."""
-    return list(getattr(multiprocessing.process, "_children", ()))
-
-
-def _reap(procs: list, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
-    """Wait for the engine's processes to exit, kill stragglers, and collect every exit status.
-
-    multiprocessing collects its own children (``active_children`` joins exited ones), so their
-    exit codes stay readable; psutil collects anything else that is left as a zombie."""
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    while procs and time.monotonic() < deadline:
-        multiprocessing.active_children()
-        if not any(_running(p) for p in procs):
-            break
-        time.sleep(0.1)
-    for p in procs:
-        if _running(p):
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-    multiprocessing.active_children()
-    psutil.wait_procs([p for p in procs if p.is_running()], timeout=5)

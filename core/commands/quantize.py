@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import sys
 
-from core import capability, device as devices
-from core.backends.base import EngineOptions
+from core import capability
+from core import device as devices
 from core.errors import Unsupported
 from core.formats import get_format
 from core.models import registry
+from core.requests import EngineOptions
 
 
 def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, export: bool) -> int:
-    spec = registry.resolve(model)
+    spec = registry.resolve(model, allow_pickle=options.allow_pickle)
     fmt = get_format(fmt_name)
     dev = devices.CPU if device == "cpu" else devices.primary()
     if device == "cuda" and dev.kind != "cuda":
@@ -22,15 +23,16 @@ def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, 
         print(f"{fmt.id} is not a quantized format: nothing to make", file=sys.stderr)
         return 0
     if export:
-        if fmt.tool != "modelopt":
-            raise Unsupported(f"--export writes ModelOpt checkpoints; {fmt.id} is made by {fmt.tool} at load time")
-        from core.quant.exports import modelopt_export
+        if not any(r.how == "checkpoint" for r in fmt.backends.values()):
+            raise Unsupported(f"--export writes the checkpoints other engines load; {fmt.id} is made by {fmt.tool} "
+                              "at load time, no engine loads a checkpoint of it")
+        from core.backends.exports import checkpoint_for
 
-        path, report = modelopt_export(spec, fmt, options=options, device=dev)
+        path, report = checkpoint_for(spec, fmt, options=options, device=dev)
         state = "reused from the cache" if report["cached"] else f"made in {report['quantize_s']:.1f}s"
         print(f"{spec.name} {fmt.id} export ({report['quant_algo']}): {path} ({state})")
         return 0
-    verdict = capability.check("hf", fmt, dev)
+    verdict = capability.check("hf", fmt, dev, spec=spec)
     if not verdict:
         raise Unsupported(verdict.reason)
     from core.backends.hf import HFBackend
@@ -40,7 +42,7 @@ def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, 
         info = backend.load_info
         q = info.details.get("quantization", {})
     print(f"{spec.name} {fmt.id} on {dev.describe()}: weights {info.weight_bytes / 2**20:.2f} MiB on the device")
-    if fmt.tool == "modelopt":
+    if "enabled_quantizers" in q:  # a calibrated, cached quantization (ModelOpt)
         state = "reused from the artifact cache" if info.quantize_cached else f"calibrated in {info.quantize_s:.1f}s"
         print(f"  ModelOpt {q['config']}: {q['enabled_quantizers']} quantizers enabled {q['by_kind']} ({state})")
         print(f"  by part: {q['by_part']}; calibration: {q['calibration']}")

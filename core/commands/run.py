@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import capability, dataset, device as devices
+from core import capability, dataset
+from core import device as devices
 from core.errors import ConfigError, Unsupported
 from core.formats import get_format
 from core.matrix import Cell, Engine, EnginePlan
@@ -20,6 +21,15 @@ from core.results import ResultsWriter
 from core.runner import EngineLoadError, EnginePool, FrameCache, error_record, run_cell
 from core.settings import Settings
 from core.tasks import get_task
+
+
+def _one_round(fn, *, before_round=None):
+    """A single timed round: ``vqbench run`` answers each video once, as the seeds' scripts do."""
+    if before_round is not None:
+        before_round()
+    t0 = time.perf_counter()
+    result = fn()
+    return result, [time.perf_counter() - t0]
 
 
 def _device(choice: str):
@@ -56,41 +66,40 @@ def _progress(total: int, desc: str):
 def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_name: str, device: str,
         output: Path, csv_path: Path | None, results_path: Path) -> int:
     """Run every clip through one engine; every finished clip is on disk before the next starts."""
-    spec = registry.resolve(model)
+    spec = registry.resolve(model, allow_pickle=settings.allow_pickle)
     fmt = get_format(fmt_name)
     task = get_task(task_name)
     dev = _device(device)
-    if spec.needs_gpu and dev.kind == "cpu":
-        raise Unsupported(f"{spec.name} is shape-only: its random weights are created on a GPU")
-    verdict = capability.check(backend, fmt, dev)
+    verdict = capability.check(backend, fmt, dev, spec=spec)
     if not verdict:
         raise Unsupported(verdict.reason)
-    from core.plugin import DEFAULT_DATASETS
-
-    clips = dataset.load(settings.videos or DEFAULT_DATASETS.get(task.name, "fixtures"))
+    clips = dataset.load(settings.videos or task.default_dataset)
     if settings.max_videos:
         clips = clips[: settings.max_videos]
+    gap = capability.task_verdict(task.name, clips)
+    if not gap:
+        raise Unsupported(gap.reason)
     eng = Engine(spec.name, backend, fmt.id, dev.kind)
-    plan = EnginePlan(eng, spec, fmt, verdict)
+    plan = EnginePlan(eng, spec, fmt, verdict, device_class=dev.gpu_class)
     print(f"vqbench run: {eng.id} on {dev.describe()}, {len(clips)} videos, task {task.name}", file=sys.stderr)
     if verdict.reason:
         print(f"  note: {verdict.reason}", file=sys.stderr)
     _print_estimate(spec, fmt, backend, dev)
-    pool, frames = EnginePool(settings), FrameCache()
     writer = ResultsWriter(results_path, header={"settings": settings.to_dict(), "command": "run"})
+    pool, frames = EnginePool(settings, on_event=writer.write), FrameCache()
     records: list[dict[str, Any]] = []
     bar = _progress(len(clips), eng.id)
     t0 = time.perf_counter()
     try:
         for clip in clips:
-            cell = Cell(plan, task.name, clip)
+            cell = Cell(plan, task, clip)
             try:
-                rec = run_cell(cell, pool, frames, settings)
+                rec = run_cell(cell, pool, frames, settings, timer=_one_round)
             except EngineLoadError as exc:
-                writer.write(error_record(cell, exc))
+                writer.write(error_record(cell, exc, kind="timed"))
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad video must not stop the run
-                rec = error_record(cell, exc)
+                rec = error_record(cell, exc, kind="timed")
                 print(f"\n  {clip.id}: {type(exc).__name__}: {exc}", file=sys.stderr)
             writer.write(rec)
             records.append(rec)

@@ -292,3 +292,9 @@ def _abs_diff(x: float | None, y: float | None) -> float:
     if x is None or y is None:
         return math.inf  # a label scored on one run only is as different as it gets
     return 0.0 if x == y else abs(x - y)  # equal -inf values must count as equal, not NaN
+
+
+def usable_inputs(*sides: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """The sides without the videos that failed to decode on every side: a broken input, not drift."""
+    broken = set.intersection(*({r["video"] for r in s if r.get("error_type") == "VideoError"} for s in sides))
+    return [[r for r in s if r["video"] not in broken] for s in sides]

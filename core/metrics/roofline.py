@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from core.models.shape import ModelShape
+
 
 @functools.lru_cache(maxsize=8)
 def measure_peaks(device_index: int = 0, *, gib: float = 2.0, n: int = 8192) -> dict[str, float]:
@@ -51,39 +53,24 @@ def measure_peaks(device_index: int = 0, *, gib: float = 2.0, n: int = 8192) -> 
     return peaks
 
 
-def model_shape(config: dict[str, Any]) -> dict[str, float]:
-    """Parameter counts and attention shape from an HF config dict (Qwen2.5-VL or InternVL)."""
-    text = config.get("text_config", config)
-    h, inter, layers = text["hidden_size"], text["intermediate_size"], text["num_hidden_layers"]
-    heads, kv = text["num_attention_heads"], text.get("num_key_value_heads", text["num_attention_heads"])
-    hd = text.get("head_dim") or h // heads
-    lm = layers * (h * heads * hd + 2 * h * kv * hd + heads * hd * h + 3 * h * inter)
-    vis = config.get("vision_config", {})
-    vh = vis.get("hidden_size", 0)
-    vparams = vis.get("depth", vis.get("num_hidden_layers", 0)) * (4 * vh * vh + 3 * vh * vis.get("intermediate_size", 0))
-    return {"lm_params": lm, "vision_params": vparams, "layers": layers, "hidden": h, "head_dim": hd,
-            "heads": heads, "vocab": text["vocab_size"], "lm_head_params": h * text["vocab_size"]}
-
-
-def floors(shape: dict[str, float], *, lm_weight_bytes: float, prompt_tokens: int, video_patches: int,
+def floors(shape: ModelShape, *, lm_weight_bytes: float, prompt_tokens: int, video_patches: int,
            new_tokens: int, peaks: dict[str, float]) -> dict[str, float]:
     """The physical floors of one cell (seconds)."""
     bw, fl = peaks["bandwidth_Bps"], peaks["matmul_flops"]
-    head_bytes = shape["lm_head_params"] * 2
+    head_bytes = shape.lm_head_params * 2
     decode_step = (lm_weight_bytes + head_bytes) / bw
-    attn = 4 * shape["layers"] * prompt_tokens**2 * shape["heads"] * shape["head_dim"] / 2  # causal
-    prefill_flops = (2 * (shape["lm_params"] + shape["lm_head_params"] / max(prompt_tokens, 1)) * prompt_tokens
-                     + 2 * shape["vision_params"] * video_patches + attn)
+    attn = 4 * shape.layers * prompt_tokens**2 * shape.heads * shape.head_dim / 2  # causal
+    prefill_flops = (2 * (shape.lm_params + shape.lm_head_params / max(prompt_tokens, 1)) * prompt_tokens
+                     + 2 * shape.vision_params * video_patches + attn)
     prefill = prefill_flops / fl
     return {"prefill_floor_s": prefill, "decode_floor_per_token_s": decode_step,
             "floor_s": prefill + max(new_tokens - 1, 0) * decode_step, "prefill_flops": prefill_flops,
             "bandwidth_GBps": bw / 1e9, "matmul_TFLOPs": fl / 1e12}
 
 
-def annotate(record: dict[str, Any], *, config: dict[str, Any], lm_weight_bytes: float,
+def annotate(record: dict[str, Any], *, shape: ModelShape, lm_weight_bytes: float,
              peaks: dict[str, float]) -> dict[str, Any]:
-    """Add ``roofline`` (floors and measured/floor ratios) to a finished cell record."""
-    shape = model_shape(config)
+    """The ``roofline`` of a finished cell record: floors and measured/floor ratios."""
     tok = record["tokens"]
     patches = tok["video"] * 4  # 2x2 spatial merge: each video token covers four patches
     f = floors(shape, lm_weight_bytes=lm_weight_bytes, prompt_tokens=tok["prompt"], video_patches=patches,

@@ -11,10 +11,10 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from core import atomic, paths
-from core.errors import ModelError, unknown_name
+from core.errors import ModelError, VqbenchError, unknown_name
 
 RECIPE_VERSION = "1"  # bump when a builder's output changes, so caches rebuild
 
@@ -24,8 +24,9 @@ class ModelSpec:
     """A model the suite can load: embedded (built here), shape-only, or a user checkpoint."""
 
     name: str
-    kind: str
-    """'embedded', 'shape' or 'checkpoint'."""
+    kind: Literal["embedded", "shape", "checkpoint", "unknown"]
+    """'embedded' (built here), 'shape' (real dimensions, random weights), 'checkpoint' (a user's
+    directory), or 'unknown' (a name that did not resolve; ``description`` says why)."""
     family: str
     """'qwen2_5_vl' or 'internvl'."""
     description: str
@@ -60,14 +61,14 @@ def _qwen_tiny(d: Path) -> dict[str, Any]:
 
 
 def _trained(d: Path) -> dict[str, Any]:
-    """Copy the committed reference model (trained by ``python -m core.train``) into the cache."""
+    """Copy the committed reference model (trained by ``python -m core.tools.train``) into the cache."""
     import shutil
 
     from core.models.qwen_vl import weights_digest
 
     src = paths.FIXTURES_DIR / "models" / "tiny-trained"
     if not (src / "model.safetensors").is_file():
-        raise ModelError(f"{src} has no model.safetensors: train it with `python -m core.train`")
+        raise ModelError(f"{src} has no model.safetensors: train it with `python -m core.tools.train`")
     for f in src.iterdir():
         if f.is_file():
             shutil.copy2(f, d / f.name)
@@ -152,15 +153,25 @@ _CONVERT_HINTS = {
 }
 
 
-def resolve(name_or_path: str) -> ModelSpec:
-    """A ModelSpec for a built-in name or a local model directory (validated, never downloaded)."""
+def resolve(name_or_path: str, *, allow_pickle: bool = False) -> ModelSpec:
+    """A ModelSpec for a built-in name or a local model directory (validated, never downloaded);
+    ``allow_pickle`` accepts a checkpoint whose weights are pickle files (``--allow-pickle``)."""
     if name_or_path in _BUILTIN:
         return _BUILTIN[name_or_path]
     p = Path(name_or_path).expanduser()
     looks_like_path = "/" in name_or_path or name_or_path.startswith(".") or p.exists()
     if not looks_like_path:
         raise unknown_name("model", name_or_path, _BUILTIN)
-    return checkpoint_spec(p)
+    return checkpoint_spec(p, allow_pickle=allow_pickle)
+
+
+def resolve_or_unknown(name_or_path: str, *, allow_pickle: bool = False) -> ModelSpec:
+    """``resolve``, or an 'unknown' spec whose description is the reason (the matrix skips its cells
+    with it instead of stopping the whole session)."""
+    try:
+        return resolve(name_or_path, allow_pickle=allow_pickle)
+    except VqbenchError as exc:
+        return ModelSpec(name_or_path, "unknown", "", str(exc))
 
 
 def checkpoint_spec(path: Path, *, allow_pickle: bool = False) -> ModelSpec:

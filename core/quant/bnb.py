@@ -1,10 +1,18 @@
-"""bitsandbytes through transformers' ``BitsAndBytesConfig`` (language model only)."""
+"""bitsandbytes through transformers' ``BitsAndBytesConfig`` (language model only).
+
+A format's ``recipe`` is a key of ``RECIPES``: the ``BitsAndBytesConfig`` arguments for a checkpoint
+loaded with ``from_pretrained``, and the layer class for shape-only models whose random weights
+are made on the device (which ``BitsAndBytesConfig`` never sees).
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from core.errors import ArtifactError
 from core.formats import QuantFormat
+from core.quant.base import Applied, QuantContext, Quantizer
 from core.quant.inspect import linear_dtypes
 
 # transformers 5 matches these as regexes anchored at the module name's start (4.x: substrings),
@@ -12,18 +20,27 @@ from core.quant.inspect import linear_dtypes
 _VISION_PARTS = ["visual", "vision_tower", "vision_model", "multi_modal_projector", "mlp1"]
 SKIP = [*_VISION_PARTS, *(f".*{p}" for p in _VISION_PARTS), "lm_head"]
 
+RECIPES: dict[str, dict[str, Any]] = {
+    "int8": {"config": {"load_in_8bit": True}, "layer": "Linear8bitLt"},
+    "nf4": {"config": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "bfloat16"},
+            "layer": "Linear4bit"},
+}
+"""Recipe -> ``BitsAndBytesConfig`` arguments and the bitsandbytes layer that replaces ``nn.Linear``."""
+
+
+def _recipe(fmt: QuantFormat) -> dict[str, Any]:
+    if fmt.tool != "bitsandbytes" or fmt.recipe not in RECIPES:
+        raise ArtifactError(f"{fmt.id} is not a bitsandbytes format (recipes: {', '.join(RECIPES)})")
+    return RECIPES[fmt.recipe]
+
 
 def config(fmt: QuantFormat):
-    """The BitsAndBytesConfig for ``bnb_int8`` or ``bnb_nf4``; the vision tower and lm_head are skipped."""
+    """The ``BitsAndBytesConfig`` of ``fmt``; the vision tower and lm_head are skipped."""
     import torch
     from transformers import BitsAndBytesConfig
 
-    if fmt.name == "bnb_int8":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=SKIP)
-    if fmt.name == "bnb_nf4":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                  bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=SKIP)
-    raise ValueError(f"{fmt.name} is not a bitsandbytes format")
+    kwargs = {k: (getattr(torch, v) if k.endswith("_dtype") else v) for k, v in _recipe(fmt)["config"].items()}
+    return BitsAndBytesConfig(**kwargs, llm_int8_skip_modules=SKIP)
 
 
 def summary(model) -> dict[str, Any]:
@@ -31,42 +48,58 @@ def summary(model) -> dict[str, Any]:
     modules = linear_dtypes(model)
     quantized = sum(n for k, n in modules.items() if k.startswith(("Linear8bitLt", "Linear4bit")))
     if quantized == 0:
-        from core.errors import ArtifactError
-
         raise ArtifactError("bitsandbytes config was given but no layer became Linear8bitLt/Linear4bit")
-    return {"quantized_linear_layers": quantized, "linear_modules": modules}
+    return {"tool": "bitsandbytes", "quantized_linear_layers": quantized, "linear_modules": modules}
+
+
+def _layer(kind: str, linear, weight, device: str):
+    import bitsandbytes as bnb
+    import torch
+
+    has_bias = linear.bias is not None
+    if kind == "Linear8bitLt":
+        new = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=has_bias, has_fp16_weights=False,
+                                  threshold=6.0)
+        new.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
+    else:
+        new = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=has_bias,
+                                compute_dtype=torch.bfloat16, quant_type="nf4")
+        new.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4")
+    if has_bias:
+        new.bias = torch.nn.Parameter(linear.bias.data.to("cpu"), requires_grad=False)
+    return new.to(device)
 
 
 def quantize_in_place(model, fmt: QuantFormat, device: str) -> dict[str, Any]:
     """Swap the language model's nn.Linear layers for bitsandbytes layers in a model that was not
-    loaded with ``from_pretrained`` (shape-only models: random weights made on the device, which
-    ``BitsAndBytesConfig`` never sees). Weights are quantized as they move to ``device``."""
-    import bitsandbytes as bnb
+    loaded with ``from_pretrained`` (shape-only models). Weights are quantized as they move to ``device``."""
     import torch
 
     from core.quant.torchao_q import language_model
 
+    kind = _recipe(fmt)["layer"]
     lm = language_model(model)
     for parent in list(lm.modules()):
         for cname, child in list(parent.named_children()):
-            if type(child) is not torch.nn.Linear:
-                continue
-            w = child.weight.data.to("cpu")
-            has_bias = child.bias is not None
-            if fmt.name == "bnb_int8":
-                new = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=has_bias,
-                                          has_fp16_weights=False, threshold=6.0)
-                new.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
-            elif fmt.name == "bnb_nf4":
-                new = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=has_bias,
-                                        compute_dtype=torch.bfloat16, quant_type="nf4")
-                new.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4")
-            else:
-                raise ValueError(f"{fmt.name} is not a bitsandbytes format")
-            if has_bias:
-                new.bias = torch.nn.Parameter(child.bias.data.to("cpu"), requires_grad=False)
-            setattr(parent, cname, new.to(device))
-            del child
+            if type(child) is torch.nn.Linear:
+                setattr(parent, cname, _layer(kind, child, child.weight.data.to("cpu"), device))
+                del child
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return summary(model)
+
+
+class BitsAndBytesQuantizer(Quantizer):
+    """LLM.int8() and NF4: quantized while loading (checkpoints) or in place (shape-only models)."""
+
+    name = "bitsandbytes"
+
+    def load_kwargs(self, fmt: QuantFormat, spec) -> dict[str, Any]:
+        return {} if spec.kind == "shape" else {"quantization_config": config(fmt)}
+
+    def apply(self, model, fmt: QuantFormat, ctx: QuantContext) -> Applied:
+        if ctx.spec.kind != "shape":
+            return Applied(model=model, report=summary(model))
+        t0 = time.perf_counter()
+        report = quantize_in_place(model, fmt, ctx.device.torch_device)
+        return Applied(model=model, report=report, quantize_s=time.perf_counter() - t0)

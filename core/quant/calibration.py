@@ -86,7 +86,7 @@ def forward_loop(calib: CalibrationSet, *, processor, family, device: str) -> Ca
                     model(input_ids=ids["input_ids"].to(device), attention_mask=ids["attention_mask"].to(device))
             else:
                 from core import dataset
-                from core.backends.base import Request
+                from core.requests import Request
                 from core.sampling import SamplingSpec
                 from core.tasks import AnomalyTask
                 from core.video import load_frames

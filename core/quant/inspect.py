@@ -14,17 +14,17 @@ def weight_bytes(model) -> int:
         if id(t) in seen:
             continue
         seen.add(id(t))
-        total += _tensor_bytes(t)
+        total += tensor_bytes(t)
     return total
 
 
-def _tensor_bytes(t) -> int:
+def tensor_bytes(t) -> int:
     # torchao tensor subclasses report the logical dtype; count their inner tensors instead.
     inner = getattr(t, "__tensor_flatten__", None)
     if inner is not None and type(t).__name__ not in {"Parameter", "Tensor"}:
         try:
             names, _ = t.__tensor_flatten__()
-            return sum(_tensor_bytes(getattr(t, n)) for n in names)
+            return sum(tensor_bytes(getattr(t, n)) for n in names)
         except Exception:  # noqa: BLE001 - fall back to the logical size
             pass
     return t.numel() * t.element_size()

@@ -1,8 +1,9 @@
 """ModelOpt post-training quantization (nvidia-modelopt 0.47, list-form ``quant_cfg``).
 
-``quantize_model`` calibrates and fake-quantizes an HF model in memory (or restores it from the
-artifact cache); ``export`` writes a real quantized HF checkpoint (``export_hf_checkpoint``) plus
-the tokenizer and processor, for vLLM and TensorRT-LLM.
+``ModelOptQuantizer.apply`` calibrates and fake-quantizes an HF model in memory (or restores it from
+the artifact cache); ``export`` writes a real quantized HF checkpoint (``export_hf_checkpoint``)
+plus the tokenizer and processor, for vLLM and TensorRT-LLM. A format's ``recipe`` names the
+ModelOpt preset (``FP8_DEFAULT_CFG`` ...).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from core import timeline
 from core.errors import ArtifactError
 from core.formats import QuantFormat
+from core.quant.base import Applied, QuantContext, Quantizer
 
 # Later entries win in ModelOpt's list-form config: these keep the vision tower and lm_head in
 # high precision even after FP8_KV_CFG (which would re-enable vision k/v quantizers).
@@ -26,9 +29,9 @@ def build_config(fmt: QuantFormat) -> dict[str, Any]:
     """A deep copy of the format's preset (never the preset itself), extended for KV and scope."""
     import modelopt.torch.quantization as mtq
 
-    if fmt.modelopt_config is None:
+    if fmt.tool != "modelopt" or not fmt.recipe:
         raise ArtifactError(f"{fmt.id} is not a ModelOpt format")
-    cfg = copy.deepcopy(getattr(mtq, fmt.modelopt_config))
+    cfg = copy.deepcopy(getattr(mtq, fmt.recipe))
     if fmt.kv_cache == "fp8":
         cfg["quant_cfg"].extend(copy.deepcopy(mtq.FP8_KV_CFG["quant_cfg"]))
     cfg["quant_cfg"].extend({"quantizer_name": p, "enable": False} for p in KEEP_HIGH_PRECISION)
@@ -62,47 +65,62 @@ def quantizer_summary(model) -> dict[str, Any]:
             "by_part": dict(sorted(parts.items())), "layers": layers}
 
 
-def quantize_model(model, fmt: QuantFormat, *, spec, directory: Path, processor, device, options):
-    """Fake-quantize ``model`` with ModelOpt, or restore it from the artifact cache. Returns (model, report)."""
-    import modelopt.torch.opt as mto
-    import modelopt.torch.quantization as mtq
+class ModelOptQuantizer(Quantizer):
+    """Calibrated fake-quantization in memory (HF), cached; real checkpoints through ``export``."""
 
-    from core.families import family
-    from core.quant import artifacts, calibration
+    name = "modelopt"
 
-    calib = calibration.make(options.calibration, options.calib_size)
-    key = artifacts.key(spec=spec, directory=directory, fmt=fmt, calib=calib, kind="fakequant",
-                        device_class=device.gpu_class)
-    t0 = time.perf_counter()
-    cached = False
-    entry = artifacts.lookup(key) if options.artifact_cache else None
-    if entry is not None:
-        try:
-            artifacts.restore_modelopt(model, entry)
-            cached = True
-        except Exception as exc:  # noqa: BLE001 - a bad entry is rebuilt, not fatal
-            artifacts.discard(key, reason=f"restore failed: {exc}")
-            entry = None
-    if entry is None:
-        cfg = build_config(fmt)
-        loop = calibration.forward_loop(calib, processor=processor, family=family(spec.family),
-                                        device=str(model.device))
-        model = mtq.quantize(model, cfg, forward_loop=loop)
-        if options.artifact_cache and artifacts.cacheable(model):
-            artifacts.store_modelopt(model, key, record={"format": fmt.id, "calibration": calib.describe(),
-                                                         "model": spec.name})
-    summary = quantizer_summary(model)
-    if summary["enabled_quantizers"] == 0:
-        raise ArtifactError(f"ModelOpt {fmt.modelopt_config} enabled no quantizer in {spec.name}")
-    if summary["by_part"].get("vision", 0):
-        raise ArtifactError(f"{summary['by_part']['vision']} vision-tower quantizers are enabled; "
-                            "the vision tower must stay high precision")
-    report = {"tool": "modelopt", "config": fmt.modelopt_config, "kv_cache": fmt.kv_cache,
-              "quantize_s": time.perf_counter() - t0, "cached": cached, "artifact_key": key,
-              "calibration": calib.describe(), **{k: v for k, v in summary.items() if k != "layers"},
-              "layers": summary["layers"]}
-    _ = mto  # imported for its registration side effects on restore
-    return model, report
+    def imports(self) -> None:
+        # The first import of modelopt keeps frames of the importing call stack alive (found on CPU:
+        # ModelOpt's optional-plugin imports; bench/unit/test_memory.py): a first import from inside
+        # a quantization kept the whole model, and on a GPU its 7B export, in memory for the rest of
+        # the session. Import it here, from frames that hold no model.
+        with timeline.phase("quantizer import"):
+            import modelopt.torch.export  # noqa: F401
+            import modelopt.torch.opt  # noqa: F401 - registers ModelOpt's modes for restore
+            import modelopt.torch.quantization  # noqa: F401
+
+    def apply(self, model, fmt: QuantFormat, ctx: QuantContext) -> Applied:
+        """Fake-quantize ``model`` with ModelOpt, or restore it from the artifact cache."""
+        t0 = time.perf_counter()
+        import modelopt.torch.quantization as mtq
+
+        from core.models.families import family
+        from core.quant import artifacts, calibration
+
+        spec, options = ctx.spec, ctx.options
+        calib = calibration.make(options.calibration, options.calib_size)
+        key = artifacts.key(spec=spec, directory=ctx.directory, fmt=fmt, calib=calib, kind="fakequant",
+                            device_class=ctx.device.gpu_class)
+        cached = False
+        entry = artifacts.lookup(key) if options.artifact_cache else None
+        if entry is not None:
+            try:
+                artifacts.restore_modelopt(model, entry)
+                cached = True
+            except Exception as exc:  # noqa: BLE001 - a bad entry is rebuilt, not fatal
+                artifacts.discard(key, reason=f"restore failed: {exc}")
+                entry = None
+        if entry is None:
+            with timeline.phase("calibration + quantize"):
+                cfg = build_config(fmt)
+                loop = calibration.forward_loop(calib, processor=ctx.processor, family=family(spec.family),
+                                                device=str(model.device))
+                model = mtq.quantize(model, cfg, forward_loop=loop)
+            if options.artifact_cache and artifacts.cacheable(model):
+                artifacts.store_modelopt(model, key, record={"format": fmt.id, "calibration": calib.describe(),
+                                                             "model": spec.name})
+        summary = quantizer_summary(model)
+        if summary["enabled_quantizers"] == 0:
+            raise ArtifactError(f"ModelOpt {fmt.recipe} enabled no quantizer in {spec.name}")
+        if summary["by_part"].get("vision", 0):
+            raise ArtifactError(f"{summary['by_part']['vision']} vision-tower quantizers are enabled; "
+                                "the vision tower must stay high precision")
+        quantize_s = time.perf_counter() - t0
+        report = {"tool": "modelopt", "config": fmt.recipe, "kv_cache": fmt.kv_cache, "quantize_s": quantize_s,
+                  "cached": cached, "artifact_key": key, "calibration": calib.describe(),
+                  **{k: v for k, v in summary.items() if k != "layers"}, "layers": summary["layers"]}
+        return Applied(model=model, report=report, quantize_s=quantize_s, cached=cached)
 
 
 def export(model, export_dir: Path, *, processor) -> dict[str, Any]:

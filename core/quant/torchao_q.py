@@ -1,25 +1,35 @@
-"""torchao quantization of the language model's linear layers (vision tower and lm_head untouched)."""
+"""torchao quantization of the language model's linear layers (vision tower and lm_head untouched).
+
+A format's ``recipe`` is a key of ``RECIPES``: how to build the torchao config object.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from core.errors import ArtifactError
 from core.formats import QuantFormat
+from core.quant.base import Applied, QuantContext, Quantizer
 from core.quant.inspect import linear_dtypes, weight_bytes
+
+RECIPES: dict[str, Callable[[Any], Any]] = {
+    "float8_dynamic_per_row": lambda q: q.Float8DynamicActivationFloat8WeightConfig(granularity=q.PerRow()),
+    "int8_weight_only": lambda q: q.Int8WeightOnlyConfig(),
+    # tinygemm's tile-packed layout: aten kernels only (the default "plain" layout needs mslk/fbgemm)
+    "int4_weight_only_tinygemm": lambda q: q.Int4WeightOnlyConfig(group_size=128,
+                                                                  int4_packing_format="tile_packed_to_4d"),
+}
+"""Recipe -> a function of ``torchao.quantization`` returning the config."""
 
 
 def _config(fmt: QuantFormat):
     from torchao import quantization as q
 
-    if fmt.name == "fp8_dynamic":
-        return q.Float8DynamicActivationFloat8WeightConfig(granularity=q.PerRow())
-    if fmt.name == "int8_weight_only":
-        return q.Int8WeightOnlyConfig()
-    if fmt.name == "int4_weight_only":
-        # tinygemm's tile-packed layout: aten kernels only (the default "plain" layout needs mslk/fbgemm)
-        return q.Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
-    raise ArtifactError(f"{fmt.id} is not a torchao format")
+    if fmt.tool != "torchao" or fmt.recipe not in RECIPES:
+        raise ArtifactError(f"{fmt.id} is not a torchao format (recipes: {', '.join(RECIPES)})")
+    return RECIPES[fmt.recipe](q)
 
 
 def language_model(model):
@@ -45,3 +55,14 @@ def apply(model, fmt: QuantFormat) -> dict[str, Any]:
         raise ArtifactError(f"torchao {fmt.name} converted no linear layer")
     return {"tool": "torchao", "quantized_linear_layers": quantized, "weight_bytes_before": before,
             "weight_bytes_after": weight_bytes(model), "linear_modules": linear_dtypes(model)}
+
+
+class TorchAOQuantizer(Quantizer):
+    """torchao's ``quantize_`` on the loaded model."""
+
+    name = "torchao"
+
+    def apply(self, model, fmt: QuantFormat, ctx: QuantContext) -> Applied:
+        t0 = time.perf_counter()
+        report = apply(model, fmt)
+        return Applied(model=model, report=report, quantize_s=time.perf_counter() - t0)

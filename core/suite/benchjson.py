@@ -1,7 +1,7 @@
 """pytest-benchmark-format JSON from vqbench results, for runs where pytest-benchmark is off.
 
 pytest-benchmark disables itself under xdist; each worker then times its cells with the same
-rounds (bench/timing.py) and appends them to the results file. After the session the controller
+rounds (core.suite.timing) and appends them to the results file. After the session the controller
 turns those records into one JSON in pytest-benchmark's schema, so ``pytest-benchmark compare``,
 ``--benchmark-compare`` workflows and dashboards read a parallel run like any other.
 """
@@ -12,6 +12,8 @@ import datetime as dt
 import math
 import statistics
 from typing import Any
+
+from core.records import CellRecord, extra_info, kind_of
 
 
 def _quartiles(data: list[float]) -> tuple[float, float]:
@@ -39,12 +41,12 @@ def stats(data: list[float]) -> dict[str, Any]:
             "ops": 1 / mean if mean > 0 else math.inf, "total": sum(data), "data": data, "iterations": 1}
 
 
-def to_document(records: list[dict[str, Any]], *, machine_info: dict[str, Any], extra_keys: tuple[str, ...],
+def to_document(records: list[CellRecord], *, machine_info: dict[str, Any],
                 test_name: str = "test_cell", module: str = "bench/test_cells.py") -> dict[str, Any]:
     """One pytest-benchmark document for every timed cell record (status ok, with rounds)."""
     benches = []
     for r in sorted(records, key=lambda r: r["cell"]):
-        if r.get("status") != "ok" or not r.get("rounds_s"):
+        if r.get("status") != "ok" or kind_of(r) != "timed" or not r.get("rounds_s"):
             continue
         name = f"{test_name}[{r['cell']}]"
         benches.append({
@@ -52,7 +54,7 @@ def to_document(records: list[dict[str, Any]], *, machine_info: dict[str, Any], 
             "params": {"vqbench_cell": r["cell"]}, "param": r["cell"], "stats": stats(r["rounds_s"]),
             "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(r["rounds_s"]),
                         "max_time": None, "min_time": None, "warmup": True},
-            "extra_info": {k: r.get(k) for k in extra_keys},
+            "extra_info": extra_info(r),
         })
     return {"machine_info": machine_info, "commit_info": {}, "benchmarks": benches,
             "datetime": dt.datetime.now(dt.timezone.utc).isoformat(), "version": "vqbench-merged"}

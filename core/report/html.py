@@ -12,17 +12,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from core.report import (
-    FLIP_MARK,
-    REFERENCE_FORMAT,
-    Mark,
-    Table,
-    engine_of,
-    reference_engine,
-    sections,
-    setup_lines,
-    summarize,
-)
+from core.report.markdown import as_results
+from core.report.sections import sections, setup_lines
+from core.report.summary import REFERENCE_FORMAT, engine_of, real_kernels, reference_engine, summarize
+from core.report.tables import FLIP_MARK, Mark, Table
+from core.results import Results
 
 BACKEND_COLORS = {"hf": "#4C72B0", "vllm": "#DD8452", "trtllm": "#55A868"}
 STAGE_COLORS = {"video decode": "#8C8C8C", "processor": "#CCB974", "prefill (TTFT)": "#4C72B0", "decode": "#DD8452"}
@@ -77,12 +71,13 @@ def table_html(table: Table) -> str:
     return f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def render_html(records: list[dict[str, Any]], *, baseline: list[dict[str, Any]] | None = None,
-                title: str = "vqbench report", reference: str = REFERENCE_FORMAT) -> str:
+def render_html(data, *, baseline=None, title: str = "vqbench report", reference: str = REFERENCE_FORMAT) -> str:
     """The report as a standalone HTML page with tables and embedded PNG plots."""
-    secs = sections(records, baseline=baseline, reference=reference)
+    results = as_results(data)
+    base = as_results(baseline) if baseline is not None else None
+    secs = sections(results, baseline=base, reference=reference)
     try:
-        plots = make_plots(records, reference=reference)
+        plots = make_plots(results, reference=reference)
         plot_note = ""
     except ImportError:
         plots, plot_note = [], "Plots need matplotlib, which is not installed: pip install 'vqbench[report]'."
@@ -91,7 +86,7 @@ def render_html(records: list[dict[str, Any]], *, baseline: list[dict[str, Any]]
         by_section[plot.section].append(plot)
     out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{_text(title)}</title><style>{CSS}</style></head><body>", f"<h1>{_text(title)}</h1>"]
-    out += [f'<p class="setup">{_text(line)}</p>' for line in setup_lines(records)]
+    out += [f'<p class="setup">{_text(line)}</p>' for line in setup_lines(results)]
     if plot_note:
         out.append(f'<p class="note">{_text(plot_note)}</p>')
     for sec in secs:
@@ -123,11 +118,12 @@ def _figure(width: float, height: float):
     return fig, fig.add_subplot()
 
 
-def make_plots(records: list[dict[str, Any]], *, reference: str = REFERENCE_FORMAT) -> list[Plot]:
-    """Latency, memory and time-split plots per (model, device); a drift heatmap per (model, task)."""
+def make_plots(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[Plot]:
+    """Latency, memory and time-split plots per (model, device) for engines on real kernels (emulation
+    is never plotted beside them); a drift heatmap per (model, task) over every engine's answers."""
     import matplotlib  # noqa: F401 - raises ImportError early when missing
 
-    summaries = [s for s in summarize(records, reference=reference) if s["videos"]]
+    summaries = [s for s in summarize(results, reference=reference) if s["videos"] and real_kernels(s)]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in summaries:
         groups[(s["model"], s["device"])].append(s)
@@ -135,13 +131,13 @@ def make_plots(records: list[dict[str, Any]], *, reference: str = REFERENCE_FORM
     for (model, device), group in groups.items():
         where = f"{model} on {device}"
         plots.append(Plot("Speed and memory", f"Latency per video, {where}: mean of per-video medians; "
-                          "error bars span the mean fastest and slowest round; hatched bars are not native kernels "
-                          "(fake-quant or emulated).", _png(_latency_fig(group))))
+                          "error bars span the mean fastest and slowest round (engines on the formats' own kernels "
+                          "only).", _png(_latency_fig(group))))
         plots.append(Plot("Speed and memory", f"Weights and peak memory, {where}.", _png(_memory_fig(group))))
         plots.append(Plot("Speed and memory", f"Where the time goes, {where}: mean seconds per video.",
                           _png(_stages_fig(group))))
     by_task: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
+    for rec in results.answers():
         if rec.get("status", "ok") == "ok" and rec.get("candidate_logprobs"):
             by_task[(str(rec.get("model")), str(rec.get("task")))].append(rec)
     for (model, task), recs in sorted(by_task.items()):
@@ -169,9 +165,6 @@ def _latency_fig(group: list[dict[str, Any]]):
         err = [[max(0.0, s["latency_s"] - s["latency_lo_s"]) for _, s in rows],
                [max(0.0, s["latency_hi_s"] - s["latency_s"]) for _, s in rows]]
         bars = ax.bar(x, y, width, yerr=err, capsize=3, label=backend, color=BACKEND_COLORS.get(backend))
-        for patch, (_, s) in zip(bars.patches, rows):
-            if s["mode"] not in (None, "native"):
-                patch.set_hatch("//")
         ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
     ax.set_xticks(range(len(formats)), formats, rotation=30, ha="right")
     ax.set_ylabel("seconds per video")
@@ -186,8 +179,8 @@ def _memory_fig(group: list[dict[str, Any]]):
     gib = 2**30
     weights = [(s["weight_bytes"] or 0) / gib for s in group]
     gpu = any(s["device"] != "cpu" for s in group)
-    key, name = (("torch_peak_over_baseline_bytes", "peak over baseline (torch)") if gpu
-                 else ("rss_peak_bytes", "peak RSS (process)"))
+    key, name = (("nvml", "peak over baseline (NVML, engine processes)") if gpu
+                 else ("host", "peak over baseline (resident, engine processes)"))
     peaks = [(s["peak"].get(key) or 0) / gib for s in group]
     fig, ax = _figure(max(5.0, 0.9 * len(group) + 2), 3.6)
     x = range(len(group))

@@ -8,7 +8,7 @@ as one deterministic tar stream, optionally xz-compressed, cut into numbered par
 commands; ``unpack`` (run there, stdlib only) gathers parts that arrive in separate commands in a
 staging directory, verifies them, and unpacks once all are present.
 
-Run as ``vqbench bundle ...`` or, where vqbench is not installed, ``python -m core.bundle ...``.
+Run as ``vqbench bundle ...`` or, where vqbench is not installed, ``python -m core.tools.bundle ...``.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ class Requirements:
         """Parse ``path``: one requirement a line; ``# bundle-exclude: GLOB`` etc. in comments."""
         if not path.is_file():
             raise BundleError(f"requirements file {path} does not exist; pass a pinned list such as "
-                              "core/bundles/gpu-tools-cp312.txt")
+                              "core/tools/bundles/gpu-tools-cp312.txt")
         text = path.read_text(encoding="utf-8")
         lines, excludes, opts = [], [], {}
         for raw in text.splitlines():
@@ -609,7 +609,7 @@ def plan_parts(bundle_dir: Path, limit: int = CARRY_LIMIT) -> list[Carry]:
 
 def unpack_command(bundle_dir: Path, manifest: Manifest) -> str:
     stage = f"/tmp/vqbench-stage/{manifest.name}"
-    return (f"python -m core.bundle unpack {bundle_dir} --stage {stage} "
+    return (f"python -m core.tools.bundle unpack {bundle_dir} --stage {stage} "
             f"--target {default_target(manifest)}")
 
 
@@ -904,7 +904,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("build", help="download a requirements file's wheels and write them as parts",
                        description=build.__doc__)
-    p.add_argument("requirements", type=Path, help="pinned list, e.g. core/bundles/gpu-tools-cp312.txt")
+    p.add_argument("requirements", type=Path, help="pinned list, e.g. core/tools/bundles/gpu-tools-cp312.txt")
     p.add_argument("-o", "--out", type=Path, help="bundle directory (default .bundle/NAME)")
     p.add_argument("--name", help="bundle name (default: the requirements file's stem)")
     p.add_argument("--mode", choices=("wheels", "site"),
@@ -961,6 +961,3 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "vqbench bundle") -> 
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    raise SystemExit(main(prog="python -m core.bundle"))

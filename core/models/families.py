@@ -1,0 +1,104 @@
+"""Model-family specifics: how a request becomes each engine's inputs.
+
+Only prompt and input building differ between families; loading, timing and scoring are shared.
+``Family`` holds what every family does alike; a family overrides only its differences.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from core.errors import unknown_name
+from core.requests import Request
+
+
+class Family:
+    """A model family: the chat prompt, HF processor inputs and vLLM prompt dict for a request."""
+
+    name: ClassVar[str]
+    hf_processor_kwargs: ClassVar[dict[str, Any]] = {}
+    """Extra processor arguments for HF (frames are already sampled; some families also sized)."""
+    vllm_processor_kwargs: ClassVar[dict[str, Any]] = {"do_sample_frames": False}
+
+    def prompt(self, processor, request: Request) -> str:
+        return processor.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+
+    def _hf_extra(self, processor) -> dict[str, Any]:
+        return {}
+
+    def hf_inputs(self, processor, request: Request) -> dict[str, Any]:
+        """Processor outputs for HF ``generate``: the given frames, no resampling."""
+        return processor(text=[self.prompt(processor, request)], videos=[request.frames.array],
+                         video_metadata=[request.frames.metadata()], do_sample_frames=False,
+                         return_tensors="pt", **self.hf_processor_kwargs, **self._hf_extra(processor))
+
+    def vllm_inputs(self, processor, request: Request) -> dict[str, Any]:
+        """vLLM prompt dict: frames (T, H, W, 3 uint8) with the metadata its processor needs."""
+        return {"prompt": self.prompt(processor, request),
+                "multi_modal_data": {"video": [(request.frames.array, request.frames.metadata())]},
+                "mm_processor_kwargs": dict(self.vllm_processor_kwargs)}
+
+    def video_token_id(self, model) -> int:
+        """The token video frames occupy in HF ``input_ids``."""
+        raise NotImplementedError
+
+    def vllm_video_token_id(self, tokenizer) -> int:
+        """The token video frames occupy in vLLM's prompt ids."""
+        raise NotImplementedError
+
+
+class QwenVL(Family):
+    """Qwen2.5-VL (and Cosmos-Reason1): one video placeholder expanded by the processor. Frames
+    arrive sampled and sized on the 28-pixel grid, so the processor neither resamples nor resizes."""
+
+    name = "qwen2_5_vl"
+    hf_processor_kwargs = {"do_resize": False}
+    vllm_processor_kwargs = {"do_sample_frames": False, "do_resize": False}
+
+    def _hf_extra(self, processor) -> dict[str, Any]:
+        if hasattr(getattr(processor, "video_processor", None), "cap_pixels_per_frame"):
+            return {"cap_pixels_per_frame": False}  # frames are sized already; silences a 5.17+ notice
+        return {}
+
+    def video_token_id(self, model) -> int:
+        """The placeholder id the processor repeats once per video token (HF)."""
+        return model.config.video_token_id
+
+    def vllm_video_token_id(self, tokenizer) -> int:
+        return tokenizer.convert_tokens_to_ids("<|video_pad|>")
+
+
+class InternVL(Family):
+    """InternVL3.5 in the HF format (``InternVLForConditionalGeneration``): one tile per video frame.
+
+    transformers' InternVL video processor resizes every (already sampled) frame to one square
+    ``image_size`` tile (448 for the real models; no dynamic tiling, no thumbnail: the seed's
+    ``--max-num`` tiles per frame would need frames passed as images) and the processor expands the
+    prompt's ``<video>`` into ``FrameN: <img>`` + ``<IMG_CONTEXT>`` x 256 + ``</img>`` per frame.
+    Video frames therefore use the image token in HF: there is no ``config.video_token_id``.
+
+    vLLM serves ``InternVLForConditionalGeneration`` checkpoints with its ``interns1`` model: it
+    finds ``<video>`` in the prompt, runs the HF video processor (resized to the image processor's
+    size) and expands each frame to ``<img>`` + ``<video>`` x 256 + ``</img>``, so there the frames
+    occupy the ``<video>`` token (checked against HF on CPU by ``bench/test_parity.py``).
+    Original-format ``InternVLChatModel`` checkpoints (trust_remote_code) take ``<image>``
+    placeholders instead and are not covered.
+    """
+
+    name = "internvl"
+
+    def video_token_id(self, model) -> int:
+        return int(model.config.image_token_id)
+
+    def vllm_video_token_id(self, tokenizer) -> int:
+        return int(tokenizer.convert_tokens_to_ids(getattr(tokenizer, "video_token", None) or "<video>"))
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (QwenVL(), InternVL())}
+
+
+def family(name: str) -> Family:
+    """The input builder of a model family."""
+    if name not in FAMILIES:
+        raise unknown_name("model family", name, FAMILIES)
+    return FAMILIES[name]

@@ -1,0 +1,103 @@
+"""Process hygiene for engines that run in child processes (vLLM's engine core and workers): find
+the processes an engine started, tell live from dead, wait for them, and measure their memory.
+
+psutil does the work; this module only says which processes belong to an engine.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+SHUTDOWN_TIMEOUT_S = 30.0
+
+
+def children() -> set[int]:
+    """PIDs of every descendant of this process."""
+    import psutil
+
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def started_since(before: set[int]) -> list:
+    """psutil handles of the descendants started after ``before`` was taken (not multiprocessing's
+    resource tracker, which outlives any one engine)."""
+    import psutil
+
+    tracker = resource_tracker_pid()
+    return [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.pid != tracker]
+
+
+def resource_tracker_pid() -> int | None:
+    try:
+        from multiprocessing import resource_tracker
+
+        return resource_tracker._resource_tracker._pid
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def running(p) -> bool:
+    """A live process (a zombie has exited: it only waits for its parent to collect it)."""
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def mp_children() -> list:
+    """Processes started through multiprocessing that it has not joined yet (the engine core)."""
+    return list(getattr(multiprocessing.process, "_children", ()))
+
+
+def reap(procs: list, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
+    """Wait for ``procs`` to exit, kill stragglers, and collect every exit status.
+
+    multiprocessing collects its own children (``active_children`` joins exited ones), so their
+    exit codes stay readable; psutil collects anything else that is left as a zombie."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while procs and time.monotonic() < deadline:
+        multiprocessing.active_children()
+        if not any(running(p) for p in procs):
+            break
+        psutil.wait_procs([p for p in procs if running(p)], timeout=0.2)
+    for p in procs:
+        if running(p):
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+    multiprocessing.active_children()
+    psutil.wait_procs([p for p in procs if p.is_running()], timeout=5)
+
+
+def tree_rss_bytes(pids: list[int]) -> int:
+    """Resident memory of ``pids`` and all their descendants (each process counted once)."""
+    import psutil
+
+    seen: set[int] = set()
+    total = 0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            family = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for p in family:
+            if p.pid in seen:
+                continue
+            seen.add(p.pid)
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                continue
+    return total
+
+
+def this_process() -> list[int]:
+    return [os.getpid()]

@@ -1,0 +1,134 @@
+"""The records a run writes, as types: what a cell, an engine load, a drift verdict and a session
+leave in the results file (one JSON object per line) and in pytest-benchmark's ``extra_info``.
+
+A cell record says what kind of measurement it is:
+
+* ``timed``: the cell's timed rounds (warm-up excluded); its latency is what reports show;
+* ``scoring``: an untimed generation made to score answers (goldens, drift, the reference's
+  run-to-run check); its answers count, its timings are never reported as latency.
+
+Readers never pick "the last record of a cell id" blindly: ``core.results.Results`` keeps timed
+and scoring records apart, so a scoring re-run cannot replace a timed figure.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+RecordKind = Literal["timed", "scoring"]
+Status = Literal["ok", "error"]
+RECORD_KINDS: tuple[RecordKind, ...] = ("timed", "scoring")
+
+
+class Timings(TypedDict, total=False):
+    """Seconds of one answer; GPU marks are taken after a device synchronize."""
+
+    video_decode_s: float
+    processor_s: float
+    prefill_s: float
+    """Time to first token."""
+    decode_s: float
+    decode_per_token_s: float | None
+    generate_s: float
+    total_s: float
+    """processor + generate: what a timed round measures."""
+    end_to_end_s: float
+    """video decode + total."""
+
+
+class Tokens(TypedDict):
+    prompt: int
+    video: int
+    new: int
+
+
+class CellRecord(TypedDict):
+    """One cell (model x backend x format x task x video) answered once or timed over rounds."""
+
+    type: Literal["cell"]
+    kind: RecordKind
+    cell: str
+    engine: str
+    model: str
+    backend: str
+    format: str
+    device: str
+    task: str
+    video: str
+    video_path: str
+    status: Status
+    time: float
+    gpu_class: NotRequired[str]
+    gpu_name: NotRequired[str]
+    truth: NotRequired[str | None]
+    predicted: NotRequired[str]
+    parsed: NotRequired[str | None]
+    correct: NotRequired[bool | None]
+    answer: NotRequired[str]
+    token_ids: NotRequired[list[int]]
+    candidate_logprobs: NotRequired[dict[str, float]]
+    top_logprobs: NotRequired[list[list[tuple[int, float]]]]
+    timings: NotRequired[Timings]
+    rounds_s: NotRequired[list[float] | None]
+    """Every timed round (timed records only)."""
+    tokens: NotRequired[Tokens]
+    load: NotRequired[dict[str, Any]]
+    memory: NotRequired[dict[str, Any]]
+    frames: NotRequired[dict[str, Any]]
+    mode: NotRequired[str]
+    """native, export, emulated or fake-quant: whether the latency is the format's own kernels."""
+    mode_note: NotRequired[str]
+    roofline: NotRequired[dict[str, Any] | None]
+    extra: NotRequired[dict[str, Any]]
+    error_type: NotRequired[str]
+    error: NotRequired[str]
+    traceback: NotRequired[str]
+
+
+class EngineRecord(TypedDict):
+    """An engine's load (and, once it closed, its release): where the load time went, memory."""
+
+    type: Literal["engine"]
+    event: Literal["load", "close", "load-failed"]
+    engine: str
+    time: float
+    details: NotRequired[dict[str, Any]]
+
+
+class DriftRecord(TypedDict):
+    type: Literal["drift"]
+    engine: str
+    task: str
+    passed: bool
+    report: dict[str, Any]
+
+
+class SessionRecord(TypedDict):
+    """Where a session's wall time went, the loads per engine and, under xdist, the schedule."""
+
+    type: Literal["session"]
+    wall_s: float
+    phases: dict[str, float]
+    unattributed_s: float
+    loads: dict[str, int]
+    worker: NotRequired[str]
+    schedule: NotRequired[dict[str, Any]]
+
+
+BENCHMARK_EXTRA_KEYS = ("kind", "model", "backend", "format", "device", "gpu_class", "task", "video", "truth",
+                        "predicted", "parsed", "correct", "answer", "candidate_logprobs", "timings", "tokens", "load",
+                        "memory", "frames", "mode", "mode_note", "rounds_s", "roofline", "gpu_name", "status")
+"""The cell-record fields that go into pytest-benchmark's ``extra_info``."""
+
+
+def kind_of(rec: dict[str, Any]) -> RecordKind:
+    """A cell record's kind; records from before kinds existed are timed when they carry rounds."""
+    kind = rec.get("kind")
+    if kind in RECORD_KINDS:
+        return kind  # type: ignore[return-value]
+    return "timed" if rec.get("rounds_s") else "scoring"
+
+
+def extra_info(rec: CellRecord) -> dict[str, Any]:
+    """The fields of a timed cell record that go into pytest-benchmark's ``extra_info``."""
+    return {k: rec.get(k) for k in BENCHMARK_EXTRA_KEYS}

@@ -1,0 +1,162 @@
+"""The vqbench pytest plugin (entry point ``pytest11: vqbench``): options, hooks and fixtures.
+
+Any project can use it: install vqbench and write tests that take the ``vqbench_cell`` or
+``vqbench_engine`` fixtures; cells are parametrized from the settings, skipped with their reason
+when they cannot run here, ordered so each engine loads once, and optionally sharded. The pieces
+live beside this file: ``session`` (state), ``params`` (matrix -> pytest params), ``xdist``
+(several GPUs), ``timing`` (how a cell is timed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core import settings as settings_mod
+from core import timeline
+from core.errors import VqbenchError
+from core.suite import params, xdist
+from core.suite.session import VqbenchState
+
+_STATE = pytest.StashKey[VqbenchState]()
+
+MARKERS = {
+    "cpu": "runs without a GPU (structural tests and CPU cells of the tiny model)",
+    "gpu": "needs a CUDA GPU (skipped with the reason when there is none)",
+    "hf": "a cell of the Hugging Face transformers backend",
+    "vllm": "a cell of the vLLM backend",
+    "trtllm": "a cell of the TensorRT-LLM backend",
+    "slow": "takes more than a few seconds on CPU",
+    "xdist_group": "xdist_group(name): cells of one model/backend run on one xdist worker (registered here "
+                   "so --strict-markers works without pytest-xdist)",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vqbench", "vqbench: video VLM quantization benchmark")
+    settings_mod.add_arguments(group.addoption, "pytest")
+
+
+def state(config: pytest.Config) -> VqbenchState:
+    return config.stash[_STATE]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    from core.safety import enforce_offline
+
+    timeline.LEDGER.reset()
+    enforce_offline()
+    xdist.configure_worker(config)
+    if xdist.is_controller(config):
+        xdist.configure_controller(config)
+        config.pluginmanager.register(xdist.XdistHooks(config), "vqbench-xdist")
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+    try:
+        config.stash[_STATE] = VqbenchState(config)
+    except VqbenchError as exc:
+        raise pytest.UsageError(f"vqbench: {exc}") from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    wants_cell = "vqbench_cell" in metafunc.fixturenames
+    if not wants_cell and "vqbench_engine" not in metafunc.fixturenames:
+        return
+    st = state(metafunc.config)
+    try:
+        if wants_cell:
+            metafunc.parametrize("vqbench_cell", params.cell_params(st))
+        else:
+            metafunc.parametrize("vqbench_engine", params.engine_params(st, metafunc.function.__name__))
+    except VqbenchError as exc:
+        raise pytest.UsageError(f"vqbench: {exc}") from None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session: pytest.Session):
+    with timeline.phase("collection"):
+        yield
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group items by engine (reference format first, cells before goldens and drift) so each engine
+    loads once; then keep one shard."""
+    st = state(config)
+    ref = st.settings.reference_format
+    order: dict[Any, int] = {}
+
+    def key(pair):
+        idx, item = pair
+        plan = params.plan_of(item)
+        if plan is None:
+            return (0, "", 0, "", 0, idx)
+        e = plan.engine
+        order.setdefault(e.group, len(order))
+        return (1, order[e.group], 0 if e.format == ref else 1, e.format, 0 if params.is_cell(item) else 1, idx)
+
+    items[:] = [it for _, it in sorted(enumerate(items), key=key)]
+    if st.settings.shard:
+        i, n = st.settings.shard
+        engines = sorted({p.engine.id for it in items if (p := params.plan_of(it)) is not None})
+        mine = {e for k, e in enumerate(engines) if k % n == i - 1}
+        keep = [it for it in items if (p := params.plan_of(it)) is None or p.engine.id in mine]
+        deselected = [it for it in items if it not in keep]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+
+_PHASE_OF_TEST = {"test_cell": "cells (bookkeeping)", "test_golden": "goldens", "test_drift": "drift"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    name = getattr(item, "originalname", item.name)
+    with timeline.phase(_PHASE_OF_TEST.get(name, "other tests")):
+        yield
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    st = session.config.stash.get(_STATE, None)
+    if st is None:
+        return
+    if xdist.is_controller(session.config):
+        st.close()
+    else:
+        st.finish(timeline.LEDGER.summary())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    st = config.stash.get(_STATE, None)
+    if st is None:
+        return
+    if xdist.is_controller(config):
+        merged = xdist.write_benchmark_json(config)
+        if merged:
+            terminalreporter.write_line(merged)
+        summary = st.sessions_summary()
+    else:
+        summary = st.session_summary()
+    if summary:
+        terminalreporter.section("vqbench session")
+        for line in summary:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def vqbench_state(request: pytest.FixtureRequest) -> VqbenchState:
+    """The session's settings, matrix, engine pool and results."""
+    return state(request.config)
+
+
+@pytest.fixture(scope="session")
+def vqbench_settings(vqbench_state):
+    """The resolved vqbench Settings."""
+    return vqbench_state.settings
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    machine_info["vqbench"] = xdist.machine_info()

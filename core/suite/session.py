@@ -1,0 +1,206 @@
+"""The session's state: settings, the planned matrix, the engine pool, caches and the results file.
+
+Cells run through ``run`` (timed, by ``bench/test_cells.py``), ``answer`` (a cell's answer for
+goldens and drift: the timed record when the cell was timed, else one untimed scoring run) and
+``rerun`` (a fresh untimed generation, for the reference's run-to-run check). Timed and scoring
+records are kept apart, here and in the results file (``core.records``).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import settings as settings_mod
+from core import timeline
+from core.records import CellRecord
+
+
+class VqbenchState:
+    """Session state shared by the plugin's hooks and fixtures."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.settings = settings_mod.build(Path(str(config.rootpath)), settings_mod.given(config.option, "pytest"))
+        self.config = config
+        self._plans = None
+        self._clips: dict[str, Any] = {}
+        self.pool = None
+        self.frames = None
+        self.writer = None
+        self.timed: dict[str, CellRecord] = {}
+        self.scoring: dict[str, CellRecord] = {}
+        self.errors: dict[str, CellRecord] = {}
+
+    @property
+    def plans(self):
+        if self._plans is None:
+            from core.matrix import plan_engines
+
+            self._plans = plan_engines(self.settings, updating_goldens=_updating_goldens(self.config))
+        return self._plans
+
+    def clips_for(self, task: str):
+        """The clips a task runs on: --videos for every task, else the task's own default set."""
+        if task not in self._clips:
+            from core import dataset
+            from core.tasks import get_task
+
+            clips = dataset.load(self.settings.videos or get_task(task).default_dataset)
+            if self.settings.max_videos:
+                clips = clips[: self.settings.max_videos]
+            self._clips[task] = clips
+        return self._clips[task]
+
+    def runtime(self):
+        """The engine pool, frame cache and results writer (created on first use)."""
+        if self.pool is None:
+            from core.results import ResultsWriter
+            from core.runner import EnginePool, FrameCache
+            from core.suite.xdist import machine_info
+
+            self.writer = (ResultsWriter(self.settings.results, header={
+                "settings": self.settings.to_dict(), "machine": machine_info(), "worker": _worker()})
+                if self.settings.results else None)
+            self.pool, self.frames = EnginePool(self.settings, on_event=self._write), FrameCache()
+        return self.pool, self.frames
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.writer is not None:
+            self.writer.write(record)
+
+    def save_drift(self, engine_id: str, task: str, report: dict[str, Any], passed: bool) -> None:
+        """Record a drift report in the results file (reports read it)."""
+        self._write({"type": "drift", "engine": engine_id, "task": task, "passed": passed, "report": report})
+
+    def _save(self, rec: CellRecord) -> CellRecord:
+        book = self.errors if rec["status"] != "ok" else self.timed if rec["kind"] == "timed" else self.scoring
+        book[rec["cell"]] = rec
+        if rec["status"] == "ok":
+            self.errors.pop(rec["cell"], None)
+        self._write(rec)  # type: ignore[arg-type]
+        return rec
+
+    def _execute(self, cell, *, timer=None) -> CellRecord:
+        from core.runner import error_record, run_cell
+
+        pool, frames = self.runtime()
+        try:
+            rec = run_cell(cell, pool, frames, self.settings, timer=timer)
+        except BaseException as exc:
+            if is_oom(exc):
+                free_after_oom()
+            if isinstance(exc, Exception):
+                self._save(error_record(cell, exc, kind="timed" if timer else "scoring"))
+            raise
+        return self._save(rec)
+
+    def run(self, cell, *, timer) -> CellRecord:
+        """Time ``cell`` over rounds (``timer``, e.g. pytest-benchmark) and record it as timed."""
+        return self._execute(cell, timer=timer)
+
+    def answer(self, cell) -> CellRecord:
+        """The cell's answer: its timed record if it was timed, else one untimed scoring run (cached).
+        A failed cell re-raises nothing: its error record is returned."""
+        for book in (self.timed, self.scoring, self.errors):
+            if cell.id in book:
+                return book[cell.id]
+        try:
+            with timeline.phase("scoring"):
+                return self._execute(cell)
+        except Exception:  # noqa: BLE001 - recorded as an error record by _execute
+            return self.errors[cell.id]
+
+    def rerun(self, cell) -> CellRecord:
+        """A fresh untimed generation of ``cell`` (never replaces its timed record)."""
+        try:
+            with timeline.phase("scoring"):
+                return self._execute(cell)
+        except Exception:  # noqa: BLE001
+            return self.errors[cell.id]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.release()
+        if self.writer is not None:
+            self.writer.close()
+
+    def finish(self, ledger: dict[str, Any]) -> dict[str, Any]:
+        """Close the engine, write this process's session record, close the results file."""
+        if self.pool is not None:
+            self.pool.release()
+        rec = {"type": "session", "worker": _worker(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+               "wall_s": ledger["wall_s"], "phases": ledger["phases"], "unattributed_s": ledger["unattributed_s"],
+               "loads": dict(self.pool.loads) if self.pool else {},
+               "engines": self.pool.history if self.pool else []}
+        self._write(rec)
+        self.close()
+        self.session = rec
+        return rec
+
+    def session_summary(self) -> list[str]:
+        """This process's time accounting and loads (the terminal summary of a plain run)."""
+        rec = getattr(self, "session", None)
+        if not rec or not rec["loads"]:
+            return []
+        return [*timeline.render(rec), *_loads_lines([rec])]
+
+    def sessions_summary(self) -> list[str]:
+        """Under xdist, on the controller: every worker's engines, loads and time (from the results file)."""
+        from core import results
+
+        if not self.settings.results or not Path(self.settings.results).exists():
+            return []
+        sessions = [s for s in results.load_sessions(self.settings.results)]
+        if not sessions:
+            return []
+        lines = []
+        for s in sorted(sessions, key=lambda s: s.get("worker", "")):
+            busy = sum(e["wall_s"] for e in s.get("engines", []))
+            lines.append(f"{s.get('worker')} (GPU {s.get('gpu') or '-'}): {len(s.get('engines', []))} engines, "
+                         f"busy {busy:.1f} s of {s['wall_s']:.1f} s: "
+                         + ", ".join(f"{e['engine']} {e['wall_s']:.1f} s" for e in s.get("engines", [])))
+        walls = [s["wall_s"] for s in sessions]
+        lines.append(f"workers: {len(sessions)}; longest {max(walls):.1f} s, shortest {min(walls):.1f} s "
+                     f"(idle at the end: {sum(max(walls) - w for w in walls):.1f} worker-seconds)")
+        merged: dict[str, float] = {}
+        for s in sessions:
+            for k, v in s["phases"].items():
+                merged[k] = merged.get(k, 0.0) + v
+        total = {"wall_s": sum(walls), "phases": merged, "unattributed_s": sum(s["unattributed_s"] for s in sessions)}
+        return lines + ["time over all workers:", *timeline.render(total), *_loads_lines(sessions)]
+
+
+def _loads_lines(sessions: list[dict[str, Any]]) -> list[str]:
+    loads: dict[str, int] = {}
+    for s in sessions:
+        for k, v in s["loads"].items():
+            loads[k] = loads.get(k, 0) + v
+    extra = {k: v for k, v in loads.items() if v > 1}
+    line = f"engine loads: {sum(loads.values())} for {len(loads)} engines"
+    return [line + (f"; loaded more than once: {extra}" if extra else " (each loaded once)")]
+
+
+def _updating_goldens(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "update_snapshots", False))
+
+
+def _worker() -> str:
+    import os
+
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ in {"OutOfMemoryError", "OutOfMemory"} or "out of memory" in str(exc).lower()
+
+
+def free_after_oom() -> None:
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

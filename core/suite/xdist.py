@@ -1,0 +1,142 @@
+"""Several GPUs through pytest-xdist: one worker per GPU, every engine on one worker, one JSON.
+
+* Each worker pins itself to its own GPU (``CUDA_VISIBLE_DEVICES``) before anything initialises CUDA.
+* Every engine group (all formats of a model on a backend, so drift sees its reference) stays on
+  one worker with no extra flag: the controller tells the workers to tag node ids with their
+  ``xdist_group`` (xdist's workers read ``--dist`` from their own arguments, so switching it in the
+  controller alone does not), and schedules whole groups, largest first.
+* pytest-benchmark switches itself off under xdist; the workers time cells with the same rounds and
+  append them to one shared results file, and the controller writes every worker's timed cells as
+  one pytest-benchmark document into ``--benchmark-json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import capability
+from core import device as devices
+
+GROUPED_DISTS = {"load", "loadgroup"}
+"""xdist modes this plugin replaces with engine-group scheduling (others are the user's choice)."""
+
+
+def is_controller(config: pytest.Config) -> bool:
+    return getattr(config.option, "numprocesses", None) not in (None, 0) and not hasattr(config, "workerinput")
+
+
+def worker_id() -> str | None:
+    return os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def pin_worker_gpu(worker: str) -> None:
+    """Give xdist worker gwN its own GPU (the N-th visible one), before anything initialises CUDA."""
+    gpus = devices.gpus()
+    if not gpus:
+        return
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if count > len(gpus):
+        raise pytest.UsageError(f"-n {count} exceeds the {len(gpus)} visible GPUs: two workers would share a "
+                                f"GPU and skew each other's timings; use -n {len(gpus)} or fewer")
+    index = int(worker.removeprefix("gw"))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    physical = [t.strip() for t in visible.split(",")] if visible else [str(g.index) for g in gpus]
+    os.environ["CUDA_VISIBLE_DEVICES"] = physical[index % len(physical)]
+    devices.gpus.cache_clear() if hasattr(devices.gpus, "cache_clear") else None
+
+
+def configure_worker(config: pytest.Config) -> None:
+    """On a worker: pin the GPU and, when the controller groups engines, tag node ids by group."""
+    worker = worker_id()
+    if worker:
+        pin_worker_gpu(worker)
+    if getattr(config, "workerinput", {}).get("vqbench_group_engines"):
+        config.option.loadgroup = True  # read by xdist's worker when it names the collected items
+
+
+def configure_controller(config: pytest.Config) -> None:
+    """On the controller: a results file every worker appends to (the merged JSON is made from it)."""
+    if not config.getoption("vqbench_results") and not os.environ.get("VQBENCH_RESULTS"):
+        import tempfile
+
+        os.environ["VQBENCH_RESULTS"] = str(Path(tempfile.mkdtemp(prefix="vqbench-")) / "results.jsonl")
+
+
+def groups_engines(config: pytest.Config) -> bool:
+    return getattr(config.option, "dist", "no") in GROUPED_DISTS
+
+
+class XdistHooks:
+    """Controller-side xdist hooks, registered only when xdist is active (its hook specs exist)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput["vqbench_group_engines"] = groups_engines(self.config)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
+        if not groups_engines(config):
+            return None
+        from xdist.scheduler import LoadGroupScheduling
+
+        class EngineGroupScheduling(LoadGroupScheduling):
+            """Whole engine groups to a worker, the groups with most cells first (longest first)."""
+
+            def schedule(self) -> None:
+                config.option.loadscopereorder = True
+                super().schedule()
+
+        return EngineGroupScheduling(config, log)
+
+
+def write_benchmark_json(config: pytest.Config) -> str | None:
+    """Under xdist, every worker's timed cells as one pytest-benchmark document in --benchmark-json."""
+    target = getattr(config.option, "benchmark_json", None)
+    source = config.getoption("vqbench_results") or os.environ.get("VQBENCH_RESULTS")
+    if not (is_controller(config) and target and source and Path(source).exists()):
+        return None
+    from core import results
+    from core.suite.benchjson import to_document
+
+    doc = to_document(results.load(source).speed(), machine_info={"vqbench": machine_info()})
+    data = json.dumps(doc, indent=2, default=str)
+    if hasattr(target, "write"):  # older pytest-benchmark: an open file (argparse FileType('wb'))
+        try:
+            target.write(data.encode())
+        except TypeError:
+            target.write(data)
+        target.flush()
+        name = getattr(target, "name", "--benchmark-json")
+    else:
+        Path(target).write_text(data)
+        name = str(target)
+    return f"vqbench: merged {len(doc['benchmarks'])} timed cells from the xdist workers into {name}"
+
+
+def machine_info() -> dict[str, Any]:
+    """GPU, driver, CUDA and package versions (for pytest-benchmark's machine_info and results)."""
+    from core.backends import BACKENDS
+    from core.quant import QUANTIZERS
+
+    gpu = devices.primary()
+    packages = {"av"} | {p for b in BACKENDS.values() for p in b.versioned} | {
+        p for q in QUANTIZERS.values() for p in q.versioned}
+    info: dict[str, Any] = {
+        "gpu": None if gpu.kind == "cpu" else {
+            "name": gpu.name, "compute_capability": f"{gpu.capability[0]}.{gpu.capability[1]}",
+            "memory_gib": round(gpu.memory_gib or 0, 1), "driver": gpu.driver, "cuda_driver": gpu.cuda_driver_version,
+            "count": len(devices.gpus())},
+        "gpu_class": gpu.gpu_class,
+        "packages": {p: v for p in sorted(packages) if (v := capability.version(p))},
+    }
+    if gpu.kind == "cpu":
+        info["no_gpu_reason"] = devices.no_gpu_reason()
+    return info

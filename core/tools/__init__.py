@@ -1,0 +1,1 @@
+"""Developer tooling (offline bundles, the reference-model trainer, perf probes, environment recipes).\n\nNothing in the product imports this package: `vqbench --help` and `pytest -m cpu` collection never load it."""

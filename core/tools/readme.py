@@ -1,0 +1,126 @@
+"""Regenerate the README's tables that are data elsewhere, so the README cannot drift from the code.
+
+    python -m core.tools.readme           # rewrite the generated blocks in README.md
+    python -m core.tools.readme --check   # exit 1 and show the difference when a block is stale
+
+Blocks live between ``<!-- NAME -->`` and ``<!-- /NAME -->`` markers:
+
+* ``options``: every option of the one options table (``core.settings.Settings``), with its
+  ``[tool.vqbench]`` key, default and the front ends that take it;
+* ``support-matrix``: ``vqbench doctor``'s verdict for every format x backend on a CPU and on the
+  GPU classes this project measured or reasons about (from ``core.capability``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from dataclasses import MISSING
+
+from core import paths
+from core.device import DeviceInfo
+
+README = paths.PROJECT_ROOT / "README.md"
+
+GPU_CLASSES = (
+    DeviceInfo(kind="cuda", name="NVIDIA A100", capability=(8, 0), memory_gib=80),
+    DeviceInfo(kind="cuda", name="NVIDIA H200", capability=(9, 0), memory_gib=141),
+    DeviceInfo(kind="cuda", name="NVIDIA B200", capability=(10, 0), memory_gib=180),
+)
+"""GPU classes the support matrix shows (verdicts come from the compute capability)."""
+
+
+def _default(f) -> str:
+    if f.default is not MISSING:
+        value = f.default
+    else:
+        value = f.default_factory()
+    if value in (None, "", [], {}):
+        return "—" if f.name != "formats" else "all"
+    if isinstance(value, list):
+        return ", ".join(value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def options_table() -> str:
+    from core.settings import options
+
+    rows = ["| option | `[tool.vqbench]` key | default | also in | what |", "|---|---|---|---|---|"]
+    for f in options():
+        opt = f.metadata["option"]
+        flags = " / ".join(f"`{x}`" for x in opt.flags) or "—"
+        fronts = ", ".join(f"`vqbench {x}`" for x in opt.fronts if x != "pytest") or "—"
+        if opt.kind in ("list", "merge"):
+            flags += " (repeatable)"
+        rows.append(f"| {flags} | `{f.name}` | {_default(f)} | {fronts} | {opt.help.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def _cell(v) -> str:
+    if not v.runnable:
+        return "✘"
+    return {"native": "native", "emulated": "emulated", "fake-quant": "fake-quant"}[v.mode]
+
+
+def support_matrix() -> str:
+    """Format x backend x device class: native kernel, emulated, fake-quant, or ✘ (reasons below)."""
+    from core import capability
+    from core import device as devices
+    from core.backends import BACKENDS
+    from core.formats import all_formats
+
+    targets = [devices.CPU, *GPU_CLASSES]
+    head = ["format", "tool"] + [f"{b} {('CPU' if t.kind == 'cpu' else f'sm_{t.sm}')}" for b in BACKENDS
+                                 for t in targets]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    reasons: dict[str, str] = {}
+    for fmt in all_formats():
+        cells = []
+        for b in BACKENDS:
+            for t in targets:
+                v = capability.check(b, fmt, t, check_packages=False)
+                text = _cell(v)
+                if not v.runnable:
+                    key = v.reason
+                    note = reasons.setdefault(key, f"n{len(reasons) + 1}")
+                    text = f"✘ {note}"
+                cells.append(text)
+        rows.append(f"| `{fmt.id}` | {fmt.tool} | " + " | ".join(cells) + " |")
+    notes = [f"- {n}: {r}" for r, n in reasons.items()]
+    return "\n".join(rows + ["", "Why not:", "", *notes])
+
+
+BLOCKS = {"options": options_table, "support-matrix": support_matrix}
+
+
+def render(text: str) -> str:
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- {name} -->\n)(.*?)(<!-- /{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- {name} --> block")
+        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(3), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="exit 1 when a generated block is stale")
+    a = p.parse_args(argv)
+    old = README.read_text(encoding="utf-8")
+    new = render(old)
+    if a.check:
+        if new != old:
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "README.md",
+                                                       "generated"))
+            return 1
+        return 0
+    README.write_text(new, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
