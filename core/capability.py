@@ -201,6 +201,9 @@ def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str,
                   reference: Verdict | None, reference_id: str) -> Verdict:
     """Whether drift against the reference format is judged for this engine."""
     if fmt_id == reference_format:
+        if spec.kind == "shape":
+            return no(f"{spec.name} is shape-only: random weights give near-tied labels, so a run-to-run check of "
+                      f"its {reference_format} answers would test noise (its cells are still timed)")
         return Verdict(True)  # the reference gets its run-to-run check
     if spec.random_weights:
         return no(f"{spec.name} has random weights (near-tied labels): its answers carry no meaning, so drift "

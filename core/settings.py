@@ -157,6 +157,9 @@ class Settings:
     model_tasks: dict[str, list[str]] = option(factory=dict, help="per-model task lists ([tool.vqbench.model_tasks])")
     shard: tuple[int, int] | None = option(None, flags=("--shard",), parse=parse_shard, metavar="I/N",
                                            help="run shard I of N (e.g. 2/4), split by engine so each loads once")
+    schedule_history: str = option("", flags=("--schedule-history",), metavar="FILE",
+                                   help="results file of an earlier run: its measured load and cell times "
+                                        "schedule -n N runs (default: estimates from model size and backend)")
     # --- videos and sampling ---------------------------------------------------------------------
     videos: str = option("", flags=("--videos",), fronts=RUN_FRONTS, metavar="PATH",
                          help="folder, CSV manifest, RoadBuddy JSON, or a built-in set: fixtures, heldout, "

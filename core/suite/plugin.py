@@ -51,13 +51,16 @@ def pytest_configure(config: pytest.Config) -> None:
     xdist.configure_worker(config)
     if xdist.is_controller(config):
         xdist.configure_controller(config)
-        config.pluginmanager.register(xdist.XdistHooks(config), "vqbench-xdist")
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     try:
-        config.stash[_STATE] = VqbenchState(config)
+        config.stash[_STATE] = st = VqbenchState(config)
     except VqbenchError as exc:
         raise pytest.UsageError(f"vqbench: {exc}") from None
+    if xdist.is_controller(config):
+        workers = xdist.worker_count(config)
+        config.pluginmanager.register(xdist.XdistHooks(config, lambda p: st.unit_of_param(p, workers)),
+                                      "vqbench-xdist")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -82,19 +85,24 @@ def pytest_collection(session: pytest.Session):
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group items by engine (reference format first, cells before goldens and drift) so each engine
-    loads once; then keep one shard."""
+    loads once; under xdist, by work unit, costliest first (the controller hands units out in this
+    order); then keep one shard."""
     st = state(config)
     ref = st.settings.reference_format
     order: dict[Any, int] = {}
+    units: dict[str, int] = {}
+    if xdist.worker_id():
+        units = {u: i for i, u in enumerate(st.schedule(xdist.worker_count(config)).order())}
 
     def key(pair):
         idx, item = pair
         plan = params.plan_of(item)
         if plan is None:
-            return (0, "", 0, "", 0, idx)
+            return (0, 0, "", 0, "", 0, idx)
         e = plan.engine
         order.setdefault(e.group, len(order))
-        return (1, order[e.group], 0 if e.format == ref else 1, e.format, 0 if params.is_cell(item) else 1, idx)
+        unit = units.get(st.unit_of_param(item.callspec.id, xdist.worker_count(config)) or "", -1) if units else 0
+        return (1, unit, order[e.group], 0 if e.format == ref else 1, e.format, 0 if params.is_cell(item) else 1, idx)
 
     items[:] = [it for _, it in sorted(enumerate(items), key=key)]
     if st.settings.shard:

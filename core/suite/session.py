@@ -28,6 +28,7 @@ class VqbenchState:
         self.settings = settings_mod.build(Path(str(config.rootpath)), settings_mod.given(config.option, "pytest"))
         self.config = config
         self._plans = None
+        self._schedule = None
         self._clips: dict[str, Any] = {}
         self.pool = None
         self.frames = None
@@ -43,6 +44,30 @@ class VqbenchState:
 
             self._plans = plan_engines(self.settings, updating_goldens=_updating_goldens(self.config))
         return self._plans
+
+    def schedule(self, workers: int):
+        """The matrix cut into work units for ``workers`` workers (``core.suite.schedule``)."""
+        if self._schedule is None or self._schedule.workers != workers:
+            from core.suite.schedule import history_costs, plan_units
+
+            history = None
+            if self.settings.schedule_history:
+                from core import results
+
+                history = history_costs(results.read(self.settings.schedule_history))
+            self._schedule = plan_units(self, workers, history=history)
+        return self._schedule
+
+    def unit_of_param(self, param: str, workers: int) -> str | None:
+        """The work unit of a matrix test's parameter id (a cell id or an engine's golden id), or
+        None for tests that are not matrix cells. The xdist controller keeps a unit on one worker."""
+        by_param = self.schedule(workers).by_param
+        if param in by_param:
+            return by_param[param]
+        # ids pytest rewrote (non-ASCII escaped, duplicates numbered): the longest engine prefix
+        prefixes = {f"group:{p.engine.group}": f"{p.engine.model}-{p.engine.backend}-" for p in self.plans}
+        return max((u for u, pre in prefixes.items() if param.startswith(pre)), key=lambda u: len(prefixes[u]),
+                   default=None)
 
     def clips_for(self, task: str):
         """The clips a task runs on: --videos for every task, else the task's own default set."""

@@ -2,9 +2,10 @@
 
 * Each worker pins itself to its own GPU (``CUDA_VISIBLE_DEVICES``) before anything initialises CUDA.
 * Every engine group (all formats of a model on a backend, so drift sees its reference) stays on
-  one worker with no extra flag: the controller tells the workers to tag node ids with their
-  ``xdist_group`` (xdist's workers read ``--dist`` from their own arguments, so switching it in the
-  controller alone does not), and schedules whole groups, largest first.
+  one worker with no extra flag: the controller schedules whole groups (largest first), knowing
+  each test's group from the matrix it planned itself. (xdist's own ``--dist loadgroup`` needs the
+  workers to be started with that flag, and with pytest 9.2 its node-id suffix is silently lost:
+  xdist 3.8 sets ``item._nodeid``, which pytest 9.2 no longer reads.)
 * pytest-benchmark switches itself off under xdist; the workers time cells with the same rounds and
   append them to one shared results file, and the controller writes every worker's timed cells as
   one pytest-benchmark document into ``--benchmark-json``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +53,10 @@ def pin_worker_gpu(worker: str) -> None:
 
 
 def configure_worker(config: pytest.Config) -> None:
-    """On a worker: pin the GPU and, when the controller groups engines, tag node ids by group."""
+    """On a worker: pin the GPU before anything initialises CUDA."""
     worker = worker_id()
     if worker:
         pin_worker_gpu(worker)
-    if getattr(config, "workerinput", {}).get("vqbench_group_engines"):
-        config.option.loadgroup = True  # read by xdist's worker when it names the collected items
 
 
 def configure_controller(config: pytest.Config) -> None:
@@ -71,29 +71,53 @@ def groups_engines(config: pytest.Config) -> bool:
     return getattr(config.option, "dist", "no") in GROUPED_DISTS
 
 
+def worker_count(config: pytest.Config) -> int:
+    """How many xdist workers this session runs (1 without xdist)."""
+    env = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if env:
+        return int(env)
+    n = getattr(config.option, "numprocesses", None)
+    return n if isinstance(n, int) and n > 0 else 1
+
+
+def param_of(nodeid: str) -> str | None:
+    """The parameter id of a node id (``path::test[PARAM]``, with or without xdist's ``@group``)."""
+    if "[" not in nodeid:
+        return None
+    return nodeid[nodeid.index("[") + 1: nodeid.rindex("]")]
+
+
 class XdistHooks:
-    """Controller-side xdist hooks, registered only when xdist is active (its hook specs exist)."""
+    """Controller-side xdist hooks, registered only when xdist is active (its hook specs exist).
 
-    def __init__(self, config: pytest.Config) -> None:
+    ``unit_of(param_id)`` names the work unit of a matrix test (None for other tests)."""
+
+    def __init__(self, config: pytest.Config, unit_of: Callable[[str], str | None]) -> None:
         self.config = config
+        self.unit_of = unit_of
 
-    @pytest.hookimpl
-    def pytest_configure_node(self, node) -> None:
-        node.workerinput["vqbench_group_engines"] = groups_engines(self.config)
+    def scope(self, nodeid: str) -> str:
+        param = param_of(nodeid)
+        unit = self.unit_of(param) if param is not None else None
+        return unit or nodeid
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
         if not groups_engines(config):
             return None
-        from xdist.scheduler import LoadGroupScheduling
+        from xdist.scheduler import LoadScopeScheduling
 
-        class EngineGroupScheduling(LoadGroupScheduling):
-            """Whole engine groups to a worker, the groups with most cells first (longest first)."""
+        scope = self.scope
 
-            def schedule(self) -> None:
-                config.option.loadscopereorder = True
-                super().schedule()
+        class EngineGroupScheduling(LoadScopeScheduling):
+            """Whole work units (``core.suite.schedule``) to a worker, in the workers' collection
+            order: the plugin orders the collection costliest unit first, so free workers take the
+            longest first."""
 
+            def _split_scope(self, nodeid: str) -> str:
+                return scope(nodeid)
+
+        config.option.loadscopereorder = False
         return EngineGroupScheduling(config, log)
 
 
