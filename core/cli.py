@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-flip", action="store_true", help="also fail when any answer changed")
     p.set_defaults(func=_compare)
 
-    # A developer tool with its own parser (core.tools.bundle), loaded only when it runs.
+    # Commands with their own parsers, loaded only when they run.
+    sub.add_parser("cluster", help="run the matrix on a Ray cluster: one task per work unit, one results file "
+                                   "(`vqbench cluster --help`)", add_help=False)
     sub.add_parser("bundle", help="offline package bundles (in parts) for air-gapped GPU machines "
                                   "(`vqbench bundle --help`)", add_help=False)
     return parser
@@ -127,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from core.tools.bundle import main as bundle_main
 
         return bundle_main(argv[1:], prog="vqbench bundle")
+    if argv[:1] == ["cluster"]:
+        from core.cluster import main as cluster_main
+
+        return cluster_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -139,3 +139,58 @@ def _judged(plans: list[EnginePlan], settings: Settings, *, updating_goldens: bo
 def expand(plans: list[EnginePlan], tasks: list[Task], clips: list[VideoClip]) -> list[Cell]:
     """Engines x tasks x clips, in a stable order."""
     return [Cell(p, t, c) for p in plans for t in tasks for c in clips]
+
+
+class Matrix:
+    """The planned matrix of a session: the engine plans, the clips of each task, and its cut into
+    work units for N workers. Built from settings alone, so the pytest session, its xdist controller
+    and a Ray driver all compute the same matrix and the same units."""
+
+    def __init__(self, settings: Settings, *, updating_goldens: bool = False) -> None:
+        self.settings = settings
+        self.updating_goldens = updating_goldens
+        self._plans: list[EnginePlan] | None = None
+        self._clips: dict[str, list[VideoClip]] = {}
+        self._schedules: dict[int, object] = {}
+
+    @property
+    def plans(self) -> list[EnginePlan]:
+        if self._plans is None:
+            self._plans = plan_engines(self.settings, updating_goldens=self.updating_goldens)
+        return self._plans
+
+    def clips_for(self, task: str) -> list[VideoClip]:
+        """The clips a task runs on: --videos for every task, else the task's own default set."""
+        if task not in self._clips:
+            from core import dataset
+            from core.tasks import get_task
+
+            clips = dataset.load(self.settings.videos or get_task(task).default_dataset)
+            if self.settings.max_videos:
+                clips = clips[: self.settings.max_videos]
+            self._clips[task] = clips
+        return self._clips[task]
+
+    def schedule(self, workers: int):
+        """The matrix cut into work units for ``workers`` workers (``core.suite.schedule.Plan``)."""
+        if workers not in self._schedules:
+            from core.suite.schedule import history_costs, plan_units
+
+            history = None
+            if self.settings.schedule_history:
+                from core import results
+
+                history = history_costs(results.read(self.settings.schedule_history))
+            self._schedules[workers] = plan_units(self, workers, history=history)
+        return self._schedules[workers]
+
+    def unit_of_param(self, param: str, workers: int) -> str | None:
+        """The work unit of a matrix test's parameter id (a cell id or an engine's golden id), or None
+        for tests that are not matrix cells."""
+        by_param = self.schedule(workers).by_param
+        if param in by_param:
+            return by_param[param]
+        # ids pytest rewrote (non-ASCII escaped, duplicates numbered): the longest engine prefix
+        prefixes = {f"group:{p.engine.group}": f"{p.engine.model}-{p.engine.backend}-" for p in self.plans}
+        return max((u for u, pre in prefixes.items() if param.startswith(pre)), key=lambda u: len(prefixes[u]),
+                   default=None)

@@ -157,6 +157,11 @@ class Settings:
     model_tasks: dict[str, list[str]] = option(factory=dict, help="per-model task lists ([tool.vqbench.model_tasks])")
     shard: tuple[int, int] | None = option(None, flags=("--shard",), parse=parse_shard, metavar="I/N",
                                            help="run shard I of N (e.g. 2/4), split by engine so each loads once")
+    unit: str = option("", flags=("--unit",), metavar="NAME",
+                       help="run one work unit of the schedule (what a Ray task or a scheduler's job runs; "
+                            "see --unit-workers)")
+    unit_workers: int = option(1, flags=("--unit-workers",), parse=_positive(int), metavar="N",
+                               help="the worker count the --unit names were planned for (default 1)")
     schedule_history: str = option("", flags=("--schedule-history",), metavar="FILE",
                                    help="results file of an earlier run: its measured load and cell times "
                                         "schedule -n N runs (default: estimates from model size and backend)")

@@ -1,14 +1,28 @@
-# Sourced by every device script: the carried bundles on PYTHONPATH, one cache, offline.
-export VQBENCH_CACHE=/tmp/vqcache PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+# Sourced by every device script: carried bundles unpacked under /tmp/vqbench-site/<name> go on
+# PYTHONPATH (newest first), one model/artifact cache, offline, results under $OUT.
+export VQBENCH_CACHE=/tmp/vqcache PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_USE_FLASHINFER_SAMPLER=0
 for site in /tmp/vqbench-site/*; do [ -d "$site" ] && PYTHONPATH="$site:$PYTHONPATH"; done
 export PYTHONPATH="$PWD:$PYTHONPATH"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-py() { python3 "$@"; }
-cells() {  # cells NAME ARGS... : one pytest session of GPU cells, results + table under $OUT
-  local name=$1; shift
-  timeout "${CELL_TIMEOUT:-500}" python3 -m pytest bench/test_cells.py bench/test_golden.py bench/test_drift.py \
-    -m gpu -p no:cacheprovider -q --timeout 400 --snapshot-update --rounds 3 --warmup-rounds 1 \
-    --results "$OUT/$name.jsonl" --benchmark-json "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
-  echo "== $name: exit $? =="; tail -3 "$OUT/$name.log" | cut -c1-300
-  python3 -m core.tools.perf summarize "$OUT/$name.jsonl" 2>&1 | cut -c1-220
+# Unpack every bundle this command carried (a bundle's parts travel in .bundle/<name>/).
+unpack_carried() {
+  for b in .bundle/*/; do
+    [ -f "$b/manifest.json" ] || continue
+    name=$(basename "$b")
+    [ -d "/tmp/vqbench-site/$name" ] && continue
+    mkdir -p "/tmp/vqbench-site/$name"
+    cat "$b"/*.part* | xz -d | tar x -C "/tmp/vqbench-site/$name" && echo "unpacked $name" \
+      || echo "could not unpack $name"
+  done
+  for site in /tmp/vqbench-site/*; do case ":$PYTHONPATH:" in *":$site:"*) ;; *) PYTHONPATH="$site:$PYTHONPATH";; esac; done
+  export PYTHONPATH
+}
+versions() {
+  python3 - <<'PY'
+import importlib.metadata as m
+for p in ("torch", "transformers", "vllm", "nvidia-modelopt", "pytest", "pytest-xdist", "pytest-benchmark", "syrupy", "av"):
+    try: print(f"{p} {m.version(p)}", end="; ")
+    except Exception: print(f"{p} -", end="; ")
+print()
+PY
 }

@@ -105,12 +105,26 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return (1, unit, order[e.group], 0 if e.format == ref else 1, e.format, 0 if params.is_cell(item) else 1, idx)
 
     items[:] = [it for _, it in sorted(enumerate(items), key=key)]
+    if st.settings.unit:
+        n = st.settings.unit_workers
+        keep = [it for it in items if params.plan_of(it) is not None
+                and st.unit_of_param(it.callspec.id, n) == st.settings.unit]
+        if not keep:
+            known = ", ".join(st.schedule(n).order())
+            raise pytest.UsageError(f"vqbench: --unit {st.settings.unit} is not a work unit of this matrix for "
+                                    f"{n} workers; units: {known}")
+        kept = {id(it) for it in keep}
+        deselected = [it for it in items if id(it) not in kept]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
     if st.settings.shard:
         i, n = st.settings.shard
         engines = sorted({p.engine.id for it in items if (p := params.plan_of(it)) is not None})
         mine = {e for k, e in enumerate(engines) if k % n == i - 1}
         keep = [it for it in items if (p := params.plan_of(it)) is None or p.engine.id in mine]
-        deselected = [it for it in items if it not in keep]
+        kept = {id(it) for it in keep}
+        deselected = [it for it in items if id(it) not in kept]
         if deselected:
             config.hook.pytest_deselected(items=deselected)
         items[:] = keep

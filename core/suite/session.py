@@ -25,11 +25,11 @@ class VqbenchState:
     """Session state shared by the plugin's hooks and fixtures."""
 
     def __init__(self, config: pytest.Config) -> None:
+        from core.matrix import Matrix
+
         self.settings = settings_mod.build(Path(str(config.rootpath)), settings_mod.given(config.option, "pytest"))
         self.config = config
-        self._plans = None
-        self._schedule = None
-        self._clips: dict[str, Any] = {}
+        self.matrix = Matrix(self.settings, updating_goldens=_updating_goldens(config))
         self.pool = None
         self.frames = None
         self.writer = None
@@ -39,47 +39,16 @@ class VqbenchState:
 
     @property
     def plans(self):
-        if self._plans is None:
-            from core.matrix import plan_engines
-
-            self._plans = plan_engines(self.settings, updating_goldens=_updating_goldens(self.config))
-        return self._plans
-
-    def schedule(self, workers: int):
-        """The matrix cut into work units for ``workers`` workers (``core.suite.schedule``)."""
-        if self._schedule is None or self._schedule.workers != workers:
-            from core.suite.schedule import history_costs, plan_units
-
-            history = None
-            if self.settings.schedule_history:
-                from core import results
-
-                history = history_costs(results.read(self.settings.schedule_history))
-            self._schedule = plan_units(self, workers, history=history)
-        return self._schedule
-
-    def unit_of_param(self, param: str, workers: int) -> str | None:
-        """The work unit of a matrix test's parameter id (a cell id or an engine's golden id), or
-        None for tests that are not matrix cells. The xdist controller keeps a unit on one worker."""
-        by_param = self.schedule(workers).by_param
-        if param in by_param:
-            return by_param[param]
-        # ids pytest rewrote (non-ASCII escaped, duplicates numbered): the longest engine prefix
-        prefixes = {f"group:{p.engine.group}": f"{p.engine.model}-{p.engine.backend}-" for p in self.plans}
-        return max((u for u, pre in prefixes.items() if param.startswith(pre)), key=lambda u: len(prefixes[u]),
-                   default=None)
+        return self.matrix.plans
 
     def clips_for(self, task: str):
-        """The clips a task runs on: --videos for every task, else the task's own default set."""
-        if task not in self._clips:
-            from core import dataset
-            from core.tasks import get_task
+        return self.matrix.clips_for(task)
 
-            clips = dataset.load(self.settings.videos or get_task(task).default_dataset)
-            if self.settings.max_videos:
-                clips = clips[: self.settings.max_videos]
-            self._clips[task] = clips
-        return self._clips[task]
+    def schedule(self, workers: int):
+        return self.matrix.schedule(workers)
+
+    def unit_of_param(self, param: str, workers: int) -> str | None:
+        return self.matrix.unit_of_param(param, workers)
 
     def runtime(self):
         """The engine pool, frame cache and results writer (created on first use)."""
