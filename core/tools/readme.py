@@ -85,7 +85,9 @@ def support_matrix() -> str:
                 v = capability.check(b, fmt, t, check_packages=False)
                 text = _cell(v)
                 if not v.runnable:
-                    key = v.reason
+                    # one note per reason, whatever format or backend it names
+                    key = re.sub(rf"\b{re.escape(fmt.id)}\b", "the format", v.reason)
+                    key = re.sub(rf"\bon {b}\b", "on this backend", re.sub(rf"^{b} cannot", "this backend cannot", key))
                     note = reasons.setdefault(key, f"n{len(reasons) + 1}")
                     text = f"✘ {note}"
                 cells.append(text)
