@@ -14,9 +14,10 @@ case "$phase" in
   hf) ARGS="--backend hf --format bf16 --format fp8 --format int4_weight_only" ;;
   vllm) ARGS="--backend vllm --format bf16 --format fp8" ;;
 esac
+M=""; for m in ${GPU_MODELS:-tiny tiny-trained qwen2.5-vl-7b}; do M="$M --gpu-model $m"; done
 t0=$(date +%s)
 timeout "${PHASE_TIMEOUT:-420}" python3 -m pytest bench/test_cells.py bench/test_golden.py bench/test_drift.py -m gpu \
-  -p no:cacheprovider -q -rs --gpu-model tiny --gpu-model tiny-trained --gpu-model qwen2.5-vl-7b $ARGS \
+  -p no:cacheprovider -q -rs $M $ARGS \
   --max-videos 4 --rounds 3 --warmup-rounds 1 --snapshot-update --results "$OUT/results-$phase.jsonl" \
   --benchmark-json "$OUT/bench-$phase.json" "$@" > "$OUT/pytest-$phase.log" 2>&1
 echo "== pytest $phase: exit $? in $(( $(date +%s) - t0 )) s =="
@@ -26,7 +27,7 @@ python3 -m core.tools.perf summarize "$OUT/results-$phase.jsonl" 2>&1 | cut -c1-
 python3 -m core.cli report "$OUT/results-$phase.jsonl" --out "$OUT/rep" > /dev/null 2>&1 && cp "$OUT/rep/report.md" "$OUT/report-$phase.md"
 if [ "$phase" = vllm ]; then
   for f in bf16 fp8; do
-    timeout 150 python3 -m core.tools.perf bare-vllm "$OUT/results-$phase.jsonl" --model qwen2.5-vl-7b --format "$f" \
+    timeout "${BARE_TIMEOUT:-110}" python3 -m core.tools.perf bare-vllm "$OUT/results-$phase.jsonl" --model qwen2.5-vl-7b --format "$f" \
       --rounds 5 --max-videos 4 --json "$OUT/bare-$f.json" > "$OUT/bare-$f.log" 2>&1
     echo "== bare $f: exit $? =="; grep "^|" "$OUT/bare-$f.log" || tail -4 "$OUT/bare-$f.log"
   done
