@@ -121,13 +121,17 @@ class VLLMBackend(Backend):
             self.close()
             raise
         cache = getattr(self.llm.llm_engine.vllm_config, "cache_config", None)
+        blocks, block_size = getattr(cache, "num_gpu_blocks", None), getattr(cache, "block_size", None)
+        kv_bytes = (int(blocks * block_size * self.model_shape().kv_bytes_per_token(1 if self.format.kv_cache else 2))
+                    if blocks and block_size else None)
         details: dict[str, Any] = {
             "directory": str(directory), "dtype": "bfloat16", "vllm_quantization": quant_arg,
             "kv_cache_dtype": kwargs.get("kv_cache_dtype", "auto"), "load_format": kwargs["load_format"],
             "max_model_len": kwargs["max_model_len"], "enforce_eager": kwargs["enforce_eager"],
             "engine_s": engine_s, "warmup_s": time.perf_counter() - t2,
             "prefix_caching": getattr(cache, "enable_prefix_caching", None),
-            "kv_cache_blocks": getattr(cache, "num_gpu_blocks", None),
+            "kv_cache_blocks": blocks, "kv_cache_bytes": kv_bytes,
+            "gpu_memory_utilization": kwargs.get("gpu_memory_utilization"),
             "multiproc_method": os.environ.get("VLLM_WORKER_MULTIPROC_METHOD"),
             "engine_pids": [p.pid for p in self._engine_procs],
         }

@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,8 @@ def bare_vllm(model: str, fmt: str, rounds: int, *, videos: str, max_videos: int
               passes: int = 2) -> list[dict[str, Any]]:
     """vLLM's own loop against the suite's cell, on one engine and the same requests.
 
-    The suite's engine is loaded once (its settings, its warm-up); then, interleaved ``passes``
-    times, every clip is timed (1 warm-up + ``rounds`` rounds, median) by:
+    The suite's engine is loaded once (its settings, its warm-up); then every clip is timed
+    (1 warm-up each, then ``rounds x passes`` rounds a side, alternating round by round, medians) by:
 
     * ``bare``: what a user writes: reset vLLM's prefix, multimodal-processor and encoder caches,
       then ``LLM.generate`` of the chat prompt and frames, greedy, no log-probs;
@@ -163,32 +164,44 @@ def bare_vllm(model: str, fmt: str, rounds: int, *, videos: str, max_videos: int
             llm.reset_mm_cache()
             llm.llm_engine.reset_encoder_cache()
 
-        def bare(req, before):
-            return timed_rounds(lambda: llm.generate([family.vllm_inputs(processor, req)], params, use_tqdm=False),
-                                rounds=rounds, warmup_rounds=1, before_round=before)[1]
+        def bare_once(req):
+            return llm.generate([family.vllm_inputs(processor, req)], params, use_tqdm=False)
 
-        def suite(req):
-            return timed_rounds(lambda: backend.generate(req), rounds=rounds, warmup_rounds=1,
-                                before_round=backend.before_round)[1]
+        def timed(fn, before):
+            before()
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
 
         def mean_median(per_clip: list[list[float]]) -> float:
             return statistics.fmean(statistics.median(x) for x in per_clip)
 
-        rows = []
-        for i in range(passes):
-            b = mean_median([bare(r, reset) for r in reqs])
-            s = mean_median([suite(r) for r in reqs])
-            rows.append({"engine": plan.engine.id, "pass": i + 1, "videos": len(reqs), "bare_s": b, "suite_s": s,
-                         "suite/bare": s / b})
-        warm = mean_median([bare(r, None) for r in reqs])
+        # Round by round, alternating which goes first: drift of the machine or the engine (seen:
+        # 15% between two passes of the same loop) then falls on both sides alike.
+        bare_rounds: list[list[float]] = [[] for _ in reqs]
+        suite_rounds: list[list[float]] = [[] for _ in reqs]
+        for i, req in enumerate(reqs):
+            timed(lambda: bare_once(req), reset)  # warm-up of each side
+            timed(lambda: backend.generate(req), backend.before_round)
+            for r in range(rounds * passes):
+                pair = [(bare_rounds, lambda: timed(lambda: bare_once(req), reset)),
+                        (suite_rounds, lambda: timed(lambda: backend.generate(req), backend.before_round))]
+                for book, run in (pair if r % 2 == 0 else pair[::-1]):
+                    book[i].append(run())
+        b, s_ = mean_median(bare_rounds), mean_median(suite_rounds)
+        ratios = [statistics.median(x) / statistics.median(y) for x, y in zip(suite_rounds, bare_rounds)]
+        rows = [{"engine": plan.engine.id, "pass": f"interleaved, {rounds * passes} rounds a side per clip",
+                 "videos": len(reqs), "bare_s": b, "suite_s": s_, "suite/bare": s_ / b,
+                 "per-clip ratio min..max": f"{min(ratios):.3f}..{max(ratios):.3f}"}]
+        warm = [[timed(lambda: bare_once(req), lambda: None) for _ in range(rounds)] for req in reqs]
         rows.append({"engine": plan.engine.id, "pass": "warm (caches kept, labelled)", "videos": len(reqs),
-                     "bare_s": warm})
+                     "bare_s": mean_median(warm)})
     if suite_results is not None and suite_results.exists():
         timed = [r for r in results.load(suite_results).speed() if r["engine"] == plan.engine.id
                  and r["video"] in {c.id for c in clips}]
         if timed:
-            reported = mean_median([r["rounds_s"] for r in timed])
-            b = statistics.fmean(r["bare_s"] for r in rows if isinstance(r["pass"], int))
+            reported = statistics.fmean(statistics.median(r["rounds_s"]) for r in timed)
+            b = rows[0]["bare_s"]
             rows.append({"engine": plan.engine.id, "pass": "suite's results file", "videos": len(timed),
                          "bare_s": b, "suite_s": reported, "suite/bare": reported / b})
     return rows
