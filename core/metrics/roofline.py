@@ -41,16 +41,12 @@ def measure_peaks(device_index: int = 0, *, gib: float = 2.0, n: int = 8192) -> 
     def copy_bandwidth() -> float:
         src = torch.empty(int(gib * 2**30) // 2, dtype=torch.bfloat16, device=dev)
         dst = torch.empty_like(src)
-        bw = 2 * src.numel() * 2 / best(lambda: dst.copy_(src))  # read + write
-        del src, dst
-        return bw
+        return 2 * src.numel() * 2 / best(lambda: dst.copy_(src))  # read + write
 
     def matmul_flops() -> float:
         a = torch.randn(n, n, dtype=torch.bfloat16, device=dev)
         b = torch.randn(n, n, dtype=torch.bfloat16, device=dev)
-        flops = 2 * n**3 / best(lambda: torch.matmul(a, b))
-        del a, b
-        return flops
+        return 2 * n**3 / best(lambda: torch.matmul(a, b))
 
     peaks = {"bandwidth_Bps": copy_bandwidth(), "matmul_flops": matmul_flops()}
     torch.cuda.synchronize(dev)
