@@ -15,7 +15,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from core.backends import backend_info
+from core.catalog import backend_info, quantizer_info
 from core.device import DeviceInfo
 from core.formats import QuantFormat
 
@@ -137,8 +137,6 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
         return no(f"{backend} needs bfloat16 support (sm_{BF16_MIN_SM}+, Ampere or newer) for this suite's bf16 "
                   f"models; found sm_{sm} ({device.name}); the hf backend still runs there, with bf16 emulated")
     if check_packages:
-        from core.quant import quantizer_info
-
         why = missing_reason(info.packages, f"the {backend} backend")
         why = why or missing_reason(quantizer_info(fmt.tool).packages, f"format {fmt.id}")
         if why:

@@ -1,6 +1,6 @@
 """``vqbench cluster``: the matrix on a Ray cluster, when it outgrows one machine.
 
-The matrix is cut into work units exactly as ``-n N`` cuts it (``core.suite.schedule``: engine groups,
+The matrix is cut into work units exactly as ``-n N`` cuts it (``core.schedule``: engine groups,
 longest first, dominant unjudged groups split). Each unit becomes a Ray task that asks for one GPU
 (and, with ``--resource``, a custom resource such as a GPU class Ray was started with) and runs
 this suite's pytest on that unit (``--unit NAME --unit-workers N``) on the node Ray picked; goldens

@@ -49,9 +49,8 @@ def recorded_with(backend: str, tool: str) -> dict[str, str]:
     """Versions stored with a golden: the backend's and the quantizer's libraries. When a golden
     stops matching, the failure says whether they changed since it was recorded. Not compared: a
     library upgrade that keeps the numbers is fine."""
-    from core.backends import backend_info
     from core.capability import version
-    from core.quant import quantizer_info
+    from core.catalog import backend_info, quantizer_info
 
     names = [*backend_info(backend).versioned, *quantizer_info(tool).versioned]
     return {n: v for n in dict.fromkeys(names) if (v := version(n))}

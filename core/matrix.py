@@ -14,6 +14,7 @@ from typing import Literal
 from core import capability
 from core import device as devices
 from core.capability import Verdict
+from core.catalog import backend_info
 from core.formats import QuantFormat, all_formats, get_format
 from core.models import registry
 from core.models.registry import ModelSpec
@@ -89,7 +90,7 @@ def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[
     """Every engine the settings ask for, each with its verdicts for this machine."""
     fmts = [get_format(f) for f in settings.formats] if settings.formats else all_formats()
     for b in settings.backends:
-        capability.backend_info(b)  # an unknown name is a usage error, not a skip
+        backend_info(b)  # an unknown name is a usage error, not a skip
     gpu = devices.primary()
     plans: list[EnginePlan] = []
     seen: set[Engine] = set()
@@ -172,9 +173,9 @@ class Matrix:
         return self._clips[task]
 
     def schedule(self, workers: int):
-        """The matrix cut into work units for ``workers`` workers (``core.suite.schedule.Plan``)."""
+        """The matrix cut into work units for ``workers`` workers (``core.schedule.Plan``)."""
         if workers not in self._schedules:
-            from core.suite.schedule import history_costs, plan_units
+            from core.schedule import history_costs, plan_units
 
             history = None
             if self.settings.schedule_history:

@@ -7,7 +7,7 @@ import pytest
 
 from core import capability
 from core import device as devices
-from core.suite.schedule import lpt_makespan, plan_units
+from core.schedule import lpt_makespan, plan_units
 
 pytestmark = pytest.mark.cpu
 
@@ -75,7 +75,7 @@ def test_a_dominant_unjudged_group_is_split_and_the_estimate_beats_whole_groups(
 def test_splitting_stops_when_another_load_costs_more_than_it_saves():
     from types import SimpleNamespace
 
-    from core.suite.schedule import Plan, Unit, _split
+    from core.schedule import Plan, Unit, _split
 
     engine = SimpleNamespace(engine=SimpleNamespace(id="m-vllm-bf16-cuda"), golden_id=lambda t: f"m-{t}")
     clips = [("anomaly", SimpleNamespace(id=f"v{i}")) for i in range(8)]

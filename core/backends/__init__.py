@@ -1,61 +1,13 @@
-"""Inference backends behind one small interface (``core.backends.base.Backend``), described as data
-and imported lazily by name, so heavy engines stay unimported until a cell uses them.
-
-Each backend's facts live in one record: where its class is, which packages it needs, which of
-them results and goldens record, and what it cannot do on a CPU. ``core.capability`` reads these
-records; nothing else lists backends.
-"""
+"""Inference backends behind one small interface (``core.backends.base.Backend``), imported lazily by
+name, so heavy engines stay unimported until a cell uses them. Their facts are in ``core.catalog``."""
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 
-from core.errors import unknown_name
+from core.catalog import BACKENDS, BackendInfo, backend_info
 
-
-@dataclass(frozen=True, kw_only=True)
-class BackendInfo:
-    """One inference backend."""
-
-    name: str
-    """The name used in options, ids, marks and goldens."""
-    target: str
-    """``module:Class`` of its ``Backend`` subclass, imported on first use."""
-    description: str
-    packages: tuple[str, ...]
-    """Keys of ``core.capability.PACKAGES`` it needs installed."""
-    versioned: tuple[str, ...]
-    """Packages whose versions results and goldens record (``recorded_with``)."""
-    cpu: str = ""
-    """Why it cannot run on a CPU ('' = it can)."""
-    cpu_kv_fp8: str = ""
-    """Why it has no FP8 KV cache on a CPU ('' = it has one wherever it runs)."""
-    bf16_tensor_cores: bool = False
-    """True when it refuses bf16 models on GPUs without bf16 tensor cores (below sm_80)."""
-
-
-BACKENDS: dict[str, BackendInfo] = {
-    b.name: b
-    for b in [
-        BackendInfo(name="hf", target="core.backends.hf:HFBackend", description="Hugging Face transformers generate",
-                    packages=("torch", "transformers"), versioned=("torch", "transformers")),
-        BackendInfo(name="vllm", target="core.backends.vllm:VLLMBackend", description="vLLM offline LLM engine",
-                    packages=("vllm",), versioned=("vllm", "torch", "transformers"),
-                    cpu_kv_fp8="vLLM's CPU backend has no FP8 KV cache", bf16_tensor_cores=True),
-        BackendInfo(name="trtllm", target="core.backends.trtllm:TRTLLMBackend",
-                    description="TensorRT-LLM LLM API (PyTorch workflow)", packages=("tensorrt_llm",),
-                    versioned=("tensorrt_llm", "torch", "transformers"), cpu="TensorRT-LLM needs a CUDA GPU",
-                    bf16_tensor_cores=True),
-    ]
-}
-
-
-def backend_info(name: str) -> BackendInfo:
-    """The record of backend ``name`` ("did you mean" on typos)."""
-    if name not in BACKENDS:
-        raise unknown_name("backend", name, BACKENDS)
-    return BACKENDS[name]
+__all__ = ["BACKENDS", "BackendInfo", "backend_class", "backend_info"]
 
 
 def backend_class(name: str):

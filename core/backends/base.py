@@ -84,9 +84,8 @@ class Backend(ABC):
 
     def versions(self) -> dict[str, str]:
         """Versions of the packages this backend and the format's quantizer run on."""
-        from core.backends import backend_info
         from core.capability import version
-        from core.quant import quantizer_info
+        from core.catalog import backend_info, quantizer_info
 
         names = list(backend_info(self.name).versioned) + list(quantizer_info(self.format.tool).versioned)
         return {p: version(p) or "?" for p in dict.fromkeys(names)}

@@ -8,7 +8,7 @@ import sys
 
 from core import capability
 from core import device as devices
-from core.backends import BACKENDS
+from core.catalog import BACKENDS
 from core.formats import all_formats
 
 KNOWN_ISSUES = [

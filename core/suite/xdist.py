@@ -110,7 +110,7 @@ class XdistHooks:
         scope = self.scope
 
         class EngineGroupScheduling(LoadScopeScheduling):
-            """Whole work units (``core.suite.schedule``) to a worker, in the workers' collection
+            """Whole work units (``core.schedule``) to a worker, in the workers' collection
             order: the plugin orders the collection costliest unit first, so free workers take the
             longest first."""
 
@@ -147,8 +147,7 @@ def write_benchmark_json(config: pytest.Config) -> str | None:
 
 def machine_info() -> dict[str, Any]:
     """GPU, driver, CUDA and package versions (for pytest-benchmark's machine_info and results)."""
-    from core.backends import BACKENDS
-    from core.quant import QUANTIZERS
+    from core.catalog import BACKENDS, QUANTIZERS
 
     gpu = devices.primary()
     packages = {"av"} | {p for b in BACKENDS.values() for p in b.versioned} | {

@@ -70,7 +70,7 @@ def support_matrix() -> str:
     """Format x backend x device class: native kernel, emulated, fake-quant, or ✘ (reasons below)."""
     from core import capability
     from core import device as devices
-    from core.backends import BACKENDS
+    from core.catalog import BACKENDS
     from core.formats import all_formats
 
     targets = [devices.CPU, *GPU_CLASSES]

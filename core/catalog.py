@@ -1,0 +1,87 @@
+"""What every inference backend and quantization tool declares about itself, as data: where its code
+is, which packages it needs, which versions results record, what it cannot do on a CPU. The
+backends and quantizers packages load the code from here lazily; ``core.capability`` judges with
+these facts; nothing else lists backends or tools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import unknown_name
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendInfo:
+    """One inference backend."""
+
+    name: str
+    """The name used in options, ids, marks and goldens."""
+    target: str
+    """``module:Class`` of its ``Backend`` subclass, imported on first use."""
+    description: str
+    packages: tuple[str, ...]
+    """Keys of ``core.capability.PACKAGES`` it needs installed."""
+    versioned: tuple[str, ...]
+    """Packages whose versions results and goldens record (``recorded_with``)."""
+    cpu: str = ""
+    """Why it cannot run on a CPU ('' = it can)."""
+    cpu_kv_fp8: str = ""
+    """Why it has no FP8 KV cache on a CPU ('' = it has one wherever it runs)."""
+    bf16_tensor_cores: bool = False
+    """True when it refuses bf16 models on GPUs without bf16 tensor cores (below sm_80)."""
+
+
+BACKENDS: dict[str, BackendInfo] = {
+    b.name: b
+    for b in [
+        BackendInfo(name="hf", target="core.backends.hf:HFBackend", description="Hugging Face transformers generate",
+                    packages=("torch", "transformers"), versioned=("torch", "transformers")),
+        BackendInfo(name="vllm", target="core.backends.vllm:VLLMBackend", description="vLLM offline LLM engine",
+                    packages=("vllm",), versioned=("vllm", "torch", "transformers"),
+                    cpu_kv_fp8="vLLM's CPU backend has no FP8 KV cache", bf16_tensor_cores=True),
+        BackendInfo(name="trtllm", target="core.backends.trtllm:TRTLLMBackend",
+                    description="TensorRT-LLM LLM API (PyTorch workflow)", packages=("tensorrt_llm",),
+                    versioned=("tensorrt_llm", "torch", "transformers"), cpu="TensorRT-LLM needs a CUDA GPU",
+                    bf16_tensor_cores=True),
+    ]
+}
+
+
+def backend_info(name: str) -> BackendInfo:
+    """The record of backend ``name`` ("did you mean" on typos)."""
+    if name not in BACKENDS:
+        raise unknown_name("backend", name, BACKENDS)
+    return BACKENDS[name]
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizerInfo:
+    """One quantization tool."""
+
+    name: str
+    target: str
+    """``module:Class`` of its ``Quantizer``, imported on first use."""
+    packages: tuple[str, ...] = ()
+    """Keys of ``core.capability.PACKAGES`` it needs installed."""
+    versioned: tuple[str, ...] = ()
+    """Packages whose versions results, goldens and the artifact cache record."""
+
+
+QUANTIZERS: dict[str, QuantizerInfo] = {
+    q.name: q
+    for q in [
+        QuantizerInfo(name="none", target="core.quant.base:NoQuantizer"),
+        QuantizerInfo(name="modelopt", target="core.quant.modelopt_q:ModelOptQuantizer", packages=("modelopt",),
+                      versioned=("modelopt",)),
+        QuantizerInfo(name="bitsandbytes", target="core.quant.bnb:BitsAndBytesQuantizer", packages=("bitsandbytes",),
+                      versioned=("bitsandbytes",)),
+        QuantizerInfo(name="torchao", target="core.quant.torchao_q:TorchAOQuantizer", packages=("torchao",),
+                      versioned=("torchao",)),
+    ]
+}
+
+
+def quantizer_info(name: str) -> QuantizerInfo:
+    if name not in QUANTIZERS:
+        raise unknown_name("quantization tool", name, QUANTIZERS)
+    return QUANTIZERS[name]
