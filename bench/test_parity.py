@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import capability
+from core import capability, procs
 from core import device as devices
 from core.dataset import fixture_clips
 from core.formats import get_format
@@ -231,13 +231,7 @@ def _children() -> dict:
     return {p.pid: p for p in psutil.Process().children(recursive=True)}
 
 
-def _alive(p) -> bool:
-    import psutil
-
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+_alive = procs.running
 
 
 def _describe(p) -> str:
@@ -247,8 +241,4 @@ def _describe(p) -> str:
         return f"pid {p.pid}"
 
 
-def _resource_tracker() -> int | None:
-    """multiprocessing's resource tracker: one per process, started by the first spawn, not the engine's."""
-    from multiprocessing import resource_tracker
-
-    return getattr(resource_tracker._resource_tracker, "_pid", None)
+_resource_tracker = procs.resource_tracker_pid

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import sampling
@@ -98,13 +98,17 @@ def st_span(n: int) -> int:
     return 3 * n + 7
 
 
-qv = pytest.importorskip("qwen_vl_utils.vision_process", reason="qwen-vl-utils not installed: pip install qwen-vl-utils")
+@pytest.fixture(scope="module")
+def qv():
+    """qwen-vl-utils' sampling module (only the tests that compare with it skip without it)."""
+    return pytest.importorskip("qwen_vl_utils.vision_process",
+                               reason="qwen-vl-utils not installed: pip install qwen-vl-utils")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(total=st.integers(2, 2000), video_fps=st.sampled_from([5.0, 12.0, 23.976, 25.0, 29.97, 30.0, 60.0]),
        fps=st.sampled_from([0.5, 1.0, 2.0, 4.0, 8.0]), max_frames=st.integers(4, 800))
-def test_frame_choice_matches_qwen_vl_utils(total, video_fps, fps, max_frames):
+def test_frame_choice_matches_qwen_vl_utils(qv, total, video_fps, fps, max_frames):
     import torch
 
     ele = {"fps": fps, "max_frames": max_frames}
@@ -120,9 +124,9 @@ def test_frame_choice_matches_qwen_vl_utils(total, video_fps, fps, max_frames):
     assert sample_indices(spec, total_frames=total, video_fps=video_fps) == ref_idx
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(h=st.integers(28, 4320), w=st.integers(28, 7680), nframes=st.sampled_from([2, 8, 16, 64, 256]))
-def test_frame_size_matches_qwen_vl_utils(h, w, nframes):
+def test_frame_size_matches_qwen_vl_utils(qv, h, w, nframes):
     if max(h, w) / min(h, w) > 200:
         return
     spec = SamplingSpec(fps=2.0)
@@ -134,7 +138,7 @@ def test_frame_size_matches_qwen_vl_utils(h, w, nframes):
     assert frame_size(spec, height=h, width=w, nframes=nframes) == tuple(ref)
 
 
-def test_fixed_resolution_matches_qwen_vl_utils():
+def test_fixed_resolution_matches_qwen_vl_utils(qv):
     for h, w in [(250, 250), (360, 640), (100, 3000), (27, 29)]:
         spec = SamplingSpec(fps=2.0, resolution=(h, w))
         assert frame_size(spec, height=1080, width=1920, nframes=16) == tuple(qv.smart_resize(h, w, factor=28))
