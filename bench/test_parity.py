@@ -242,3 +242,37 @@ def _describe(p) -> str:
 
 
 _resource_tracker = procs.resource_tracker_pid
+
+
+def test_vllm_memory_covers_its_engine_processes_and_returns_after_close(tmp_path):
+    """A vLLM cell's memory is its engine's: the engine core (and on CPU its worker) are child
+    processes, so the figure sums them; once the engine closes, the pytest process and its
+    children are back to their pre-load memory and no engine process is left."""
+    from core.matrix import plan_engines
+    from core.runner import HOST_LEAK_TOLERANCE_BYTES, EnginePool, FrameCache, run_cell
+    from core.settings import build
+    from core.tasks import get_task
+
+    settings = build(tmp_path, {"models": ["tiny"], "backends": ["vllm"], "formats": ["bf16"], "rounds": 1},
+                     env={})
+    (plan,) = [p for p in plan_engines(settings) if p.engine.device == "cpu"]
+    from core.matrix import Cell
+
+    pool, frames = EnginePool(settings), FrameCache()
+    before = set(_children())
+    try:
+        rec = run_cell(Cell(plan, get_task(TASK), CLIPS[0]), pool, frames, settings)
+        engine = [p for pid, p in _children().items() if pid not in before and pid != _resource_tracker()]
+        engine_rss = sum(p.memory_info().rss for p in engine)
+    finally:
+        pool.release()
+    mem = rec["memory"]
+    assert mem["processes"] >= 1 + len(engine) >= 2, mem
+    # the engine's processes hold most of its memory: the figure must include them
+    assert mem["host_peak_over_baseline_bytes"] >= 0.8 * engine_rss > 0, (mem, engine_rss)
+    load = pool.load_records[plan.engine.id]
+    assert load["memory"]["host_peak_over_baseline_bytes"] >= 0.8 * engine_rss
+    closed = pool.close_records[plan.engine.id]
+    assert closed["returned_to_baseline"], closed
+    assert closed["host_growth_bytes"] <= HOST_LEAK_TOLERANCE_BYTES
+    assert not [p for p in engine if _alive(p)], [_describe(p) for p in engine if _alive(p)]

@@ -55,11 +55,14 @@ def nvml_bytes(index: int, pids: set[int]) -> int | None:
 # --- CPU: resident memory of a process tree -------------------------------------------------------
 
 def family(pids: list[int]) -> set[int]:
-    """``pids`` and all their descendants."""
+    """``pids`` and all their descendants, but not multiprocessing's resource tracker (started by the
+    first spawn, it outlives every engine and belongs to none)."""
     try:
         import psutil
     except ImportError:
         return set(pids)
+    from core.procs import resource_tracker_pid
+
     out: set[int] = set()
     for pid in pids:
         out.add(pid)
@@ -67,6 +70,7 @@ def family(pids: list[int]) -> set[int]:
             out.update(c.pid for c in psutil.Process(pid).children(recursive=True))
         except psutil.Error:
             continue
+    out.discard(resource_tracker_pid())
     return out
 
 
