@@ -101,6 +101,10 @@ class DriftRecord(TypedDict):
     task: str
     passed: bool
     report: dict[str, Any]
+    status: NotRequired[str]
+    """pass, inconclusive or fail (records before issue 17: only ``passed``)."""
+    verdict: NotRequired[dict[str, Any]]
+    """Failures, per-gate sensitivity (smallest detectable change, clips needed), thresholds."""
 
 
 class SessionRecord(TypedDict):

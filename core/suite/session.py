@@ -73,9 +73,14 @@ class VqbenchState:
         if self.writer is not None:
             self.writer.write(record)
 
-    def save_drift(self, engine_id: str, task: str, report: dict[str, Any], passed: bool) -> None:
-        """Record a drift report in the results file (reports read it)."""
-        self._write({"type": "drift", "engine": engine_id, "task": task, "passed": passed, "report": report})
+    def save_drift(self, engine_id: str, task: str, report: dict[str, Any], passed: bool,
+                   verdict: dict[str, Any] | None = None) -> None:
+        """Record a drift report (and its verdict: status, sensitivity) in the results file (reports read it)."""
+        rec = {"type": "drift", "engine": engine_id, "task": task, "passed": passed, "report": report}
+        if verdict is not None:
+            rec["status"] = verdict["status"]
+            rec["verdict"] = verdict
+        self._write(rec)
 
     def _save(self, rec: CellRecord) -> CellRecord:
         book = self.errors if rec["status"] != "ok" else self.timed if rec["kind"] == "timed" else self.scoring
