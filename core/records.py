@@ -80,6 +80,12 @@ class CellRecord(TypedDict):
     mode_note: NotRequired[str]
     roofline: NotRequired[dict[str, Any] | None]
     extra: NotRequired[dict[str, Any]]
+    vocab: NotRequired[dict[str, Any]]
+    """Top-k token log-probs and the rest's mass at the first positions (``core.metrics.vocab``)."""
+    inputs: NotRequired[dict[str, Any]]
+    """Fingerprint of the inputs: decoded pixels, processor outputs, decoder and processor versions."""
+    vision: NotRequired[dict[str, Any]]
+    """Vision-tower embeddings against the reference format's, per frame group (HF)."""
     error_type: NotRequired[str]
     error: NotRequired[str]
     traceback: NotRequired[str]

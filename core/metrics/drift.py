@@ -148,6 +148,18 @@ class DriftReport:
     min_detectable_drop: float
     vocab: VocabDrift | None = None
     """Full-vocabulary drift at the answer position and the first generated positions."""
+    vision: dict[str, dict[str, Any]] | None = None
+    """Per video: the vision tower's embeddings against the reference's, per frame group (HF)."""
+
+    def vision_summary(self) -> dict[str, Any] | None:
+        """The worst clip by cosine and by relative error over the compared clips (None: none)."""
+        if not self.vision:
+            return None
+        worst_cos = min(self.vision, key=lambda v: (self.vision[v]["cos_min"], v))
+        worst_err = max(self.vision, key=lambda v: (self.vision[v]["rel_err_max"], v))
+        return {"clips": len(self.vision), "cos_min": self.vision[worst_cos]["cos_min"], "cos_min_clip": worst_cos,
+                "rel_err_max": self.vision[worst_err]["rel_err_max"], "rel_err_max_clip": worst_err,
+                "rel_err_mean": sum(v["rel_err_mean"] for v in self.vision.values()) / len(self.vision)}
 
     @property
     def flips(self) -> list[VideoDrift]:
@@ -173,6 +185,7 @@ class DriftReport:
         if self.accuracy is not None:
             d["accuracy"]["drop"] = self.accuracy.drop
         d["vocab"] = self.vocab.to_dict() if self.vocab is not None else None
+        d["vision_summary"] = self.vision_summary()
         return _json_safe(d)
 
 
@@ -277,7 +290,8 @@ def compare_formats(reference: Sequence[Mapping[str, Any]], candidate: Sequence[
         same_top_token=sum(tokens), same_top_token_n=len(tokens),
         delta_p_mean=_mean([v.delta_p for v in videos]), accuracy=_accuracy(videos),
         min_detectable_drop=min_detectable_drop(len(videos)),
-        vocab=compare_clips({v: (refs[v], cands[v]) for v in ok}))
+        vocab=compare_clips({v: (refs[v], cands[v]) for v in ok}),
+        vision={v: dict(cands[v]["vision"]) for v in ok if cands[v].get("vision")} or None)
 
 
 def run_to_run(first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]], *,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 
 from core.errors import ConfigError
-from core.formats import FORMATS, KV_MODIFIER
+from core.formats import FORMATS, KV_MODIFIER, VIT_MODIFIER, split_modifiers
 from core.metrics.drift import DriftReport, VideoDrift, ranked
 from core.metrics.sensitivity import Sensitivity, sensitivities
 from core.metrics.stats import wilson_interval
@@ -66,7 +66,7 @@ def _check_overrides(overrides: Mapping[str, Mapping[str, float]]) -> None:
     valid = [f.name for f in fields(Thresholds)]
     known = set(DEFAULT_THRESHOLDS) | {k + KV_MODIFIER for k in DEFAULT_THRESHOLDS}
     for fmt, limits in overrides.items():
-        if fmt not in known:
+        if fmt not in known and split_modifiers(fmt)[0] not in DEFAULT_THRESHOLDS:
             raise ThresholdError(f"threshold overrides name unknown format '{fmt}'; known: {', '.join(sorted(known))}")
         for key, value in limits.items():
             if key not in valid:
@@ -80,16 +80,18 @@ def thresholds_for(format: str, overrides: Mapping[str, Mapping[str, float]] | N
     """Default thresholds of ``format`` with ``overrides`` ({format: {metric: limit}}) merged on top.
 
     A ``+kv_fp8`` format uses its base's limits, loosened to at least the 8-bit tier (an FP8 KV
-    cache drifts even when the weights are bf16); an override for the exact name beats the base's.
+    cache drifts even when the weights are bf16); a ``+vit`` format keeps its base's tier (its
+    vision-side drift is what the comparison shows). An override for the exact name beats the base's.
     """
     overrides = overrides or {}
     _check_overrides(overrides)
-    base = format[: -len(KV_MODIFIER)] if format.endswith(KV_MODIFIER) else format
+    base, _, kv = split_modifiers(format)
     if base not in DEFAULT_THRESHOLDS:
         raise ThresholdError(f"no drift thresholds for format '{format}'; known formats: "
-                             f"{', '.join(sorted(DEFAULT_THRESHOLDS))} (optionally with '{KV_MODIFIER}')")
+                             f"{', '.join(sorted(DEFAULT_THRESHOLDS))} (optionally with '{KV_MODIFIER}' or "
+                             f"'{VIT_MODIFIER}')")
     limits = DEFAULT_THRESHOLDS[base]
-    if base != format:
+    if kv:
         limits = _loosest(limits, EIGHT_BIT)
     for key in (base, format):
         limits = replace(limits, **{k: float(v) for k, v in overrides.get(key, {}).items()})
@@ -245,6 +247,11 @@ def render_verdict(verdict: Verdict) -> str:
             lines.append(f"paired       {a.test.method} over {a.test.clusters} clips: p = {a.test.p_value:.3g}")
     if r.vocab is not None and r.vocab.answer is not None:
         lines += vocab_lines(r.vocab)
+    vis = r.vision_summary()
+    if vis is not None:
+        lines.append(f"vision       {vis['clips']} clips, embeddings per frame group vs the reference: cosine min "
+                     f"{vis['cos_min']:.6f} ({vis['cos_min_clip']}), relative error mean {vis['rel_err_mean']:.4g}, "
+                     f"max {vis['rel_err_max']:.4g} ({vis['rel_err_max_clip']})")
     lines.append("limits       " + ", ".join(f"{f.name} {getattr(t, f.name):g}" for f in fields(t)))
     lines += [f"FAIL         {f}" for f in verdict.failures]
     rows = [(v.video, _side(v.reference_label, v.reference_logprobs),
