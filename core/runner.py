@@ -262,6 +262,10 @@ def run_cell(cell: Cell, pool: EnginePool, frames_cache: FrameCache, settings: S
             rec["vision"] = vision
     if backend.device.kind == "cuda":
         rec["roofline"] = _roofline(rec, backend)
+        if timer is not None:
+            from core.metrics.history import gpu_clocks
+
+            rec["gpu_clocks"] = gpu_clocks(backend.device.index)  # a clock change then shows as one
     return rec
 
 

@@ -233,6 +233,10 @@ class Settings:
     drift_inconclusive: str = option("pass", flags=("--drift-inconclusive",), parse=parse_inconclusive,
                                      metavar="pass|fail", help="whether a drift verdict from a clip set too small "
                                                                "to see its limits passes (default) or fails")
+    history: str = option("", flags=("--history",), metavar="FILE",
+                          help="SQLite file of earlier runs' latencies: each timed cell is judged against the "
+                               "rolling history on the same GPU class (warn 5%%, fail 10%% beyond the measured "
+                               "noise; a clock change is reported as such) and this run is added")
     results: str = option("", flags=("--results",), fronts=RUN_FRONTS, metavar="FILE",
                           help="JSON-lines file every finished cell is appended to")
 
