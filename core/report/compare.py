@@ -197,6 +197,13 @@ def compare(a_records: list[dict[str, Any]], b_records: list[dict[str, Any]], *,
     if ga and gb and ga != gb:
         notes.append(f"The runs are from different machines (A: {', '.join(sorted(ga))}; "
                      f"B: {', '.join(sorted(gb))}); latency changes mix hardware and code.")
+    from core.metrics.history import clock_changes
+
+    ca = next((r["gpu_clocks"] for r in a_records if r.get("gpu_clocks")), None)
+    cb = next((r["gpu_clocks"] for r in b_records if r.get("gpu_clocks")), None)
+    if changed := clock_changes(ca, cb):
+        notes.append("The GPU's clock settings differ between the runs (NVML: " + ", ".join(changed)
+                     + "); a latency change may be the clocks, not the code.")
     return Comparison(changes=changes, threshold_pct=threshold_pct, fail_on_flip=fail_on_flip, notes=notes)
 
 
