@@ -6,6 +6,10 @@ CPU cells (``-m cpu``) run the embedded tiny models; GPU cells (``-m gpu``) add 
 
 from __future__ import annotations
 
+import warnings
+
+import pytest
+
 from core.records import extra_info
 from core.suite.timing import benchmark_timer
 
@@ -27,3 +31,9 @@ def test_cell(vqbench_cell, vqbench_state, benchmark):
     assert rec["tokens"]["video"] > 0 and rec["tokens"]["prompt"] > rec["tokens"]["video"]
     assert 1 <= rec["tokens"]["new"] <= s.max_new_tokens
     assert rec["kind"] == "timed" and len(rec["rounds_s"]) == s.rounds
+    # --history: the cell against earlier runs on this GPU class (warn 5%, fail 10% beyond the noise)
+    history = rec.get("history") or {}
+    if history.get("status") == "fail":
+        pytest.fail(f"latency regression against the history: {history['message']}", pytrace=False)
+    if history.get("status") in ("warn", "clock change"):
+        warnings.warn(f"{vqbench_cell.id}: latency {history['status']}: {history['message']}", stacklevel=1)

@@ -1,6 +1,8 @@
 """Drift of every format against the reference format (bf16 by default), per engine.
 
-Fails when a format exceeds its thresholds (core.metrics.verdict; override them with
+Fails when a format exceeds its thresholds or the paired McNemar gate finds it significantly less
+accurate; a verdict from a clip set too small to see its limits is INCONCLUSIVE (passes unless
+``--drift-inconclusive fail``), with the clips needed. Fails when a format exceeds its thresholds (core.metrics.verdict; override them with
 ``--threshold FORMAT.METRIC=VALUE`` or ``[tool.vqbench.thresholds]``), printing the statistics
 behind the decision and the offending videos side by side. The reference itself is checked for
 run-to-run noise instead: on CPU two runs must agree exactly. Engines whose drift cannot be judged
@@ -37,9 +39,11 @@ def test_drift(vqbench_engine, vqbench_state, record_property):
     reference, candidate = usable_inputs([st.answer(Cell(ref_plan, task, c.clip)) for c in cells],
                                          [st.answer(c) for c in cells])
     report = compare_formats(reference, candidate, reference_format=ref_fmt, candidate_format=plan.engine.format)
-    verdict = evaluate(report, thresholds_for(plan.engine.format, st.settings.thresholds))
+    verdict = evaluate(report, thresholds_for(plan.engine.format, st.settings.thresholds),
+                       confidence=st.settings.drift_confidence, inconclusive=st.settings.drift_inconclusive)
     record_property("drift", report.to_dict())
-    st.save_drift(plan.engine.id, task.name, report.to_dict(), verdict.passed)
+    record_property("drift_verdict", verdict.to_dict())
+    st.save_drift(plan.engine.id, task.name, report.to_dict(), verdict.passed, verdict.to_dict())
     print(verdict.render())
     if not verdict.passed:
         pytest.fail(verdict.render(), pytrace=False)

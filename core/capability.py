@@ -39,6 +39,8 @@ PACKAGES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "matplotlib": ("matplotlib", ("matplotlib",), "pip install 'vqbench[report]'"),
     "pynvml": ("pynvml", ("nvidia-ml-py",), "pip install nvidia-ml-py"),
     "psutil": ("psutil", ("psutil",), "pip install psutil"),
+    "scipy": ("scipy", ("scipy",), "pip install 'vqbench[stats]'"),
+    "statsmodels": ("statsmodels", ("statsmodels",), "pip install 'vqbench[stats]'"),
 }
 
 Mode = Literal["native", "emulated", "fake-quant"]

@@ -3,7 +3,9 @@ real kernels need, and how each inference backend runs it (``Route``). ``core.ca
 this into verdicts; quantizers (``core.quant``) read ``tool`` and ``recipe``; no code branches on a
 format's name.
 
-A format name may carry the ``+kv_fp8`` modifier (FP8 KV cache), e.g. ``int8_sq+kv_fp8``.
+A format name may carry modifiers: ``+kv_fp8`` (FP8 KV cache), e.g. ``int8_sq+kv_fp8``, and, for
+ModelOpt formats, ``+vit`` (the vision tower quantized too, calibrated on video clips, like seed
+001's "VLM-calibrated" FP8 checkpoint), e.g. ``fp8+vit``. Both: ``fp8+vit+kv_fp8``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from core.errors import unknown_name
+from core.errors import ConfigError, unknown_name
 
 LM_ONLY = "language model linear layers (vision tower, embeddings and lm_head stay high precision)"
 
@@ -63,10 +65,12 @@ class QuantFormat:
     """'fp8' for an FP8 KV cache, else None (the model's dtype)."""
     lm_bytes_per_weight: float = 2.0
     """Bytes per language-model linear weight as the format stores it (packed 4-bit with scales ~0.53)."""
+    vision: bool = False
+    """True when the vision tower's linear layers are quantized too (the ``+vit`` modifier)."""
 
     @property
     def id(self) -> str:
-        return self.name + ("+kv_fp8" if self.kv_cache == "fp8" else "")
+        return self.name + (VIT_MODIFIER if self.vision else "") + ("+kv_fp8" if self.kv_cache == "fp8" else "")
 
     @property
     def quantized(self) -> bool:
@@ -169,16 +173,42 @@ FORMATS: dict[str, QuantFormat] = {
 }
 
 KV_MODIFIER = "+kv_fp8"
+VIT_MODIFIER = "+vit"
+_VIT_VLLM = ("vLLM's ModelOpt loader expects a language-model-only checkpoint: one with a quantized vision tower "
+             "fails to load (seed 001: the VLM-calibrated FP8 checkpoint, 'missing tensor names')")
+_VIT_TRTLLM = "this suite exports language-model-only checkpoints for TensorRT-LLM"
+
+
+def split_modifiers(name: str) -> tuple[str, bool, bool]:
+    """``fp8+vit+kv_fp8`` -> (``fp8``, vision, kv_fp8), modifiers in either order."""
+    vision = kv = False
+    while True:
+        if name.endswith(KV_MODIFIER) and not kv:
+            name, kv = name[: -len(KV_MODIFIER)], True
+        elif name.endswith(VIT_MODIFIER) and not vision:
+            name, vision = name[: -len(VIT_MODIFIER)], True
+        else:
+            return name, vision, kv
 
 
 def get_format(name: str) -> QuantFormat:
-    """Look up a format by name (``int8_sq+kv_fp8`` adds an FP8 KV cache); "did you mean" on typos."""
-    base, kv = (name[: -len(KV_MODIFIER)], "fp8") if name.endswith(KV_MODIFIER) else (name, None)
+    """Look up a format by name (``int8_sq+kv_fp8`` adds an FP8 KV cache, ``fp8+vit`` quantizes the
+    vision tower too); "did you mean" on typos."""
+    base, vision, kv = split_modifiers(name)
     if base not in FORMATS:
-        known = list(FORMATS) + [f + KV_MODIFIER for f in FORMATS]
+        known = list(FORMATS) + [f + KV_MODIFIER for f in FORMATS] + [
+            f + VIT_MODIFIER for f, q in FORMATS.items() if q.tool == "modelopt"]
         raise unknown_name("format", name, known)
     fmt = FORMATS[base]
-    return replace(fmt, kv_cache=kv) if kv else fmt
+    if vision:
+        if fmt.tool != "modelopt":
+            raise ConfigError(f"format '{name}': the {VIT_MODIFIER} modifier (vision tower quantized too) exists for "
+                              f"ModelOpt formats only ({', '.join(f for f, q in FORMATS.items() if q.tool == 'modelopt')})")
+        fmt = replace(fmt, vision=True, scope="language model and vision tower linear layers (lm_head stays high "
+                                               "precision); calibrated on video clips",
+                      backends={b: r for b, r in fmt.backends.items() if b == "hf"},
+                      not_supported={**fmt.not_supported, "vllm": _VIT_VLLM, "trtllm": _VIT_TRTLLM})
+    return replace(fmt, kv_cache="fp8") if kv else fmt
 
 
 def all_formats() -> list[QuantFormat]:

@@ -4,6 +4,12 @@ One file per (model, backend, format, task, device class): per video the predict
 parsed free-form answer and the candidate log-probs rounded to 3 decimals. Labels must match
 exactly; log-probs may move by at most the tolerance (default 0.05 nats), so goldens are stable
 run to run yet catch real drift long before a label flips.
+
+Each golden also carries a preprocessing fingerprint (never compared for matching): per video the
+sampled frame indices, the frame size and hashes of the decoded pixels and of the processor's
+outputs; per file the decoder (PyAV, FFmpeg libraries) and processor versions. A failing golden
+first says whether its inputs changed or only the model's outputs did. Goldens recorded before
+the fingerprint existed still match as before; their failures say the inputs cannot be checked.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ DECIMALS = 3
 def golden_payload(engine_id: str, meta: dict[str, Any], records: list[CellRecord]) -> dict[str, Any]:
     """The snapshot content of one engine's records (videos sorted by id); a clip that failed is
     part of the golden as ``error:<type>``."""
-    videos = {}
+    videos, preprocessing = {}, None
     for r in sorted(records, key=lambda r: r["video"]):
         ok = r.get("status", "ok") == "ok"
         videos[r["video"]] = {
@@ -31,7 +37,47 @@ def golden_payload(engine_id: str, meta: dict[str, Any], records: list[CellRecor
             "parsed": r.get("parsed") if ok else None,
             "logprobs": {k: round(v, DECIMALS) for k, v in (r.get("candidate_logprobs") or {}).items()} if ok else {},
         }
-    return {"engine": engine_id, **meta, "videos": videos}
+        if ok and r.get("inputs"):
+            videos[r["video"]]["inputs"] = input_fingerprint(r)
+            preprocessing = preprocessing or {k: r["inputs"][k] for k in ("decoder", "processor") if k in r["inputs"]}
+    payload = {"engine": engine_id, **meta, "videos": videos}
+    if preprocessing:
+        payload["preprocessing"] = preprocessing
+    return payload
+
+
+def input_fingerprint(rec: CellRecord) -> dict[str, Any]:
+    """What a golden keeps of a record's inputs: frames, size and hashes."""
+    frames, inputs = rec.get("frames") or {}, rec.get("inputs") or {}
+    return {"frames": frames.get("indices"), "size": [frames.get("height"), frames.get("width")],
+            "pixels": inputs.get("pixels_sha256"), "processor": inputs.get("processor_sha256")}
+
+
+def input_changes(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Whether a golden's inputs changed since it was recorded, in words (first lines of a failure)."""
+    ev, av = expected.get("videos", {}), actual.get("videos", {})
+    common = sorted(v for v in set(ev) & set(av) if "inputs" in av[v])
+    if not any("inputs" in ev[v] for v in common) and "preprocessing" not in expected:
+        return ["inputs: this golden has no preprocessing fingerprint (recorded before it existed), so whether "
+                "the frames or the processor changed is unknown; re-recording it adds one"]
+    old, new = expected.get("preprocessing") or {}, actual.get("preprocessing") or {}
+    lines = []
+    for part, what in (("decoder", "decoder (PyAV/FFmpeg)"), ("processor", "processor")):
+        a, b = old.get(part) or {}, new.get(part) or {}
+        moved = [f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        if moved:
+            lines.append(f"inputs: {what} changed: {', '.join(moved)}")
+    judged = [v for v in common if "inputs" in ev[v]]
+    for key, what in (("frames", "sampled frame indices"), ("size", "frame size"), ("pixels", "decoded pixels"),
+                      ("processor", "processor outputs")):
+        differ = [v for v in judged if ev[v]["inputs"].get(key) != av[v]["inputs"].get(key)]
+        if differ:
+            lines.append(f"inputs: {what} differ for {len(differ)}/{len(judged)} videos "
+                         f"({', '.join(differ[:4])}{'...' if len(differ) > 4 else ''})")
+    if not lines:
+        return [f"inputs: unchanged (same frames, sizes, decoded pixels and processor outputs on all {len(judged)} "
+                "videos, same decoder and processor): only the model's outputs moved"]
+    return ["inputs CHANGED since this golden was recorded; the outputs may have moved because of them:", *lines]
 
 
 def engine_payload(plan, task: str, records: list[CellRecord]) -> dict[str, Any]:
@@ -179,6 +225,8 @@ class GoldenJSON(SingleFileSnapshotExtension):
             yield f"no golden for {name} yet: record it with `pytest bench --snapshot-update -k '{name}'`"
             return
         yield f"golden {name}.json does not match this run:"
+        for line in input_changes(expected, actual):
+            yield f"  {line}"
         for problem in compare(expected, actual, tolerance=self.tolerance):
             yield f"  {problem}"
         changed = version_changes(expected, actual)

@@ -80,6 +80,16 @@ class CellRecord(TypedDict):
     mode_note: NotRequired[str]
     roofline: NotRequired[dict[str, Any] | None]
     extra: NotRequired[dict[str, Any]]
+    vocab: NotRequired[dict[str, Any]]
+    """Top-k token log-probs and the rest's mass at the first positions (``core.metrics.vocab``)."""
+    inputs: NotRequired[dict[str, Any]]
+    """Fingerprint of the inputs: decoded pixels, processor outputs, decoder and processor versions."""
+    gpu_clocks: NotRequired[dict[str, Any]]
+    """NVML clocks and power limit after the timed rounds (timed GPU records)."""
+    history: NotRequired[dict[str, Any]]
+    """The latency-history verdict of a timed record (``--history``)."""
+    vision: NotRequired[dict[str, Any]]
+    """Vision-tower embeddings against the reference format's, per frame group (HF)."""
     error_type: NotRequired[str]
     error: NotRequired[str]
     traceback: NotRequired[str]
@@ -101,6 +111,10 @@ class DriftRecord(TypedDict):
     task: str
     passed: bool
     report: dict[str, Any]
+    status: NotRequired[str]
+    """pass, inconclusive or fail (records before issue 17: only ``passed``)."""
+    verdict: NotRequired[dict[str, Any]]
+    """Failures, per-gate sensitivity (smallest detectable change, clips needed), thresholds."""
 
 
 class SessionRecord(TypedDict):
@@ -117,7 +131,8 @@ class SessionRecord(TypedDict):
 
 BENCHMARK_EXTRA_KEYS = ("kind", "model", "backend", "format", "device", "gpu_class", "task", "video", "truth",
                         "predicted", "parsed", "correct", "answer", "candidate_logprobs", "timings", "tokens", "load",
-                        "memory", "frames", "mode", "mode_note", "rounds_s", "roofline", "gpu_name", "status")
+                        "memory", "frames", "mode", "mode_note", "rounds_s", "roofline", "gpu_name", "status",
+                        "gpu_clocks", "history")
 """The cell-record fields that go into pytest-benchmark's ``extra_info``."""
 
 

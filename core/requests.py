@@ -33,6 +33,10 @@ class EngineOptions:
     artifact_cache: bool = True
     top_k: int = 5
     """How many top log-probs to keep per generated token (parity checks)."""
+    vocab_top_k: int = 32
+    """Full-vocabulary drift: top-k token log-probs (and the rest's mass) stored per position."""
+    vocab_positions: int = 4
+    """Full-vocabulary drift: the answer position and this many generated positions in all."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,8 +66,14 @@ class Generation:
     top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
     """Per generated token: the top-k (token id, log-prob) pairs."""
     extra: dict[str, Any] = field(default_factory=dict)
+    vocab: dict[str, Any] | None = None
+    """Top-k log-probs and the rest's mass of the first positions (``core.metrics.vocab.compact``)."""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """Fingerprint of the processor's outputs and its versions (``core.fingerprint``)."""
     raw: Any = field(default=None, repr=False, compare=False)
     """What ``generate`` keeps for ``score`` (logits, the engine prompt); never recorded."""
+    vision: Any = field(default=None, repr=False, compare=False)
+    """(embeddings (tokens, dim), tokens per frame group) of the vision tower; compared, never recorded."""
 
     @property
     def new_tokens(self) -> int:
@@ -79,7 +89,7 @@ class Generation:
         return max(self.candidate_logprobs, key=lambda c: self.candidate_logprobs[c])
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "raw"}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("raw", "vision")}
         d["new_tokens"] = self.new_tokens
         d["predicted"] = self.predicted
         return d

@@ -87,6 +87,10 @@ class EnginePool:
         self.baselines: dict[str, dict[str, Any]] = {}
         self.history: list[dict[str, Any]] = []
         """Engines in the order they ran, each with its wall time from load start to close."""
+        from core.metrics.vision import VisionStore
+
+        self.vision = VisionStore()
+        """The reference format's vision embeddings, for later formats' vision drift."""
         self._started = 0.0
 
     def get(self, plan: EnginePlan) -> Backend:
@@ -224,6 +228,12 @@ def record(cell: Cell, gen: Generation, frames: Frames, backend: Backend, pool: 
     }
     if gen.extra:
         rec["extra"] = gen.extra
+    if gen.vocab:
+        rec["vocab"] = gen.vocab
+    from core import fingerprint
+
+    rec["inputs"] = {"pixels_sha256": fingerprint.pixels_sha256(frames.array), **gen.inputs,
+                     "decoder": fingerprint.decoder_versions()}
     return rec
 
 
@@ -253,8 +263,20 @@ def run_cell(cell: Cell, pool: EnginePool, frames_cache: FrameCache, settings: S
         gen = backend.score(request, gen)
     rec = record(cell, gen, frames, backend, pool, kind="timed" if timer is not None else "scoring",
                  memory=probe.result, rounds=rounds)
+    if gen.vision is not None:
+        eng = cell.plan.engine
+        key = (eng.model, eng.backend, eng.device, str(cell.clip.path), frames.indices, frames.array.shape)
+        emb, groups = gen.vision
+        vision = pool.vision.observe(key, reference=eng.format == settings.reference_format, embeddings=emb,
+                                     groups=groups, reference_format=settings.reference_format)
+        if vision is not None:
+            rec["vision"] = vision
     if backend.device.kind == "cuda":
         rec["roofline"] = _roofline(rec, backend)
+        if timer is not None:
+            from core.metrics.history import gpu_clocks
+
+            rec["gpu_clocks"] = gpu_clocks(backend.device.index)  # a clock change then shows as one
     return rec
 
 

@@ -100,6 +100,20 @@ def parse_threshold(text: str) -> dict[str, dict[str, float]]:
         raise ValueError(f"--threshold must look like FORMAT.METRIC=VALUE, got '{text}'") from None
 
 
+def parse_confidence(text: str) -> float:
+    value = float(text)
+    if not 0.5 <= value < 1:
+        raise ValueError(f"must be in [0.5, 1), got {text}")
+    return value
+
+
+def parse_inconclusive(text: str) -> str:
+    value = str(text).strip().lower()
+    if value not in ("pass", "fail"):
+        raise ValueError(f"must be 'pass' or 'fail', got '{text}'")
+    return value
+
+
 def _resolution(text: str) -> str:
     if text:
         parse_resolution(text)  # validates; the string itself is kept (it is what results record)
@@ -221,6 +235,16 @@ class Settings:
     thresholds: dict[str, dict[str, float]] = option(
         factory=dict, flags=("--threshold",), kind="merge", parse=parse_threshold, metavar="FMT.METRIC=V",
         help="drift limit, e.g. int4_awq.max_mean_kl=0.02 (repeatable)")
+    drift_confidence: float = option(0.95, flags=("--drift-confidence",), parse=parse_confidence, metavar="C",
+                                     help="confidence of the drift gates: the paired McNemar gate's level and "
+                                          "the power analysis behind 'inconclusive' (default 0.95)")
+    drift_inconclusive: str = option("pass", flags=("--drift-inconclusive",), parse=parse_inconclusive,
+                                     metavar="pass|fail", help="whether a drift verdict from a clip set too small "
+                                                               "to see its limits passes (default) or fails")
+    history: str = option("", flags=("--history",), metavar="FILE",
+                          help="SQLite file of earlier runs' latencies: each timed cell is judged against the "
+                               "rolling history on the same GPU class (warn 5%%, fail 10%% beyond the measured "
+                               "noise; a clock change is reported as such) and this run is added")
     results: str = option("", flags=("--results",), fronts=RUN_FRONTS, metavar="FILE",
                           help="JSON-lines file every finished cell is appended to")
 

@@ -1,5 +1,7 @@
 """The drift gate end to end, in a child pytest run: a format over its threshold fails its cell and
-prints the offending videos side by side; the same format under the default limits passes."""
+prints the offending videos side by side; the same format under the default limits passes, as
+INCONCLUSIVE on 3 clips (too few to see its limits), and fails as such under
+``--drift-inconclusive fail``."""
 
 from __future__ import annotations
 
@@ -34,4 +36,16 @@ def test_a_format_over_its_threshold_fails_and_names_the_videos(pytester):
 def test_a_close_format_passes_under_default_limits(pytester):
     res = _run(pytester, "int8_weight_only")
     res.assert_outcomes(passed=2)
-    res.stdout.fnmatch_lines(["*drift int8_weight_only vs bf16 (reference): PASS*", "*KL (nats)*mean*"])
+    res.stdout.fnmatch_lines([
+        "*drift int8_weight_only vs bf16 (reference): INCONCLUSIVE*passes*",
+        "*flip_rate: 3 clips detect flip_rate >= 41.5%*above the limit 10.0%*16 clips would see it*",
+        "*KL (nats)*mean*",
+        "*vocab KL     answer position, 3 clips: mean * +- *",
+        "*vision       3 clips*cosine min 1.000000*",  # an LM-only format leaves the vision tower exact
+    ])
+
+
+def test_an_inconclusive_verdict_fails_when_asked(pytester):
+    res = _run(pytester, "int8_weight_only", "--drift-inconclusive", "fail")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*INCONCLUSIVE*fails: --drift-inconclusive fail*"])

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.metrics.drift import candidate_distribution, compare_formats, kl_divergence, margin, run_to_run
@@ -104,6 +104,7 @@ def test_min_detectable_drop_below_full_baseline():
 
 # --- stats: properties -------------------------------------------------------------------------
 
+@settings(deadline=None)  # the first call imports scipy/statsmodels
 @given(st.integers(0, 300).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
 def test_wilson_contains_rate(kn):
     k, n = kn
@@ -113,6 +114,7 @@ def test_wilson_contains_rate(kn):
         assert low <= k / n <= high
 
 
+@settings(deadline=None)  # the first call imports scipy/statsmodels
 @given(st.integers(0, 60), st.integers(0, 60))
 def test_mcnemar_symmetric_and_a_probability(b, c):
     p = mcnemar_exact(b, c)
@@ -132,6 +134,7 @@ def test_kl_nonnegative(a, b):
     assert kl_divergence(p, p) == 0.0
 
 
+@settings(deadline=None)  # the first call imports scipy/statsmodels
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=40), st.floats(0, 100))
 def test_percentile_matches_numpy(values, q):
     assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-9, abs=1e-6)

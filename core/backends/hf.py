@@ -138,13 +138,17 @@ class HFBackend(Backend):
             prompt_tokens=int(prompt_len), video_tokens=video_tok,
             timings={"processor_s": t1 - t0, "prefill_s": prefill, "decode_s": t2 - (mark.t or t2),
                      "generate_s": t2 - t1, "total_s": t2 - t0},
-            raw=out.logits,
+            raw=(out.logits, inputs),
         )
 
     def score(self, request: Request, generation: Generation) -> Generation:
-        logits_steps, generation.raw = generation.raw, None
-        if logits_steps is None:
+        """Candidates' and top-k log-probs from the step logits; the first positions' full-vocabulary
+        distributions (top-k + rest), the processor outputs' fingerprint and the vision tower's
+        embeddings (run again here, untimed) for drift."""
+        raw, generation.raw = generation.raw, None
+        if raw is None:
             raise ValueError("HFBackend.score needs the Generation its generate() returned")
+        logits_steps, inputs = raw
         logits = self.torch.stack([step[0] for step in logits_steps]).float()  # (steps, vocab)
         logprobs = self.torch.log_softmax(logits, dim=-1)
         first = logprobs[0]
@@ -156,6 +160,18 @@ class HFBackend(Backend):
         top_v, top_i = logprobs.topk(k, dim=-1)
         generation.top_logprobs = [list(zip(ti.tolist(), [round(v, 6) for v in tv.tolist()]))
                                    for ti, tv in zip(top_i, top_v)]
+        from core import fingerprint
+        from core.metrics.vocab import compact
+
+        generation.vocab = compact(logprobs[: self.options.vocab_positions], k=self.options.vocab_top_k)
+        generation.inputs = {"processor_sha256": fingerprint.processor_sha256(inputs),
+                             "processor": fingerprint.processor_versions(self.processor)}
+        try:
+            with self.torch.inference_mode():
+                emb, groups = self.family.vision_embeddings(self.model, inputs)
+            generation.vision = (emb.float().cpu(), groups)
+        except Exception as exc:  # noqa: BLE001 - a drift aid, never a cell failure
+            generation.extra["vision_error"] = f"{type(exc).__name__}: {exc}"
         return generation
 
     def close(self) -> None:

@@ -165,7 +165,7 @@ class VLLMBackend(Backend):
             "model": str(directory), "runner": "generate", "dtype": "bfloat16", "max_model_len": max_len,
             "seed": opts.seed, "tensor_parallel_size": opts.tensor_parallel_size,
             "trust_remote_code": opts.trust_remote_code, "limit_mm_per_prompt": {"video": 1},
-            "disable_log_stats": False, "logprobs_mode": "raw_logprobs", "max_logprobs": max(20, opts.top_k),
+            "disable_log_stats": False, "logprobs_mode": "raw_logprobs", "max_logprobs": max(20, opts.top_k, opts.vocab_top_k),
             "enforce_eager": CPU_ENFORCE_EAGER if cpu else False,
             # dummy: shape-only specs have no weights; vLLM fills random ones (no HF parity intended)
             "load_format": "dummy" if self.spec.kind == "shape" and quant_arg is None else "auto",
@@ -261,7 +261,8 @@ class VLLMBackend(Backend):
         where = f"{self.spec.name}/{self.format.id} on {request.clip.id} (scoring)"
         k = self.options.top_k
         params = self.vllm.SamplingParams(temperature=0.0, max_tokens=request.max_new_tokens,
-                                          ignore_eos=self.options.ignore_eos, logprobs=k)
+                                          ignore_eos=self.options.ignore_eos,
+                                          logprobs=max(k, self.options.vocab_top_k))
         out = self._call(lambda: self.llm.generate([prompt], params, use_tqdm=False), where)[0]
         completion = out.outputs[0]
         steps = completion.logprobs or []
@@ -274,6 +275,16 @@ class VLLMBackend(Backend):
         generation.top_logprobs = [[(int(t), round(float(lp.logprob), 6)) for t, lp in
                                     sorted(step.items(), key=lambda kv: -kv[1].logprob)[:k]] for step in steps]
         generation.extra["candidate_scoring"] = how
+        from core import fingerprint
+        from core.metrics.vocab import compact_pairs
+
+        # raw_logprobs: full-vocabulary log-softmax values of vLLM's top-k (see core.metrics.vocab)
+        generation.vocab = compact_pairs([[(int(t), float(lp.logprob)) for t, lp in step.items()]
+                                          for step in steps[: self.options.vocab_positions]], k=self.options.vocab_top_k)
+        # vLLM runs the HF processor inside its engine; the fingerprint is of the same processor's
+        # outputs for the same frames and prompt, built here (untimed)
+        generation.inputs = {"processor_sha256": fingerprint.processor_sha256(
+            self.family.hf_inputs(self.processor, request)), "processor": fingerprint.processor_versions(self.processor)}
         return generation
 
     def _candidate_logprobs(self, prompt, request: Request, cand_ids: dict[str, int], first: dict,

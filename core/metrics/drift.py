@@ -11,7 +11,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from core.metrics.stats import mcnemar_exact, min_detectable_drop, percentile, wilson_interval
+from core.metrics.stats import (
+    PairedTest,
+    clustered_mcnemar,
+    mcnemar_exact,
+    mean_and_se,
+    min_detectable_drop,
+    percentile,
+    wilson_interval,
+)
+from core.metrics.vocab import VocabDrift, compare_clips
 
 KL_FLOOR = 1e-12
 """Smallest probability used for the candidate side of KL, so a zero never gives inf."""
@@ -59,6 +68,8 @@ class VideoDrift:
     """One paired video: both sides' labels and log-probs, and what changed."""
 
     video: str
+    clip: str
+    """The video file: several questions (videos) may share one clip, and their answers correlate."""
     truth: str | None
     reference_label: str
     candidate_label: str
@@ -97,6 +108,9 @@ class Accuracy:
     c: int
     """Reference wrong, candidate right."""
     mcnemar_p: float
+    """Exact McNemar p-value over the paired items (as if each were its own clip)."""
+    test: PairedTest | None = None
+    """The paired gate's test: exact McNemar, or clustered by clip when clips hold several questions."""
 
     @property
     def drop(self) -> float:
@@ -119,6 +133,7 @@ class DriftReport:
     agreement: int
     agreement_interval: tuple[float, float]
     kl_mean: float | None
+    kl_se: float | None
     kl_max: float | None
     kl_p50: float | None
     kl_p90: float | None
@@ -131,6 +146,20 @@ class DriftReport:
     delta_p_mean: float | None
     accuracy: Accuracy | None
     min_detectable_drop: float
+    vocab: VocabDrift | None = None
+    """Full-vocabulary drift at the answer position and the first generated positions."""
+    vision: dict[str, dict[str, Any]] | None = None
+    """Per video: the vision tower's embeddings against the reference's, per frame group (HF)."""
+
+    def vision_summary(self) -> dict[str, Any] | None:
+        """The worst clip by cosine and by relative error over the compared clips (None: none)."""
+        if not self.vision:
+            return None
+        worst_cos = min(self.vision, key=lambda v: (self.vision[v]["cos_min"], v))
+        worst_err = max(self.vision, key=lambda v: (self.vision[v]["rel_err_max"], v))
+        return {"clips": len(self.vision), "cos_min": self.vision[worst_cos]["cos_min"], "cos_min_clip": worst_cos,
+                "rel_err_max": self.vision[worst_err]["rel_err_max"], "rel_err_max_clip": worst_err,
+                "rel_err_mean": sum(v["rel_err_mean"] for v in self.vision.values()) / len(self.vision)}
 
     @property
     def flips(self) -> list[VideoDrift]:
@@ -155,6 +184,8 @@ class DriftReport:
                          "direction": v.direction} for v in self.flips])
         if self.accuracy is not None:
             d["accuracy"]["drop"] = self.accuracy.drop
+        d["vocab"] = self.vocab.to_dict() if self.vocab is not None else None
+        d["vision_summary"] = self.vision_summary()
         return _json_safe(d)
 
 
@@ -207,7 +238,7 @@ def _video_drift(video: str, ref: Mapping[str, Any], cand: Mapping[str, Any]) ->
         raise ValueError(f"video '{video}': {exc}") from None
     tok_ref, tok_cand = _first_token(ref), _first_token(cand)
     return VideoDrift(
-        video=video, truth=ref.get("truth"), reference_label=ref_label, candidate_label=cand_label,
+        video=video, clip=str(ref.get("video_path") or video), truth=ref.get("truth"), reference_label=ref_label, candidate_label=cand_label,
         reference_logprobs=ref_lp, candidate_logprobs=cand_lp, kl=kl,
         margin_change=margin(cand_lp) - margin(ref_lp),
         delta_p=p_ref[ref_label] - p_cand.get(ref_label, 0.0),
@@ -227,8 +258,13 @@ def _accuracy(videos: Sequence[VideoDrift]) -> Accuracy | None:
     b = sum(r and not c for r, c in zip(ref_ok, cand_ok))
     c = sum(c and not r for r, c in zip(ref_ok, cand_ok))
     n, kr, kc = len(judged), sum(ref_ok), sum(cand_ok)
+    by_clip: dict[str, tuple[int, int]] = {}
+    for v, r, k in zip(judged, ref_ok, cand_ok):
+        bk, ck = by_clip.get(v.clip, (0, 0))
+        by_clip[v.clip] = (bk + (r and not k), ck + (k and not r))
+    test = clustered_mcnemar(by_clip, items=n, clusters=len(by_clip))
     return Accuracy(n=n, reference_correct=kr, candidate_correct=kc, reference_interval=wilson_interval(kr, n),
-                    candidate_interval=wilson_interval(kc, n), b=b, c=c, mcnemar_p=mcnemar_exact(b, c))
+                    candidate_interval=wilson_interval(kc, n), b=b, c=c, mcnemar_p=mcnemar_exact(b, c), test=test)
 
 
 def compare_formats(reference: Sequence[Mapping[str, Any]], candidate: Sequence[Mapping[str, Any]], *,
@@ -246,14 +282,16 @@ def compare_formats(reference: Sequence[Mapping[str, Any]], candidate: Sequence[
         reference_format=reference_format, candidate_format=candidate_format, n=len(videos), videos=videos,
         unpaired=tuple(sorted(set(refs) ^ set(cands))), errored=tuple(v for v in both if v not in ok),
         agreement=agree, agreement_interval=wilson_interval(agree, len(videos)),
-        kl_mean=_mean(kls), kl_max=max(kls, default=None),
+        kl_mean=_mean(kls), kl_se=mean_and_se(kls)[1] if kls else None, kl_max=max(kls, default=None),
         kl_p50=percentile(kls, 50) if kls else None, kl_p90=percentile(kls, 90) if kls else None,
         kl_p99=percentile(kls, 99) if kls else None,
         margin_change_mean=_mean(changes), abs_margin_change_mean=_mean([abs(x) for x in changes]),
         abs_margin_change_max=max((abs(x) for x in changes), default=None),
         same_top_token=sum(tokens), same_top_token_n=len(tokens),
         delta_p_mean=_mean([v.delta_p for v in videos]), accuracy=_accuracy(videos),
-        min_detectable_drop=min_detectable_drop(len(videos)))
+        min_detectable_drop=min_detectable_drop(len(videos)),
+        vocab=compare_clips({v: (refs[v], cands[v]) for v in ok}),
+        vision={v: dict(cands[v]["vision"]) for v in ok if cands[v].get("vision")} or None)
 
 
 def run_to_run(first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]], *,

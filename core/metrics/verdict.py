@@ -1,5 +1,12 @@
 """Per-format drift limits and the verdict that judges a DriftReport against them, with the
-statistics behind the decision printed for people (and the offending videos side by side)."""
+statistics behind the decision printed for people (and the offending videos side by side).
+
+A verdict is ``fail`` (a metric over its limit, or the paired McNemar gate finds the candidate
+significantly less accurate), ``inconclusive`` (nothing over its limit, but the clip set is too
+small to see some limit: ``core.metrics.sensitivity``) or ``pass``. An inconclusive verdict passes
+the test unless ``--drift-inconclusive fail`` is given; it is always shown as such, with the clips
+needed, in the test output, the results file and the report.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 
 from core.errors import ConfigError
-from core.formats import FORMATS, KV_MODIFIER
+from core.formats import FORMATS, KV_MODIFIER, VIT_MODIFIER, split_modifiers
 from core.metrics.drift import DriftReport, VideoDrift, ranked
+from core.metrics.sensitivity import Sensitivity, sensitivities
 from core.metrics.stats import wilson_interval
+
+INCONCLUSIVE_POLICIES = ("pass", "fail")
 
 
 class ThresholdError(ConfigError, ValueError):
@@ -56,7 +66,7 @@ def _check_overrides(overrides: Mapping[str, Mapping[str, float]]) -> None:
     valid = [f.name for f in fields(Thresholds)]
     known = set(DEFAULT_THRESHOLDS) | {k + KV_MODIFIER for k in DEFAULT_THRESHOLDS}
     for fmt, limits in overrides.items():
-        if fmt not in known:
+        if fmt not in known and split_modifiers(fmt)[0] not in DEFAULT_THRESHOLDS:
             raise ThresholdError(f"threshold overrides name unknown format '{fmt}'; known: {', '.join(sorted(known))}")
         for key, value in limits.items():
             if key not in valid:
@@ -70,16 +80,18 @@ def thresholds_for(format: str, overrides: Mapping[str, Mapping[str, float]] | N
     """Default thresholds of ``format`` with ``overrides`` ({format: {metric: limit}}) merged on top.
 
     A ``+kv_fp8`` format uses its base's limits, loosened to at least the 8-bit tier (an FP8 KV
-    cache drifts even when the weights are bf16); an override for the exact name beats the base's.
+    cache drifts even when the weights are bf16); a ``+vit`` format keeps its base's tier (its
+    vision-side drift is what the comparison shows). An override for the exact name beats the base's.
     """
     overrides = overrides or {}
     _check_overrides(overrides)
-    base = format[: -len(KV_MODIFIER)] if format.endswith(KV_MODIFIER) else format
+    base, _, kv = split_modifiers(format)
     if base not in DEFAULT_THRESHOLDS:
         raise ThresholdError(f"no drift thresholds for format '{format}'; known formats: "
-                             f"{', '.join(sorted(DEFAULT_THRESHOLDS))} (optionally with '{KV_MODIFIER}')")
+                             f"{', '.join(sorted(DEFAULT_THRESHOLDS))} (optionally with '{KV_MODIFIER}' or "
+                             f"'{VIT_MODIFIER}')")
     limits = DEFAULT_THRESHOLDS[base]
-    if base != format:
+    if kv:
         limits = _loosest(limits, EIGHT_BIT)
     for key in (base, format):
         limits = replace(limits, **{k: float(v) for k, v in overrides.get(key, {}).items()})
@@ -96,6 +108,28 @@ class Verdict:
     thresholds: Thresholds
     offending: tuple[str, ...] = ()
     """Videos behind the failures, for the side-by-side table."""
+    sensitivity: tuple[Sensitivity, ...] = ()
+    """Per statistical gate: the smallest change the clip set detects, and the clips needed."""
+    confidence: float = 0.95
+    inconclusive_policy: str = "pass"
+
+    @property
+    def inconclusive(self) -> list[Sensitivity]:
+        """The gates that passed on a set too small to see their limit (empty once anything failed)."""
+        return [] if self.failures else [s for s in self.sensitivity if not s.conclusive]
+
+    @property
+    def status(self) -> str:
+        """fail, inconclusive or pass."""
+        return "fail" if self.failures else "inconclusive" if self.inconclusive else "pass"
+
+    def to_dict(self) -> dict:
+        """The verdict for JSON records (the report itself is stored beside it)."""
+        return {"status": self.status, "passed": self.passed, "failures": list(self.failures),
+                "offending": list(self.offending), "confidence": self.confidence,
+                "inconclusive_policy": self.inconclusive_policy,
+                "sensitivity": [s.to_dict() for s in self.sensitivity],
+                "thresholds": {f.name: getattr(self.thresholds, f.name) for f in fields(self.thresholds)}}
 
     def render(self) -> str:
         """Plain-text account of the decision: the statistics, the limits, the offending videos."""
@@ -113,9 +147,15 @@ def _worst(videos: Sequence[VideoDrift], key, limit: float, count: int = 5) -> l
     return [v.video for v in sorted(over, key=lambda v: (-key(v), v.video))[:count]]
 
 
-def evaluate(report: DriftReport, thresholds: Thresholds) -> Verdict:
-    """Judge ``report`` against ``thresholds``; each failure names the metric, its value and the limit."""
+def evaluate(report: DriftReport, thresholds: Thresholds, *, confidence: float = 0.95,
+             inconclusive: str = "pass") -> Verdict:
+    """Judge ``report`` against ``thresholds``; each failure names the metric, its value and the limit.
+    ``confidence`` sets the paired gate's level and the power analysis (alpha = 1 - confidence);
+    ``inconclusive`` ("pass" or "fail") says whether an inconclusive verdict passes."""
+    if inconclusive not in INCONCLUSIVE_POLICIES:
+        raise ThresholdError(f"inconclusive must be one of {', '.join(INCONCLUSIVE_POLICIES)}, got {inconclusive!r}")
     t, fails, bad = thresholds, [], []
+    alpha = 1.0 - confidence
     if report.n == 0:
         fails.append("n = 0: no video is paired with status 'ok' on both sides, nothing to judge")
     if report.errored:
@@ -142,8 +182,17 @@ def evaluate(report: DriftReport, thresholds: Thresholds) -> Verdict:
         fails.append(f"accuracy_drop = {acc.drop:.3f} > limit max_accuracy_drop {t.max_accuracy_drop:.3f} "
                      f"(McNemar exact p = {acc.mcnemar_p:.3g})")
         bad += [v.video for v in vids if v.truth is not None and v.reference_label == v.truth != v.candidate_label]
-    return Verdict(passed=not fails, failures=fails, report=report, thresholds=t,
-                   offending=tuple(dict.fromkeys(bad)))
+    test = acc.test if acc is not None else None
+    if test is not None and t.max_accuracy_drop > 0 and test.b > test.c and test.p_value < alpha:
+        fails.append(f"paired flips: the candidate is significantly less accurate ({test.method} p = "
+                     f"{test.p_value:.3g} < {alpha:.2g}; {test.b} right->wrong, {test.c} wrong->right over "
+                     f"{test.items} questions in {test.clusters} clips)")
+        bad += [v.video for v in vids if v.truth is not None and v.reference_label == v.truth != v.candidate_label]
+    sens = tuple(sensitivities(report, t, confidence=confidence))
+    undecided = not fails and any(not s.conclusive for s in sens)
+    passed = not fails and not (undecided and inconclusive == "fail")
+    return Verdict(passed=passed, failures=fails, report=report, thresholds=t, offending=tuple(dict.fromkeys(bad)),
+                   sensitivity=sens, confidence=confidence, inconclusive_policy=inconclusive)
 
 
 def _pct(k: int, n: int) -> str:
@@ -158,15 +207,24 @@ def _side(label: str, logprobs: Mapping[str, float]) -> str:
 def render_verdict(verdict: Verdict) -> str:
     """The text of :meth:`Verdict.render` (aligned plain text, no colour)."""
     r, t = verdict.report, verdict.thresholds
-    head = "PASS" if verdict.passed else f"FAIL ({len(verdict.failures)} failures)"
+    if verdict.failures:
+        head = f"FAIL ({len(verdict.failures)} failures)"
+    elif verdict.inconclusive:
+        n = len(verdict.inconclusive)
+        head = (f"INCONCLUSIVE ({n} limit{'s' if n > 1 else ''} beyond what the set can see; "
+                + ("passes" if verdict.passed else "fails: --drift-inconclusive fail") + ")")
+    else:
+        head = "PASS"
     lines = [f"drift {r.candidate_format} vs {r.reference_format} (reference): {head}",
              f"videos       {r.n} paired; unpaired: {', '.join(r.unpaired) or 'none'}; "
              f"errored: {', '.join(r.errored) or 'none'}"]
     if r.n:
         mdd = r.min_detectable_drop
-        lines.append(f"sensitivity  {r.n} videos detect an agreement drop of >= {100 * mdd:.1f} points from "
-                     "100% (exact one-sided binomial, alpha 0.05, power 0.8); smaller drops can pass unseen"
-                     if math.isfinite(mdd) else f"sensitivity  {r.n} videos cannot detect any drop")
+        if not verdict.sensitivity:
+            lines.append(f"sensitivity  {r.n} videos detect an agreement drop of >= {100 * mdd:.1f} points from "
+                         "100% (exact one-sided binomial, power 0.8); smaller drops can pass unseen"
+                         if math.isfinite(mdd) else f"sensitivity  {r.n} videos cannot detect any drop")
+        lines += [f"sensitivity  {s.describe(confidence=verdict.confidence)}" for s in verdict.sensitivity]
         dirs: dict[str, int] = {}
         for v in r.flips:
             dirs[v.direction] = dirs.get(v.direction, 0) + 1
@@ -185,6 +243,15 @@ def render_verdict(verdict: Verdict) -> str:
         lines.append(f"accuracy     reference {_pct(a.reference_correct, a.n)}; candidate "
                      f"{_pct(a.candidate_correct, a.n)}; McNemar exact p = {a.mcnemar_p:.3g} "
                      f"(b={a.b}, c={a.c}; {sig} at 0.05)")
+        if a.test is not None and a.test.clusters < a.test.items:
+            lines.append(f"paired       {a.test.method} over {a.test.clusters} clips: p = {a.test.p_value:.3g}")
+    if r.vocab is not None and r.vocab.answer is not None:
+        lines += vocab_lines(r.vocab)
+    vis = r.vision_summary()
+    if vis is not None:
+        lines.append(f"vision       {vis['clips']} clips, embeddings per frame group vs the reference: cosine min "
+                     f"{vis['cos_min']:.6f} ({vis['cos_min_clip']}), relative error mean {vis['rel_err_mean']:.4g}, "
+                     f"max {vis['rel_err_max']:.4g} ({vis['rel_err_max_clip']})")
     lines.append("limits       " + ", ".join(f"{f.name} {getattr(t, f.name):g}" for f in fields(t)))
     lines += [f"FAIL         {f}" for f in verdict.failures]
     rows = [(v.video, _side(v.reference_label, v.reference_logprobs),
@@ -196,3 +263,25 @@ def render_verdict(verdict: Verdict) -> str:
         lines.append("offending videos:")
         lines += [" | ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def vocab_lines(vocab) -> list[str]:
+    """The llama.cpp-style statistic set of a VocabDrift, as plain-text lines."""
+    a = vocab.answer
+    pk = "  ".join(f"{k} {v:.4g}" for k, v in a.kl_percentiles.items())
+    se = f" +- {a.kl_se:.3g}" if a.kl_se is not None else ""
+    dp = "  ".join(f"{k} {v:+.4f}" for k, v in a.delta_p_percentiles.items() if k in ("p1", "p10", "p50", "p90", "p99"))
+    lines = [f"vocab KL     answer position, {a.n} clips: mean {a.kl_mean:.4g}{se} nats  {pk}  max {a.kl_max:.4g} "
+             f"(top-k + rest: a lower bound; reference mass outside the common tokens <= {a.max_ref_rest:.2g})",
+             f"vocab dp     p_ref(top) - p_cand(top): mean {a.delta_p_mean:+.4f}  RMS {a.delta_p_rms:.4f}  {dp}",
+             f"vocab top    same top token {a.same_top}/{a.n} = {100 * a.same_top_rate:.1f}% +- "
+             f"{100 * a.same_top_se:.1f}%"]
+    pos = vocab.positions
+    if pos is not None and pos.n > a.n:
+        lines.append(f"vocab steps  {pos.n} clip-positions (first generated positions, same prefix): KL mean "
+                     f"{pos.kl_mean:.4g}, p99 {pos.kl_percentiles['p99']:.4g}, max {pos.kl_max:.4g}; same top "
+                     f"{100 * pos.same_top_rate:.1f}%")
+    if vocab.dominant:
+        lines.append("vocab worst  " + ", ".join(f"{c} {100 * s:.0f}%" for c, s in vocab.dominant)
+                     + " of the summed answer-position KL")
+    return lines

@@ -46,6 +46,11 @@ class Family:
         """The token video frames occupy in vLLM's prompt ids."""
         raise NotImplementedError
 
+    def vision_embeddings(self, model, inputs) -> tuple[Any, list[int]]:
+        """The vision tower's output embeddings (tokens, dim) for HF ``inputs`` and the tokens of
+        each frame group, in order."""
+        raise NotImplementedError
+
 
 class QwenVL(Family):
     """Qwen2.5-VL (and Cosmos-Reason1): one video placeholder expanded by the processor. Frames
@@ -66,6 +71,16 @@ class QwenVL(Family):
 
     def vllm_video_token_id(self, tokenizer) -> int:
         return tokenizer.convert_tokens_to_ids("<|video_pad|>")
+
+    def vision_embeddings(self, model, inputs) -> tuple[Any, list[int]]:
+        """The merged video embeddings the language model receives; a group is one temporal patch
+        (``temporal_patch_size`` frames): grid h x w patches merged 2x2 (``spatial_merge_size``)."""
+        grid = inputs["video_grid_thw"]
+        out = model.model.get_video_features(pixel_values_videos=inputs["pixel_values_videos"], video_grid_thw=grid)
+        emb = out.pooler_output[0] if hasattr(out, "pooler_output") else out[0]
+        t, h, w = (int(x) for x in grid[0])
+        merge = model.model.visual.spatial_merge_size ** 2
+        return emb, [h * w // merge] * t
 
 
 class InternVL(Family):
@@ -92,6 +107,17 @@ class InternVL(Family):
 
     def vllm_video_token_id(self, tokenizer) -> int:
         return int(tokenizer.convert_tokens_to_ids(getattr(tokenizer, "video_token", None) or "<video>"))
+
+    def vision_embeddings(self, model, inputs) -> tuple[Any, list[int]]:
+        """The projected image features of every frame tile; a group is one frame."""
+        pixels = inputs.get("pixel_values_videos", inputs.get("pixel_values"))
+        out = model.model.get_image_features(pixel_values=pixels)
+        emb = out.pooler_output if hasattr(out, "pooler_output") else out
+        if isinstance(emb, (list, tuple)):
+            emb = emb[0]
+        frames = emb.shape[0] if emb.dim() == 3 else 1
+        emb = emb.reshape(-1, emb.shape[-1])
+        return emb, [emb.shape[0] // frames] * frames
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (QwenVL(), InternVL())}

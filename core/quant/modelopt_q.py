@@ -21,8 +21,10 @@ from core.quant.base import Applied, QuantContext, Quantizer
 
 # Later entries win in ModelOpt's list-form config: these keep the vision tower and lm_head in
 # high precision even after FP8_KV_CFG (which would re-enable vision k/v quantizers).
-KEEP_HIGH_PRECISION = ["*visual*", "*vision_tower*", "*vision_model*", "*multi_modal_projector*",
-                       "*mlp1*", "*lm_head*"]
+VISION_PATTERNS = ["*visual*", "*vision_tower*", "*vision_model*", "*multi_modal_projector*", "*mlp1*"]
+KEEP_HIGH_PRECISION = [*VISION_PATTERNS, "*lm_head*"]
+VISION_EXCLUSIONS = {*VISION_PATTERNS, "*embed_vision*"}
+"""The presets' own "leave the vision tower alone" entries (0.47 presets list them)."""
 
 
 def build_config(fmt: QuantFormat) -> dict[str, Any]:
@@ -32,9 +34,14 @@ def build_config(fmt: QuantFormat) -> dict[str, Any]:
     if fmt.tool != "modelopt" or not fmt.recipe:
         raise ArtifactError(f"{fmt.id} is not a ModelOpt format")
     cfg = copy.deepcopy(getattr(mtq, fmt.recipe))
+    if fmt.vision:
+        # +vit: drop the preset's own vision exclusions, so its weight/input rules reach the tower too
+        cfg["quant_cfg"] = [e for e in cfg["quant_cfg"]
+                            if not (e.get("enable") is False and e.get("quantizer_name") in VISION_EXCLUSIONS)]
     if fmt.kv_cache == "fp8":
         cfg["quant_cfg"].extend(copy.deepcopy(mtq.FP8_KV_CFG["quant_cfg"]))
-    cfg["quant_cfg"].extend({"quantizer_name": p, "enable": False} for p in KEEP_HIGH_PRECISION)
+    keep = ["*lm_head*"] if fmt.vision else KEEP_HIGH_PRECISION  # +vit: the vision tower is quantized too
+    cfg["quant_cfg"].extend({"quantizer_name": p, "enable": False} for p in keep)
     return cfg
 
 
@@ -89,7 +96,8 @@ class ModelOptQuantizer(Quantizer):
         from core.quant import artifacts, calibration
 
         spec, options = ctx.spec, ctx.options
-        calib = calibration.make(options.calibration, options.calib_size)
+        # a quantized vision tower is calibrated on what it sees: video clips (text captions never reach it)
+        calib = calibration.make("clips" if fmt.vision else options.calibration, options.calib_size)
         key = artifacts.key(spec=spec, directory=ctx.directory, fmt=fmt, calib=calib, kind="fakequant",
                             device_class=ctx.device.gpu_class)
         cached = False
@@ -107,17 +115,21 @@ class ModelOptQuantizer(Quantizer):
                 loop = calibration.forward_loop(calib, processor=ctx.processor, family=family(spec.family),
                                                 device=str(model.device))
                 model = mtq.quantize(model, cfg, forward_loop=loop)
-            if options.artifact_cache and artifacts.cacheable(model):
-                artifacts.store_modelopt(model, key, record={"format": fmt.id, "calibration": calib.describe(),
-                                                             "model": spec.name})
         summary = quantizer_summary(model)
         if summary["enabled_quantizers"] == 0:
             raise ArtifactError(f"ModelOpt {fmt.recipe} enabled no quantizer in {spec.name}")
-        if summary["by_part"].get("vision", 0):
+        if fmt.vision and not summary["by_part"].get("vision", 0):
+            raise ArtifactError(f"{fmt.id}: no vision-tower quantizer is enabled in {spec.name}; the +vit format "
+                                "must quantize the vision tower")
+        if summary["by_part"].get("vision", 0) and not fmt.vision:
             raise ArtifactError(f"{summary['by_part']['vision']} vision-tower quantizers are enabled; "
                                 "the vision tower must stay high precision")
+        if not cached and options.artifact_cache and artifacts.cacheable(model):  # only a checked model is kept
+            artifacts.store_modelopt(model, key, record={"format": fmt.id, "calibration": calib.describe(),
+                                                         "model": spec.name})
         quantize_s = time.perf_counter() - t0
-        report = {"tool": "modelopt", "config": fmt.recipe, "kv_cache": fmt.kv_cache, "quantize_s": quantize_s,
+        report = {"tool": "modelopt", "config": fmt.recipe, "kv_cache": fmt.kv_cache, "vision": fmt.vision,
+                  "quantize_s": quantize_s,
                   "cached": cached, "artifact_key": key, "calibration": calib.describe(),
                   **{k: v for k, v in summary.items() if k != "layers"}, "layers": summary["layers"]}
         return Applied(model=model, report=report, quantize_s=quantize_s, cached=cached)

@@ -24,17 +24,24 @@ BOOTSTRAP_SEED = 20240601
 
 def median_ratio_ci(a: list[float], b: list[float], *, level: float = 0.95,
                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """Bootstrap interval of median(b) / median(a), resampling each side independently."""
+    """Percentile bootstrap interval of median(b) / median(a), each side resampled independently
+    (``scipy.stats.bootstrap``, fixed ``rng`` so a verdict is reproducible). The percentile method,
+    not BCa: BCa gives NaN for constant rounds, which identical timings are."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    ma = np.median(xa[rng.integers(0, len(xa), size=(resamples, len(xa)))], axis=1)
-    mb = np.median(xb[rng.integers(0, len(xb), size=(resamples, len(xb)))], axis=1)
-    ratios = mb / ma
-    tail = (1.0 - level) / 2 * 100
-    lo, hi = np.percentile(ratios, [tail, 100 - tail])
-    return float(lo), float(hi)
+    from core.metrics.stats import _scipy_stats
+
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"a bootstrap interval needs >= 2 rounds a side, got {len(a)} and {len(b)}")
+
+    def ratio(x, y, axis=-1):
+        return np.median(y, axis=axis) / np.median(x, axis=axis)
+
+    res = _scipy_stats().bootstrap((np.asarray(a, dtype=float), np.asarray(b, dtype=float)), ratio,
+                                   vectorized=True, paired=False, n_resamples=resamples, confidence_level=level,
+                                   method="percentile", rng=np.random.default_rng(seed))
+    ci = res.confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,6 +197,13 @@ def compare(a_records: list[dict[str, Any]], b_records: list[dict[str, Any]], *,
     if ga and gb and ga != gb:
         notes.append(f"The runs are from different machines (A: {', '.join(sorted(ga))}; "
                      f"B: {', '.join(sorted(gb))}); latency changes mix hardware and code.")
+    from core.metrics.history import clock_changes
+
+    ca = next((r["gpu_clocks"] for r in a_records if r.get("gpu_clocks")), None)
+    cb = next((r["gpu_clocks"] for r in b_records if r.get("gpu_clocks")), None)
+    if changed := clock_changes(ca, cb):
+        notes.append("The GPU's clock settings differ between the runs (NVML: " + ", ".join(changed)
+                     + "); a latency change may be the clocks, not the code.")
     return Comparison(changes=changes, threshold_pct=threshold_pct, fail_on_flip=fail_on_flip, notes=notes)
 
 

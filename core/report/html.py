@@ -144,7 +144,57 @@ def make_plots(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[P
         plots.append(Plot("Answers per video", f"Answer margin, {model}, task {task}: log p(reference answer) minus "
                           "the best other candidate; red cells changed their answer.",
                           _png(_drift_fig(recs, reference=reference))))
+    for rec in results.drift:
+        report = rec.get("report") or {}
+        name = f"{rec.get('engine')} ({rec.get('task')})"
+        if (report.get("vocab") or {}).get("clips"):
+            plots.append(Plot(DRIFT_SECTION, f"Full-vocabulary KL at the answer position per clip, {name}: the clips "
+                              "that dominate are at the top (top-k + rest: a lower bound).", _png(_kl_fig(report))))
+        if report.get("vision"):
+            plots.append(Plot(DRIFT_SECTION, f"Vision-tower embeddings against the reference per frame group, {name}: "
+                              "relative error (0: identical; the cell text is the cosine similarity).",
+                              _png(_vision_fig(report))))
     return plots
+
+
+DRIFT_SECTION = "Drift against the reference"
+
+
+def _kl_fig(report: dict[str, Any]):
+    clips = report["vocab"]["clips"]
+    rows = sorted(((c, pos[0]["kl"]) for c, pos in clips.items() if pos), key=lambda kv: kv[1])
+    fig, ax = _figure(6.5, max(2.2, 0.28 * len(rows) + 1.0))
+    ax.barh([c for c, _ in rows], [k for _, k in rows], color="#C44E52")
+    ax.set_xlabel("KL(reference || candidate), nats")
+    if rows and max(k for _, k in rows) > 0 and min(k for _, k in rows) > 0:
+        ax.set_xscale("log")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def _vision_fig(report: dict[str, Any]):
+    import numpy as np
+
+    clips = sorted(report["vision"])
+    groups = max(len(report["vision"][c]["groups"]) for c in clips)
+    data = np.full((len(clips), groups), np.nan)
+    cos = [[""] * groups for _ in clips]
+    for i, c in enumerate(clips):
+        for j, g in enumerate(report["vision"][c]["groups"]):
+            data[i, j] = g["rel_err"]
+            cos[i][j] = f"{g['cos']:.4f}"
+    fig, ax = _figure(max(4.0, 0.7 * groups + 2.5), max(2.2, 0.3 * len(clips) + 1.2))
+    im = ax.imshow(data, cmap="Reds", aspect="auto", vmin=0.0)
+    ax.set_xticks(range(groups), [str(j) for j in range(groups)])
+    ax.set_xlabel("frame group")
+    ax.set_yticks(range(len(clips)), clips, fontsize=8)
+    if len(clips) * groups <= 300:
+        for i in range(len(clips)):
+            for j in range(groups):
+                ax.text(j, i, cos[i][j], ha="center", va="center", fontsize=6)
+    fig.colorbar(im, ax=ax, label="relative error")
+    return fig
 
 
 def _label(s: dict[str, Any], many_backends: bool) -> str:

@@ -264,7 +264,9 @@ def setup_lines(results: Results) -> list[str]:
         lines.append(f"Each clip: {n} frames at {fps:g} fps, {w}x{h}; "
                      f"{mean((r.get('tokens') or {}).get('video') for r in ok):.0f} video tokens on average; "
                      f"{max((len(rounds_of(r)) for r in results.speed()), default=0)} timed rounds per cell.")
-    return lines
+    from core.report.drift import clock_lines
+
+    return lines + clock_lines(results)
 
 
 def sections(results: Results, *, baseline: Results | None = None,
@@ -272,6 +274,9 @@ def sections(results: Results, *, baseline: Results | None = None,
     """Every section of the report, for the Markdown and HTML renderers alike."""
     summaries = summarize(results, reference=reference)
     out = [speed_section(summaries, reference=reference), answers_section(results.answers(), reference=reference)]
+    from core.report.drift import drift_section, history_section
+
+    out += [s for s in (drift_section(results), history_section(results)) if s is not None]
     if baseline is not None:
         out.append(baseline_section(baseline, results))
     out += [s for s in (roofline_section([s for s in summaries if real_kernels(s)]), time_section(results),

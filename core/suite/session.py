@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ class VqbenchState:
         self.pool = None
         self.frames = None
         self.writer = None
+        self.run_id = os.environ.setdefault("VQBENCH_RUN_ID", f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        """One id for the whole run (xdist workers inherit it): the latency history's run."""
         self.timed: dict[str, CellRecord] = {}
         self.scoring: dict[str, CellRecord] = {}
         self.errors: dict[str, CellRecord] = {}
@@ -67,9 +70,14 @@ class VqbenchState:
         if self.writer is not None:
             self.writer.write(record)
 
-    def save_drift(self, engine_id: str, task: str, report: dict[str, Any], passed: bool) -> None:
-        """Record a drift report in the results file (reports read it)."""
-        self._write({"type": "drift", "engine": engine_id, "task": task, "passed": passed, "report": report})
+    def save_drift(self, engine_id: str, task: str, report: dict[str, Any], passed: bool,
+                   verdict: dict[str, Any] | None = None) -> None:
+        """Record a drift report (and its verdict: status, sensitivity) in the results file (reports read it)."""
+        rec = {"type": "drift", "engine": engine_id, "task": task, "passed": passed, "report": report}
+        if verdict is not None:
+            rec["status"] = verdict["status"]
+            rec["verdict"] = verdict
+        self._write(rec)
 
     def _save(self, rec: CellRecord) -> CellRecord:
         book = self.errors if rec["status"] != "ok" else self.timed if rec["kind"] == "timed" else self.scoring
@@ -85,6 +93,12 @@ class VqbenchState:
         pool, frames = self.runtime()
         try:
             rec = run_cell(cell, pool, frames, self.settings, timer=timer)
+            if timer is not None and self.settings.history:
+                from core.metrics.history import History, judge_record
+
+                verdict = judge_record(History(self.settings.history), rec, run_id=self.run_id)
+                if verdict is not None:
+                    rec["history"] = verdict.to_dict()
         except BaseException as exc:
             if is_oom(exc):
                 free_after_oom()
@@ -124,9 +138,14 @@ class VqbenchState:
             self.writer.close()
 
     def finish(self, ledger: dict[str, Any]) -> dict[str, Any]:
-        """Close the engine, write this process's session record, close the results file."""
+        """Close the engine, add this process's timed cells to the latency history, write its
+        session record, close the results file."""
         if self.pool is not None:
             self.pool.release()
+        if self.settings.history and self.timed:
+            from core.metrics.history import History, add_records
+
+            add_records(History(self.settings.history), list(self.timed.values()), run_id=self.run_id)
         rec = {"type": "session", "worker": _worker(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
                "wall_s": ledger["wall_s"], "phases": ledger["phases"], "unattributed_s": ledger["unattributed_s"],
                "loads": dict(self.pool.loads) if self.pool else {},

@@ -162,4 +162,8 @@ def machine_info() -> dict[str, Any]:
     }
     if gpu.kind == "cpu":
         info["no_gpu_reason"] = devices.no_gpu_reason()
+    else:
+        from core.metrics.history import gpu_clocks
+
+        info["clocks"] = gpu_clocks(gpu.index)
     return info
