@@ -110,6 +110,10 @@ PINNED = {
                                                         "int8_weight_only", "w4a8_awq")},
     **{f"tiny-trained-hf-cpu-anomaly:{f}": True for f in ("bnb_int8", "bnb_nf4", "fp8", "int4_awq", "int8_sq",
                                                          "int8_weight_only", "w4a8_awq")},
+    # the H200 goldens (sm90); the random tiny's fp8 moves past the 8-bit limits (its drift is never judged)
+    "tiny-hf-sm90-anomaly:fp8": False, "tiny-hf-sm90-anomaly:int4_weight_only": True,
+    "tiny-trained-hf-sm90-anomaly:fp8": True, "tiny-trained-hf-sm90-anomaly:int4_weight_only": True,
+    "tiny-vllm-sm90-anomaly:fp8": True,
 }
 
 
