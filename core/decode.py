@@ -96,13 +96,18 @@ class Plan:
 
 
 def plan(*, clips: int, clip_bytes: int, workers: int | None = None, budget_bytes: int = DEFAULT_BUDGET_BYTES,
-         decoder: str = "pyav", ncores: int | None = None) -> Plan:
-    """Worker count and in-flight bound. ``workers`` None: one per core but one (the engine's), at
-    least one; with NVDEC, ``NVDEC_WORKERS``. ``ahead`` = the byte budget over the largest clip's
-    decoded bytes, at least 1 and at most 2 per worker (more would only hold memory earlier)."""
+         decoder: str = "pyav", device: str = "cuda", ncores: int | None = None) -> Plan:
+    """Worker count and in-flight bound.
+
+    ``workers`` None sizes the pool to the machine: for a GPU engine, every core but two (the
+    engine's own process and vLLM's engine core keep one each); for a CPU engine one worker (the
+    engine itself uses every core: more decoders would only take cores from it); for NVDEC
+    ``NVDEC_WORKERS``. ``ahead`` = the byte budget over the largest clip's decoded bytes, at least 1
+    and at most two per worker (more would only hold memory earlier); FFmpeg threads = the cores
+    shared out over the workers."""
     ncores = ncores or cores()
     if workers is None:
-        workers = NVDEC_WORKERS if decoder == "nvdec" else max(1, ncores - 1)
+        workers = (NVDEC_WORKERS if decoder == "nvdec" else 1 if device == "cpu" else max(1, ncores - 2))
     clip_bytes = max(1, int(clip_bytes))
     by_budget = max(1, int(budget_bytes // clip_bytes))
     if workers == 0:

@@ -218,8 +218,9 @@ class Settings:
                                "through PyNvVideoCodec; falls back to pyav, saying why, where it cannot run)")
     decode_workers: int | None = option(None, flags=("--decode-workers",), fronts=("run",), parse=parse_workers,
                                         metavar="N", help="processes decoding upcoming videos while the engine "
-                                                          "answers (default auto: one per core but one; 0 = decode "
-                                                          "in the main process, one video at a time)")
+                                                          "answers (default auto: every core but two for a GPU "
+                                                          "engine, one for a CPU engine; 0 = decode in the main "
+                                                          "process, one video at a time)")
     decode_memory: int = option(2 * 2**30, flags=("--decode-memory",), fronts=("run",), parse=parse_size,
                                 metavar="SIZE", help="memory for decoded videos waiting for the engine, which "
                                                      "bounds how many are decoded ahead (default 2GiB)")
