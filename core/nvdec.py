@@ -56,7 +56,7 @@ def check() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         clip = synth.encode(synth.render_clip("normal", 0, width=160, height=128, seconds=0.5), Path(tmp) / "c.mp4")
         try:
-            _decode(clip, SamplingSpec(nframes=2, resolution=(56, 56)), time.perf_counter())
+            _decode(clip, SamplingSpec(nframes=2, resolution=(56, 56)), time.perf_counter(), "auto")
         except Exception as exc:  # noqa: BLE001
             text = f"{type(exc).__name__}: {exc}"
             if "nvcuvid" in text.lower():
@@ -66,13 +66,23 @@ def check() -> str:
     return ""
 
 
-def load_frames(path: Path | str, spec: SamplingSpec, *, threads: int = 0, fallback: bool = True) -> video.Frames:
+SEEK_COST_FRAMES = 30
+"""Frames a seek costs on average (decoding from the keyframe before it: half of a one-second GOP at
+60 fps). Random access pays it per sampled frame; decoding in order pays every frame once."""
+
+
+def load_frames(path: Path | str, spec: SamplingSpec, *, threads: int = 0, fallback: bool = True,
+                access: str = "auto") -> video.Frames:
     """Frames of ``path`` decoded by NVDEC; with ``fallback``, a clip NVDEC cannot decode is decoded
-    by PyAV (its note says why), and a broken file fails with PyAV's ``VideoError``."""
+    by PyAV (its note says why), and a broken file fails with PyAV's ``VideoError``.
+
+    ``access``: 'sequential' decodes every frame up to the last sampled one (as the PyAV path does);
+    'random' seeks to each sampled frame; 'auto' seeks only when the sampled frames are sparse
+    (fewer than one per ``SEEK_COST_FRAMES`` frames, e.g. 16 frames of a 10-minute video)."""
     path = Path(path)
     t0 = time.perf_counter()
     try:
-        return _decode(path, spec, t0)
+        return _decode(path, spec, t0, access)
     except Exception as exc:  # noqa: BLE001 - NVDEC's refusal of one clip is no reason to lose it
         if not fallback:
             raise
@@ -107,7 +117,7 @@ def _rotation(path: Path) -> int:
     return 0
 
 
-def _decode(path: Path, spec: SamplingSpec, t0: float) -> video.Frames:
+def _decode(path: Path, spec: SamplingSpec, t0: float, access: str) -> video.Frames:
     import torch
     import torch.nn.functional as F
 
@@ -125,17 +135,38 @@ def _decode(path: Path, spec: SamplingSpec, t0: float) -> video.Frames:
     display = (w, h) if rotation in (90, 270) else (h, w)
     size = video._target_size(spec, display, len(indices), path)
     wanted = sorted(set(indices))
-    got = dec.get_batch_frames_by_index(wanted)
-    if len(got) != len(wanted):
-        raise VideoError(path, f"NVDEC returned {len(got)} of {len(wanted)} frames")
-    rgb = torch.stack([torch.from_dlpack(f) for f in got])  # N x H x W x 3, uint8, on the GPU
-    if rgb.dim() != 4 or rgb.shape[-1] != 3:
-        raise VideoError(path, f"NVDEC returned frames of shape {tuple(rgb.shape)}, expected N x H x W x 3")
-    x = rgb.permute(0, 3, 1, 2).float()
-    if rotation:
-        x = torch.rot90(x, k=rotation // 90, dims=(2, 3))
-    x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
-    out = x.clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    def small(frame) -> torch.Tensor:
+        """One decoded frame (H x W x 3 uint8 on the GPU, DLPack) rotated and resized: 3 x h x w float."""
+        rgb = torch.from_dlpack(frame)
+        if rgb.dim() != 3 or rgb.shape[-1] != 3:
+            raise VideoError(path, f"NVDEC returned a frame of shape {tuple(rgb.shape)}, expected H x W x 3")
+        x = rgb.permute(2, 0, 1).unsqueeze(0).float()
+        if rotation:
+            x = torch.rot90(x, k=rotation // 90, dims=(2, 3))
+        return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)[0]
+
+    if access == "random" or (access == "auto" and len(wanted) * SEEK_COST_FRAMES < wanted[-1] + 1):
+        got = dec.get_batch_frames_by_index(wanted)
+        if len(got) != len(wanted):
+            raise VideoError(path, f"NVDEC returned {len(got)} of {len(wanted)} frames")
+        kept = {i: small(f) for i, f in zip(wanted, got)}
+    else:  # in order, every frame up to the last one sampled; each kept frame is resized at once
+        kept, want, k = {}, set(wanted), 0
+        dec.seek_to_index(0)
+        while k <= wanted[-1]:
+            batch = dec.get_batch_frames(min(64, wanted[-1] + 1 - k))
+            if not batch:
+                break
+            for f in batch:
+                if k in want:
+                    kept[k] = small(f)
+                k += 1
+        if len(kept) != len(wanted):
+            raise VideoError(path, f"NVDEC decoded {k} frames, fewer than the {wanted[-1] + 1} the container "
+                                   "declares (a truncated file?)")
+    out = torch.stack([kept[i] for i in wanted]).clamp_(0, 255).round_().to(torch.uint8)
+    out = out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
     row = {idx: k for k, idx in enumerate(wanted)}
     arrays = [out[row[i]] for i in indices]
     padded = len(arrays) < 2

@@ -103,7 +103,7 @@ def test_plan_sizes_the_pool_to_cores_and_the_budget():
     off = decode.plan(clips=5, clip_bytes=mib, workers=0, ncores=16)
     assert off.workers == 0 and "main process" in off.describe()
     nv = decode.plan(clips=50, clip_bytes=mib, ncores=16, decoder="nvdec")
-    assert nv.workers == decode.NVDEC_WORKERS and nv.threads == 1
+    assert nv.workers == decode.NVDEC_WORKERS == 4 and nv.threads == 1
     assert "worker processes" in gpu.describe() and "in flight" in gpu.describe()
 
 

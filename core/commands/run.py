@@ -219,6 +219,8 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
     """Answer ``clips`` in order with the engine of ``plan``, decoding ahead (``core.decode``):
     yields one record per clip (an error record for a clip that failed; an engine that fails to
     load raises ``EngineLoadError`` after its record). Shared by ``vqbench run`` and the perf probe."""
+    if not clips:
+        return
     frames = FrameCache(max_bytes=max(2 * 2**30, budget_bytes or 0))
     failed: dict[str, BaseException] = {}
     jobs, decodable = [], []
@@ -249,6 +251,11 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
     ahead = decode.DecodeAhead(jobs, workers=p.workers, ahead=p.ahead)
     outcomes = iter(ahead)
     try:
+        ahead.start()
+        try:  # load the engine while the first clips decode (a failure is raised again by the first cell)
+            pool.get(plan)
+        except EngineLoadError:
+            pass
         for clip in clips:
             cell = Cell(plan, task, clip)
             wait = 0.0
