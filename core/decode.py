@@ -91,8 +91,8 @@ class Plan:
         if self.workers == 0:
             return "decoding in the main process, one clip at a time"
         return (f"decoding ahead in {self.workers} worker process{'es' if self.workers > 1 else ''} "
-                f"({self.threads} FFmpeg thread{'s' if self.threads > 1 else ''} each), at most {self.ahead} clips "
-                f"in flight ({self.budget_bytes / 2**20:.0f} MiB budget / {self.clip_bytes / 2**20:.1f} MiB "
+                f"({self.threads} FFmpeg thread{'s' if self.threads > 1 else ''} each), at most {self.ahead} "
+                f"clip{'s' if self.ahead > 1 else ''} in flight ({self.budget_bytes / 2**20:.0f} MiB budget / {self.clip_bytes / 2**20:.1f} MiB "
                 "for the largest clip)")
 
 

@@ -324,7 +324,7 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     missing = [c for c in todo if c.id not in probes]
     if missing:
         probes.update(dataset.probe_clips(missing))
-    budget = _budget(settings, spec, fmt, backend, dev, plan, task, todo, probes)
+    budget = _budget(settings, spec, fmt, backend, dev, plan, task, todo, probes) if todo else None
     writer = ResultsWriter(results_path, header={
         "settings": settings.to_dict(), "command": "run", "run": ident,
         "skipped": [s.to_dict() for s in found.skipped], "resumed": len(previous) if settings.resume else None})
@@ -332,11 +332,18 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     new: dict[str, dict[str, Any]] = {}
     waits: list[float] = []
     decode_plan: list[decode.Plan] = []
-    bar = _progress(len(todo), eng.id)
+    bars: list[Any] = []
+
+    def started(p: decode.Plan) -> None:
+        decode_plan.append(p)
+        _say("  " + p.describe())
+        bars.append(_progress(len(todo), eng.id))
+
     t0 = time.perf_counter()
     try:
         for done in answer_clips(todo, plan=plan, task=task, pool=pool, settings=settings, decoder=decoder,
-                                 budget=budget, on_plan=lambda p: (decode_plan.append(p), _say("  " + p.describe()))):
+                                 budget=budget, on_plan=started):
+            bar = bars[0]
             rec = done.record
             writer.write(rec)
             new[done.clip.id] = rec
@@ -347,7 +354,8 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
             else:
                 _say(f"\n  {done.clip.id}: {rec['error_type']}: {rec['error']}")
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
         pool.release()
         writer.close()
     wall = time.perf_counter() - t0
