@@ -100,6 +100,11 @@ def parse_size(text: str | int) -> int:
     return value
 
 
+def _size_text(text: str) -> str:
+    parse_size(text)  # validates; the text is kept (what results and the options table show)
+    return str(text).strip()
+
+
 def parse_decoder(text: str) -> str:
     key = str(text).strip().lower()
     if key not in ("pyav", "nvdec"):
@@ -221,9 +226,10 @@ class Settings:
                                                           "answers (default auto: every core but two for a GPU "
                                                           "engine, one for a CPU engine; 0 = decode in the main "
                                                           "process, one video at a time)")
-    decode_memory: int = option(2 * 2**30, flags=("--decode-memory",), fronts=("run",), parse=parse_size,
+    decode_memory: str = option("2GiB", flags=("--decode-memory",), fronts=("run",), parse=_size_text,
                                 metavar="SIZE", help="memory for decoded videos waiting for the engine, which "
-                                                     "bounds how many are decoded ahead (default 2GiB)")
+                                                     "bounds how many are decoded ahead (default 2GiB; a bare "
+                                                     "number is MiB)")
     resume: bool = option(False, flags=("--resume",), kind="flag", fronts=("run",),
                           help="answer only the videos the results file has no answer for yet (same settings "
                                "required: a changed one is refused, naming it)")
@@ -274,6 +280,9 @@ class Settings:
     def golden_tolerance_for(self, fmt_name: str) -> float:
         """The golden log-prob tolerance of a format (its own, else the global one)."""
         return float(self.golden_tolerances.get(fmt_name, self.golden_tolerance))
+
+    def decode_memory_bytes(self) -> int:
+        return parse_size(self.decode_memory)
 
     def sampling(self) -> SamplingSpec:
         res = parse_resolution(self.resolution) if self.resolution else None

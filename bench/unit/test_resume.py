@@ -49,7 +49,7 @@ def test_changed_settings_are_refused_by_name(tmp_path):
 
 def test_options_that_change_no_answer_may_differ(tmp_path):
     path = _file(tmp_path, Settings(fps=4.0, max_videos=2, decode_workers=3))
-    now = resume.identity(Settings(fps=4.0, decode_workers=0, decode_memory=2**20, results="x.jsonl"), **IDENT)
+    now = resume.identity(Settings(fps=4.0, decode_workers=0, decode_memory="1MiB", results="x.jsonl"), **IDENT)
     done = resume.answered(path, now, engine="tiny-hf-bf16-cpu")
     assert set(done) == {"a"}, "answered videos are kept; errors are tried again"
 

@@ -243,7 +243,7 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
         res = settings.sampling().resolution
         largest = settings.max_frames * (res[0] * res[1] if res else sampling.VIDEO_MAX_PIXELS) * 3
     p = decode.plan(clips=len(jobs), clip_bytes=largest, workers=settings.decode_workers if workers is None
-                    else workers, budget_bytes=budget_bytes or settings.decode_memory, decoder=decoder,
+                    else workers, budget_bytes=budget_bytes or settings.decode_memory_bytes(), decoder=decoder,
                     device=plan.engine.device)
     jobs = [decode.Job(j.path, j.spec, decoder=j.decoder, threads=p.threads) for j in jobs]
     if on_plan is not None:
