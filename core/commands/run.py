@@ -30,7 +30,14 @@ from core.formats import get_format
 from core.matrix import Cell, Engine, EnginePlan
 from core.models import registry
 from core.results import ResultsWriter
-from core.runner import EngineLoadError, EnginePool, FrameCache, error_record, run_cell, sampling_for
+from core.runner import (
+    EngineLoadError,
+    EnginePool,
+    FrameCache,
+    error_record,
+    run_cell,
+    sampling_for,
+)
 from core.settings import Settings
 from core.tasks import get_task
 from core.video import VideoClip
@@ -116,7 +123,7 @@ def _budget(settings: Settings, spec, fmt, backend: str, dev, plan: EnginePlan, 
         config = json.loads((config_dir / "config.json").read_text())
         fam = family_of(spec.family)
         shape = ModelShape.from_config(config)
-    except Exception as exc:  # noqa: BLE001 - an estimate is advice, never a blocker
+    except Exception as exc:
         _say(f"  memory estimate unavailable ({type(exc).__name__}: {exc})")
         return None
     limit = shape.max_position_embeddings
@@ -147,7 +154,7 @@ def _budget(settings: Settings, spec, fmt, backend: str, dev, plan: EnginePlan, 
             est = estimate.estimate(config_dir, fmt, backend=backend, clip=cost, params=params_cache["params"],
                                     max_new_tokens=settings.max_new_tokens,
                                     eager_attention=settings.attn_implementation == "eager")
-        except Exception:  # noqa: BLE001 - no estimate, no memory check (the context check stays)
+        except Exception:
             return None
         return est["total_bytes"]
 
@@ -172,7 +179,7 @@ def _budget(settings: Settings, spec, fmt, backend: str, dev, plan: EnginePlan, 
         est = estimate.estimate(config_dir, fmt, backend=backend, clip=longest, max_new_tokens=settings.max_new_tokens,
                                 eager_attention=settings.attn_implementation == "eager")
         params_cache["params"] = est["params"]
-    except Exception as exc:  # noqa: BLE001 - an estimate is advice, never a blocker
+    except Exception as exc:
         _say(f"  memory estimate unavailable ({type(exc).__name__}: {exc})")
         return cb
     gib = est["total_bytes"] / 2**30
@@ -221,7 +228,7 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
     load raises ``EngineLoadError`` after its record). Shared by ``vqbench run`` and the perf probe."""
     if not clips:
         return
-    frames = FrameCache(max_bytes=max(2 * 2**30, budget_bytes or 0))
+    frames = FrameCache(max_bytes=0)  # holds the clip being answered only: the workers' results wait in the pool
     failed: dict[str, BaseException] = {}
     jobs, decodable = [], []
     for clip in clips:
@@ -277,7 +284,7 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
             except EngineLoadError as exc:
                 yield Answered(clip, error_record(cell, exc, kind="timed"), wait)
                 raise
-            except Exception as exc:  # noqa: BLE001 - one bad video must not stop the run
+            except Exception as exc:
                 rec = error_record(cell, exc, kind="timed")
             yield Answered(clip, rec, wait)
     finally:

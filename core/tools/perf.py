@@ -267,8 +267,9 @@ def decode_ahead(folder: Path, *, model: str, backend: str, fmt: str, device: st
     import time
 
     from core.commands.run import _one_round, answer_clips
-    from core.runner import EnginePool, FrameCache, run_cell, sampling_for
+    from core.decode import resolve_decoder
     from core.matrix import Cell
+    from core.runner import EnginePool, FrameCache, run_cell, sampling_for
     from core.tasks import get_task
 
     settings = Settings(videos=str(folder), ignore_eos=True)
@@ -276,7 +277,7 @@ def decode_ahead(folder: Path, *, model: str, backend: str, fmt: str, device: st
     plan = _run_plan(model, backend, fmt, device, settings)
     task = get_task("anomaly")
     pool = EnginePool(settings)
-    used, why = __import__("core.decode", fromlist=["resolve_decoder"]).resolve_decoder(decoder)
+    used, why = resolve_decoder(decoder)
     rows: list[dict[str, Any]] = []
     try:
         cache = FrameCache(max_bytes=64 * 2**30)
