@@ -46,10 +46,10 @@ def check() -> str:
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible"
     try:
-        import PyNvVideoCodec
+        import PyNvVideoCodec  # noqa: F401
     except ImportError:
         return "PyNvVideoCodec is not installed (pip install pynvvideocodec)"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a broken install is a reason, not a crash
         return f"PyNvVideoCodec failed to import: {type(exc).__name__}: {exc}"
     from core import synth
 
@@ -57,7 +57,7 @@ def check() -> str:
         clip = synth.encode(synth.render_clip("normal", 0, width=160, height=128, seconds=0.5), Path(tmp) / "c.mp4")
         try:
             _decode(clip, SamplingSpec(nframes=2, resolution=(56, 56)), time.perf_counter(), "auto")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             text = f"{type(exc).__name__}: {exc}"
             if "nvcuvid" in text.lower():
                 text += (" (the driver's NVDEC library libnvcuvid.so.1 is not in this container: it is mounted "
@@ -83,7 +83,7 @@ def load_frames(path: Path | str, spec: SamplingSpec, *, threads: int = 0, fallb
     t0 = time.perf_counter()
     try:
         return _decode(path, spec, t0, access)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - NVDEC's refusal of one clip is no reason to lose it
         if not fallback:
             raise
         frames = video.load_frames(path, spec, threads=threads)

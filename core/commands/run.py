@@ -30,14 +30,7 @@ from core.formats import get_format
 from core.matrix import Cell, Engine, EnginePlan
 from core.models import registry
 from core.results import ResultsWriter
-from core.runner import (
-    EngineLoadError,
-    EnginePool,
-    FrameCache,
-    error_record,
-    run_cell,
-    sampling_for,
-)
+from core.runner import EngineLoadError, EnginePool, FrameCache, error_record, run_cell, sampling_for
 from core.settings import Settings
 from core.tasks import get_task
 from core.video import VideoClip
@@ -123,7 +116,7 @@ def _budget(settings: Settings, spec, fmt, backend: str, dev, plan: EnginePlan, 
         config = json.loads((config_dir / "config.json").read_text())
         fam = family_of(spec.family)
         shape = ModelShape.from_config(config)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - an estimate is advice, never a blocker
         _say(f"  memory estimate unavailable ({type(exc).__name__}: {exc})")
         return None
     limit = shape.max_position_embeddings
@@ -154,7 +147,7 @@ def _budget(settings: Settings, spec, fmt, backend: str, dev, plan: EnginePlan, 
             est = estimate.estimate(config_dir, fmt, backend=backend, clip=cost, params=params_cache["params"],
                                     max_new_tokens=settings.max_new_tokens,
                                     eager_attention=settings.attn_implementation == "eager")
-        except Exception:
+        except Exception:  # noqa: BLE001 - no estimate, no memory check (the context check stays)
             return None
         return est["total_bytes"]
 
@@ -179,7 +172,7 @@ def _budget(settings: Settings, spec, fmt, backend: str, dev, plan: EnginePlan, 
         est = estimate.estimate(config_dir, fmt, backend=backend, clip=longest, max_new_tokens=settings.max_new_tokens,
                                 eager_attention=settings.attn_implementation == "eager")
         params_cache["params"] = est["params"]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - an estimate is advice, never a blocker
         _say(f"  memory estimate unavailable ({type(exc).__name__}: {exc})")
         return cb
     gib = est["total_bytes"] / 2**30
