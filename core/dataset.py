@@ -2,20 +2,34 @@
 
 Every path a manifest names must stay inside its dataset root (no ``..`` or absolute escapes, no
 symlinks out); a malformed manifest raises ``DatasetError`` naming the file and the row.
+
+A plain folder is scanned by content: every file is probed (``core.video.sniff``, headers only),
+so raw streams, GIFs and MPEG-2 files count whatever their names, and every file that is not used
+comes back in ``Scan.skipped`` with the reason; nothing is dropped silently. Hidden files and
+folders (a leading dot) are passed over.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core import atomic, paths, synth
 from core.errors import DatasetError
-from core.video import VideoClip
+from core.video import Probe, VideoClip, sniff
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp",
+                  ".mts", ".m2ts", ".vob", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf", ".y4m", ".ogv"}
+"""Names that promise a video. They decide nothing about what is one (probing does); a file with
+such a name that is no video becomes an error record (the user meant it as a video) instead of a
+skipped file."""
+PROBE_THREADS = 8
+"""Files probed at once: FFmpeg's open and header probe release the GIL and are mostly I/O waits."""
 MANIFEST_NAMES = ("manifest.csv", "labels.csv", "manifest.json")
 
 
@@ -108,20 +122,95 @@ def load_roadbuddy(manifest: Path) -> list[VideoClip]:
     return clips
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A file of a scanned folder that is not answered, and why."""
+
+    path: str
+    """Relative to the scanned folder."""
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class Scan:
+    """What a dataset source holds: the clips to answer, the files passed over (with reasons) and,
+    for scanned folders, each clip's header probe (by clip id)."""
+
+    clips: list[VideoClip]
+    skipped: list[Skipped] = field(default_factory=list)
+    probes: dict[str, Probe] = field(default_factory=dict)
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every non-hidden entry below ``folder`` that is not a directory, sorted; symlinked folders are
+    not followed (a loop, or a way out of the folder)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and not os.path.islink(os.path.join(dirpath, d)))
+        found += [Path(dirpath) / f for f in filenames if not f.startswith(".")]
+    return sorted(found)
+
+
+def scan_folder(folder: Path) -> Scan:
+    """Every file below ``folder`` probed: videos become clips (no labels; ids from the relative path
+    without suffix, with the suffix when two files would share one), everything else is skipped
+    with its reason, except files named like videos, which stay clips that will fail with the
+    probe's reason (so a broken ``.mp4`` is an error, not a silent skip)."""
+    root = folder.resolve()
+    entries: list[tuple[Path, Path | None, str]] = []  # (path, resolved or None, reason if refused)
+    for p in _walk(folder):
+        try:
+            resolved = p.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            entries.append((p, None, f"cannot be resolved ({getattr(exc, 'strerror', None) or exc})"))
+            continue
+        if root not in resolved.parents:
+            entries.append((p, None, f"a link to {resolved}, outside the folder"))
+            continue
+        entries.append((p, resolved, ""))
+    to_probe = [r for _, r, _ in entries if r is not None]
+    with ThreadPoolExecutor(max_workers=max(1, min(PROBE_THREADS, len(to_probe)))) as ex:
+        probes = dict(zip(to_probe, ex.map(sniff, to_probe)))
+    chosen: list[tuple[Path, Probe]] = []
+    skipped: list[Skipped] = []
+    for p, resolved, reason in entries:
+        rel = str(p.relative_to(folder))
+        if resolved is None:
+            skipped.append(Skipped(rel, reason))
+            continue
+        probe = probes[resolved]
+        if probe.video or resolved.suffix.lower() in VIDEO_SUFFIXES:
+            chosen.append((resolved, probe))
+        else:
+            skipped.append(Skipped(rel, probe.reason))
+    ids = [_clip_id(r, root) for r, _ in chosen]
+    clips, by_id = [], {}
+    for (resolved, probe), cid in zip(chosen, ids):
+        if ids.count(cid) > 1:  # a.mp4 and a.mkv: both keep their suffix
+            cid = str(resolved.relative_to(root)).replace("/", "__")
+        clips.append(VideoClip(path=resolved, id=cid, meta={} if probe.video else {"probe_error": probe.reason}))
+        by_id[cid] = probe
+    return Scan(clips=clips, skipped=skipped, probes=by_id)
+
+
 def load_folder(folder: Path) -> list[VideoClip]:
-    """A folder: its manifest if it has one, else every video file in it (no labels), sorted."""
+    """A folder: its manifest if it has one, else every video in it (no labels), sorted."""
     for name in MANIFEST_NAMES:
         if (folder / name).is_file():
             return load(folder / name)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-    root = folder.resolve()
-    clips = []
-    for p in files:
-        resolved = p.resolve()
-        if root not in resolved.parents:
-            continue  # a symlink pointing out of the folder
-        clips.append(VideoClip(path=resolved, id=_clip_id(resolved, root)))
-    return clips
+    return scan_folder(folder).clips
+
+
+def probe_clips(clips: list[VideoClip]) -> dict[str, Probe]:
+    """Header probes of clips a manifest named (a folder scan has them already), by clip id."""
+    if not clips:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(PROBE_THREADS, len(clips)))) as ex:
+        return dict(zip((c.id for c in clips), ex.map(sniff, [c.path for c in clips])))
 
 
 HELDOUT_SEED = 5000
@@ -155,25 +244,35 @@ BUILTIN = {
 }
 
 
-def load(source: Path | str) -> list[VideoClip]:
-    """Clips from a built-in set name (fixtures, heldout, roadbuddy), a folder, a CSV manifest or a
-    RoadBuddy-style JSON file."""
+def scan(source: Path | str) -> Scan:
+    """The clips of a built-in set name (fixtures, heldout, roadbuddy), a folder (its manifest if it
+    has one, else every file probed), a CSV manifest or a RoadBuddy-style JSON file, with the files
+    a folder scan passed over."""
     if isinstance(source, str) and source in BUILTIN:
         source = BUILTIN[source]()
     source = Path(source).expanduser()
     if source.is_dir():
-        clips = load_folder(source)
+        manifest = next((source / n for n in MANIFEST_NAMES if (source / n).is_file()), None)
+        found = scan(manifest) if manifest is not None else scan_folder(source)
     elif source.is_file() and source.suffix.lower() == ".csv":
-        clips = load_csv(source)
+        found = Scan(load_csv(source))
     elif source.is_file() and source.suffix.lower() == ".json":
-        clips = load_roadbuddy(source)
+        found = Scan(load_roadbuddy(source))
     elif not source.exists():
         raise DatasetError(f"{source}: no such folder or manifest")
     else:
         raise DatasetError(f"{source}: expected a folder, a .csv manifest or a .json (RoadBuddy) file")
-    if not clips:
-        raise DatasetError(f"{source}: no videos found")
-    return clips
+    if not found.clips:
+        passed = "; ".join(f"{s.path}: {s.reason}" for s in found.skipped[:5])
+        more = f" (and {len(found.skipped) - 5} more)" if len(found.skipped) > 5 else ""
+        raise DatasetError(f"{source}: no videos found" + (f"; passed over {passed}{more}" if passed else ""))
+    return found
+
+
+def load(source: Path | str) -> list[VideoClip]:
+    """Clips from a built-in set name (fixtures, heldout, roadbuddy), a folder, a CSV manifest or a
+    RoadBuddy-style JSON file (``scan`` without the skipped files)."""
+    return scan(source).clips
 
 
 def fixture_clips() -> list[VideoClip]:

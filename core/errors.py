@@ -16,10 +16,21 @@ class VideoError(VqbenchError):
     def __init__(self, path: object, problem: str, hint: str = "") -> None:
         self.path = str(path)
         self.problem = problem
+        self.hint = hint
         msg = f"{self.path}: {problem}"
         if hint:
             msg += f" ({hint})"
         super().__init__(msg)
+
+    def __reduce__(self):
+        # Crosses process boundaries intact (decode-ahead workers): the default reduce would call
+        # VideoError(message) and lose the path and the problem.
+        return (type(self), (self.path, self.problem, self.hint))
+
+
+class BudgetError(VqbenchError):
+    """A clip would not fit: more tokens than the engine's context, or more memory than the device has.
+    Only that clip fails; the message says which option to lower."""
 
 
 class DatasetError(VqbenchError):

@@ -1,14 +1,30 @@
-"""A memory estimate before loading: weights as the backend will store them, plus the KV cache
-and the vision encoder's activations for the prompt length. Printed by ``vqbench run`` so a user
-sees that a cell will not fit before waiting for it to fail."""
+"""A memory and context budget before loading: weights as the backend will store them, plus, for the
+clip that produces the most video tokens, the KV cache, the activations of the language model and
+the vision tower, and the frames themselves. Printed by ``vqbench run`` so a user sees that a run
+will not fit before waiting for it to fail; a clip over the budget fails alone, with the option to
+lower in its message.
+
+Frame counts come from the header probe (``core.video.sniff``): a 2-minute clip at 4 fps samples
+480 frames, 19440 video tokens at 250x250. Clips whose length the header does not give (raw
+streams) are checked again once decoded, with the real count.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import sampling
+from core.errors import ConfigError
 from core.formats import QuantFormat
 from core.models.shape import ModelShape
+from core.sampling import SamplingSpec
+
+TEXT_TOKENS = 256
+"""Prompt tokens besides the video (chat template, question, options): an allowance; the anomaly
+prompt takes about 93, a multiple-choice question with four options about 150."""
 
 
 def count_params(config_dir: Path) -> dict[str, int]:
@@ -28,16 +44,113 @@ def count_params(config_dir: Path) -> dict[str, int]:
     return {"lm_linear": lm_linear, "other": other}
 
 
-def estimate(config_dir: Path, fmt: QuantFormat, *, backend: str, prompt_tokens: int,
-             max_new_tokens: int = 7) -> dict[str, Any]:
-    """Estimated device bytes: weights, KV cache, and a rough activation peak."""
+@dataclass(frozen=True)
+class ClipCost:
+    """What one clip will put through the model: sampled frames, their size, video tokens."""
+
+    clip: str
+    frames: int
+    height: int
+    width: int
+    video_tokens: int
+    vision_patches: int
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.video_tokens + TEXT_TOKENS
+
+    @property
+    def frame_bytes(self) -> int:
+        """Decoded uint8 RGB frames."""
+        return self.frames * self.height * self.width * 3
+
+    def describe(self) -> str:
+        return (f"{self.frames} frames at {self.width}x{self.height} = {self.video_tokens} video tokens")
+
+
+def expected_frames(spec: SamplingSpec, *, total_frames: int | None, fps: float | None, height: int,
+                    width: int) -> tuple[int, int, int] | None:
+    """(frames, height, width) the sampler will produce for a video with these header facts; None
+    when the length is unknown or the facts do not sample (the decoder then says why)."""
+    if not total_frames or height < 1 or width < 1:
+        return None
+    fps = fps if fps and fps > 0 else 30.0
+    try:
+        n = (len(sampling.sample_indices(spec, total_frames=total_frames, video_fps=fps))
+             if total_frames >= sampling.FRAME_FACTOR else sampling.FRAME_FACTOR)
+        h, w = sampling.frame_size(spec, height=height, width=width, nframes=max(n, sampling.FRAME_FACTOR))
+    except ConfigError:
+        return None
+    return n, h, w
+
+
+def clip_cost(clip: str, frames: int, height: int, width: int, *, family, config: dict[str, Any]) -> ClipCost:
+    return ClipCost(clip=clip, frames=frames, height=height, width=width,
+                    video_tokens=family.video_tokens(config, frames, height, width),
+                    vision_patches=family.vision_patches(config, frames, height, width))
+
+
+def activation_bytes(shape: ModelShape, config: dict[str, Any], cost: ClipCost | None, prompt_tokens: int, *,
+                     eager_attention: bool = False) -> dict[str, int]:
+    """A rough activation peak (bf16), one layer at a time: the language model's prefill, the vision
+    tower over every patch, the frames as float32 pixel values, and eager attention's score matrix."""
+    lm = prompt_tokens * shape.hidden * 2 * 8 + prompt_tokens * shape.intermediate * 2 * 3
+    vision = pixels = 0
+    if cost is not None:
+        vis = config.get("vision_config") or {}
+        vh, vi = int(vis.get("hidden_size") or 0), int(vis.get("intermediate_size") or 0)
+        vision = cost.vision_patches * (6 * vh + 3 * vi) * 2
+        pixels = cost.frame_bytes * 4
+    scores = shape.heads * prompt_tokens * prompt_tokens * 2 if eager_attention else 0
+    return {"lm": int(lm), "vision": int(vision), "pixels": int(pixels), "attention_scores": int(scores)}
+
+
+def estimate(config_dir: Path, fmt: QuantFormat, *, backend: str, prompt_tokens: int | None = None,
+             max_new_tokens: int = 7, clip: ClipCost | None = None, eager_attention: bool = False,
+             params: dict[str, int] | None = None) -> dict[str, Any]:
+    """Estimated device bytes: weights, KV cache, activations (and the frames) for one request of
+    ``clip`` (or of ``prompt_tokens`` text tokens when no clip is given)."""
     shape = ModelShape.from_dir(config_dir)
-    params = count_params(config_dir)
+    config = json.loads((Path(config_dir) / "config.json").read_text())
+    params = params or count_params(config_dir)
     per = fmt.stored_bytes_per_weight(backend)
     fake = fmt.backends.get(backend) is not None and fmt.backends[backend].how == "fake-quant"
     weights = params["lm_linear"] * per + params["other"] * 2.0
-    kv = shape.kv_bytes_per_token(1 if fmt.kv_cache == "fp8" else 2) * (prompt_tokens + max_new_tokens)
-    activations = prompt_tokens * shape.hidden * 2 * 8 + prompt_tokens * shape.intermediate * 2 * 3
+    tokens = clip.prompt_tokens if clip is not None else (prompt_tokens or TEXT_TOKENS)
+    kv = shape.kv_bytes_per_token(1 if fmt.kv_cache == "fp8" else 2) * (tokens + max_new_tokens)
+    act = activation_bytes(shape, config, clip, tokens, eager_attention=eager_attention)
+    activations = sum(act.values())
     total = weights + kv + activations
     return {"weights_bytes": int(weights), "kv_cache_bytes": int(kv), "activation_bytes": int(activations),
+            "activations": act, "frame_bytes": clip.frame_bytes if clip else 0, "prompt_tokens": tokens,
             "total_bytes": int(total), "fake_quant_no_savings": fake, "params": params}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one request may take on this engine: a context length and (where memory grows with the
+    clip, i.e. HF) a device memory budget. ``check`` says why a clip does not fit, naming the option."""
+
+    backend: str
+    device: str
+    """Printed in messages ('NVIDIA H200', 'host memory')."""
+    context_tokens: int | None
+    context_option: str
+    """Where the context limit comes from: '--max-model-len' or "the model's max_position_embeddings"."""
+    memory_bytes: float | None
+    """Device bytes the engine may use; None when memory does not grow per clip (vLLM pre-allocates)."""
+    settings_note: str
+    """The sampling options as given, for the message ('--fps 4, --max-frames 768, --resolution 250x250')."""
+
+    def check(self, cost: ClipCost, *, need_bytes: float | None = None, max_new_tokens: int = 7) -> str | None:
+        """None when ``cost`` fits, else what to lower (the message of the clip's error)."""
+        lower = f"lower --fps, --max-frames or --resolution (now {self.settings_note})"
+        if self.context_tokens is not None and cost.prompt_tokens + max_new_tokens > self.context_tokens:
+            raise_len = ", or raise --max-model-len" if self.context_option == "--max-model-len" else ""
+            return (f"about {cost.prompt_tokens} prompt tokens ({cost.describe()}) exceed the "
+                    f"{self.context_tokens}-token context ({self.context_option}): {lower}{raise_len}")
+        if self.memory_bytes is not None and need_bytes is not None and need_bytes > self.memory_bytes:
+            return (f"needs about {need_bytes / 2**30:.1f} GiB ({cost.describe()}), over the "
+                    f"{self.memory_bytes / 2**30:.1f} GiB of {self.device}: {lower}"
+                    + (", or lower --max-model-len" if self.context_option == "--max-model-len" else ""))
+        return None

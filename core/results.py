@@ -38,6 +38,8 @@ class ResultsWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if _torn(self.path):  # a run killed mid-line: end that line, or the next record would join it
+            os.write(self._fd, b"\n")
         if header is not None:
             self.write({"type": "header", "schema": SCHEMA, **header})
 
@@ -54,6 +56,19 @@ class ResultsWriter:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+def _torn(path: Path) -> bool:
+    """The file is non-empty and its last line has no newline."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 def _default(obj: Any) -> Any:

@@ -39,11 +39,20 @@ class EngineLoadError(VqbenchError):
 
 
 class FrameCache:
-    """Decoded clips by (path, sampling); errors are cached too, so a bad file is decoded once."""
+    """Decoded clips by (path, sampling); errors are cached too, so a bad file is decoded once.
+
+    ``put`` hands in a clip decoded elsewhere (``vqbench run``'s decode-ahead workers): frames, or
+    the exception its decode raised, which ``get`` then raises for that clip alone."""
 
     def __init__(self, max_bytes: int = 2 * 2**30) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str], Frames | VideoError] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], Frames | BaseException] = OrderedDict()
+
+    def put(self, clip: VideoClip, spec: SamplingSpec, item: Frames | BaseException) -> None:
+        key = (str(clip.path), spec.key())
+        self._items[key] = item
+        self._items.move_to_end(key)
+        self._evict()
 
     def get(self, clip: VideoClip, spec: SamplingSpec) -> Frames:
         key = (str(clip.path), spec.key())
@@ -56,7 +65,7 @@ class FrameCache:
             self._evict()
         self._items.move_to_end(key)
         item = self._items[key]
-        if isinstance(item, VideoError):
+        if isinstance(item, BaseException):
             raise item
         return item
 

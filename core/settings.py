@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -77,6 +78,38 @@ def parse_fraction(text: str) -> float:
     if not 0 < value <= 1:
         raise ValueError(f"must be in (0, 1], got {text}")
     return value
+
+
+def parse_workers(text: str | int | None) -> int | None:
+    """'auto' (or '') -> None (sized to the machine); otherwise a count >= 0 (0 = no worker processes)."""
+    if text is None or str(text).strip().lower() in {"", "auto"}:
+        return None
+    return _non_negative_int(str(text).strip())
+
+
+def parse_size(text: str | int) -> int:
+    """'2GiB', '2G', '512MiB', '1.5g', '100B' -> bytes (binary multiples); a bare number is MiB."""
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+)([kmgt]?)(i?b)?", str(text).strip().lower().replace(" ", ""))
+    if m is None:
+        raise ValueError(f"'{text}' is not a size (use e.g. 2GiB or 512MiB)")
+    number, prefix, suffix = m.groups()
+    scale = 2 ** (10 * "_kmgt".index(prefix)) if prefix else (1 if suffix else 2**20)
+    value = int(float(number) * scale)
+    if value < 1:
+        raise ValueError(f"'{text}' is not a positive size")
+    return value
+
+
+def _size_text(text: str) -> str:
+    parse_size(text)  # validates; the text is kept (what results and the options table show)
+    return str(text).strip()
+
+
+def parse_decoder(text: str) -> str:
+    key = str(text).strip().lower()
+    if key not in ("pyav", "nvdec"):
+        raise ValueError(f"unknown decoder '{text}' (use pyav or nvdec)")
+    return key
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -198,6 +231,22 @@ class Settings:
                                                  "'' keeps the aspect ratio within the pixel budget)")
     max_new_tokens: int = option(7, flags=("--max-new-tokens", "--max-tokens"), fronts=RUN_FRONTS,
                                  parse=_positive(int), metavar="N", help="new tokens per answer (default 7)")
+    # --- decoding (``vqbench run``; the suite decodes each clip once, outside its timed rounds) ------
+    decoder: str = option("pyav", flags=("--decoder",), fronts=("run",), parse=parse_decoder, metavar="D",
+                          help="video decoder: pyav (FFmpeg on the CPU, default) or nvdec (the GPU's decoder "
+                               "through PyNvVideoCodec; falls back to pyav, saying why, where it cannot run)")
+    decode_workers: int | None = option(None, flags=("--decode-workers",), fronts=("run",), parse=parse_workers,
+                                        metavar="N", help="processes decoding upcoming videos while the engine "
+                                                          "answers (default auto: every core but two for a GPU "
+                                                          "engine, one for a CPU engine; 0 = decode in the main "
+                                                          "process, one video at a time)")
+    decode_memory: str = option("2GiB", flags=("--decode-memory",), fronts=("run",), parse=_size_text,
+                                metavar="SIZE", help="memory for decoded videos waiting for the engine, which "
+                                                     "bounds how many are decoded ahead (default 2GiB; a bare "
+                                                     "number is MiB)")
+    resume: bool = option(False, flags=("--resume",), kind="flag", fronts=("run",),
+                          help="answer only the videos the results file has no answer for yet (same settings "
+                               "required: a changed one is refused, naming it)")
     # --- timing ----------------------------------------------------------------------------------
     rounds: int = option(3, flags=("--rounds",), parse=_positive(int), metavar="N",
                          help="timed rounds per cell (default 3)")
@@ -255,6 +304,9 @@ class Settings:
     def golden_tolerance_for(self, fmt_name: str) -> float:
         """The golden log-prob tolerance of a format (its own, else the global one)."""
         return float(self.golden_tolerances.get(fmt_name, self.golden_tolerance))
+
+    def decode_memory_bytes(self) -> int:
+        return parse_size(self.decode_memory)
 
     def sampling(self) -> SamplingSpec:
         res = parse_resolution(self.resolution) if self.resolution else None

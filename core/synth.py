@@ -205,3 +205,32 @@ def encode(frames: np.ndarray, path: Path, *, fps: int = FPS, crf: int = 30, cod
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def encode_large(path: Path, *, kind: str = "normal", seed: int = 0, width: int = 1920, height: int = 1080,
+                 fps: int = 60, seconds: float = 6.0, crf: int = 23, preset: str = "veryfast",
+                 gop: int | None = None) -> Path:
+    """A large test clip (1080p60 by default) for decode timings: the scene rendered at a quarter of
+    the size (a full-size render of every frame would take gigabytes), scaled up frame by frame
+    while encoding with libx264 (all threads, ``preset``, a keyframe every ``gop`` frames, one a
+    second by default, as dashcams do). Not byte-reproducible (threaded encoding); smoother than
+    camera footage, so its decode cost is a lower bound for real 1080p video."""
+    import av
+
+    small = render_clip(kind, seed, width=max(16, width // 4) // 2 * 2, height=max(16, height // 4) // 2 * 2,
+                        fps=fps, seconds=seconds)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = gop or fps
+        stream.options = {"crf": str(crf), "preset": preset}
+        for arr in small:
+            frame = av.VideoFrame.from_ndarray(arr, format="rgb24").reformat(
+                width=width, height=height, format="yuv420p", interpolation="BICUBIC")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

@@ -34,6 +34,10 @@ def test_help_and_parser_import_nothing_heavy():
                                check=True).stdout
     for command in ("doctor", "run", "quantize", "report", "compare", "bundle"):
         assert command in help_text
+    run_help = subprocess.run([sys.executable, "-m", "core.cli", "run", "--help"], capture_output=True, text=True,
+                              check=True).stdout
+    for flag in ("--resume", "--decoder", "--decode-workers", "--decode-memory"):
+        assert flag in run_help
 
 
 def test_doctor_json_has_every_format_and_a_reason_for_every_no(capsys):
@@ -74,6 +78,7 @@ def video_dir(tmp_path):
     for c in dataset.fixture_clips()[:2]:
         shutil.copy(c.path, d / c.path.name)
     (d / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 2000)
+    (d / "notes.txt").write_text("which camera is which\n" * 20)
     return d
 
 
@@ -84,6 +89,7 @@ def test_run_writes_json_jsonl_and_csv_and_survives_a_broken_video(capsys, video
                          "--output", str(out), "--csv", str(answers))
     assert code == 1, "a broken video makes the exit status non-zero"
     assert "estimated memory" in err and "broken" in err
+    assert "1 file in" in err and "| notes.txt |" in err, "a file that is no video is named, not dropped"
     doc = json.loads(out.read_text())
     by_id = {r["video"]: r for r in doc["results"]}
     good = sorted(c.id for c in dataset.fixture_clips()[:2])
@@ -95,6 +101,9 @@ def test_run_writes_json_jsonl_and_csv_and_survives_a_broken_video(capsys, video
         assert set(r["candidate_logprobs"]) == {"Normal", "Anomaly"}
         assert r["timings"]["total_s"] > 0 and r["tokens"]["video"] > 0
     assert doc["summary"]["videos"] == 3 and doc["summary"]["ok"] == 2 and doc["summary"]["errors"] == 1
+    assert doc["summary"]["skipped_files"] == 1 and doc["skipped"][0]["path"] == "notes.txt"
+    assert doc["skipped"][0]["reason"]
+    assert all(by_id[v]["timings"]["video_wait_s"] >= 0 and by_id[v]["frames"]["decoder"] == "pyav" for v in good)
     lines = [json.loads(x) for x in out.with_suffix(".jsonl").read_text().splitlines() if x.strip()]
     assert {x.get("video") for x in lines if "video" in x} == set(by_id)
     rows = list(csv.reader(answers.open()))
@@ -185,3 +194,29 @@ def test_allow_pickle_reaches_the_checkpoint_check_from_pytest(pytester, pickle_
     refused.stdout.fnmatch_lines(["*only pickle weights*--allow-pickle*"])
     allowed = pytester.runpytest_subprocess(*args, "--allow-pickle")
     allowed.assert_outcomes(passed=1)
+
+
+@pytest.mark.slow
+def test_perf_probes_run_on_cpu(tmp_path):
+    """The GPU measurement's logic on the CPU with the tiny model (no timing asserted): decode-ahead vs
+    the engine alone on the same clips, and the NVDEC probe saying why it cannot run here."""
+    folder = tmp_path / "clips"
+    base = [sys.executable, "-m", "core.tools.perf"]
+    res = subprocess.run([*base, "decode-ahead", "--folder", str(folder), "--clips", "3", "--size", "128x96",
+                          "--clip-fps", "12", "--seconds", "1", "--model", "tiny", "--backend", "hf", "--device", "cpu",
+                          "--passes", "1", "--json", str(tmp_path / "da.json")],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads((tmp_path / "da.json").read_text())
+    modes = [r["mode"] for r in rows]
+    assert modes == ["engine alone (pre-decoded)", "decode-ahead [pyav]", "serial (no workers) [pyav]"]
+    assert all(r["videos"] == 3 and r["videos_per_s"] > 0 for r in rows)
+    assert rows[1]["errors"] == 0 and rows[1]["workers"] == 1 and rows[1]["decode_s"] > 0
+    res = subprocess.run([*base, "nvdec", "--folder", str(folder), "--clips", "3", "--json", str(tmp_path / "nv.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads((tmp_path / "nv.json").read_text())
+    assert rows[0]["decoder"] == "pyav" and rows[0]["clips"] == 3 and rows[0]["errors"] == 0
+    assert rows[-1]["decoder"] in ("nvdec", "nvdec vs pyav")
+    if rows[-1]["decoder"] == "nvdec":
+        assert "unavailable" in rows[-1]["errors"]

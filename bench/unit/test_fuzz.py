@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from core import dataset, synth
 from core.errors import DatasetError, VideoError
 from core.sampling import SamplingSpec
-from core.video import load_frames
+from core.video import Probe, load_frames, sniff
 
 pytestmark = pytest.mark.cpu
 
@@ -61,6 +61,33 @@ def test_mutated_videos_decode_or_fail_cleanly(tmp_path, seed_video, muts, cut):
             return
     assert fr.array.dtype == np.uint8 and fr.array.ndim == 4 and fr.array.shape[1:] == (56, 56, 3)
     assert fr.array.shape[0] >= 2 and len(fr.indices) == fr.array.shape[0]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(muts=mutations, cut=st.one_of(st.none(), st.floats(0.0, 1.0)),
+       name=st.sampled_from(["m.mp4", "m.h264", "m.gif", "m.txt", "m", "m.bin", "m.ts", "m.png"]),
+       junk=st.one_of(st.none(), st.binary(max_size=2000)))
+def test_probing_any_file_answers_and_never_raises(tmp_path, seed_video, muts, cut, name, junk):
+    """The folder scan's probe on mutated videos, truncations and raw junk under any name: always a
+    Probe (a video, or a reason why not), never an exception, never a hang."""
+    data = bytearray(seed_video if junk is None else junk or b"\x00")
+    for pos, val in muts:
+        data[pos % len(data)] = val
+    if cut is not None:
+        data = data[: int(len(data) * cut)]
+    path = tmp_path / name
+    path.write_bytes(bytes(data))
+    with no_hang(20):
+        probe = sniff(path)
+    assert isinstance(probe, Probe) and probe.path == str(path)
+    assert probe.video or probe.reason, "a file that is no video must say why"
+    if probe.video:
+        assert probe.width > 0 and probe.height > 0
+        with no_hang(20):
+            try:
+                load_frames(path, SamplingSpec(fps=2.0, resolution=(56, 56)))
+            except VideoError as exc:  # a probed video may still fail to decode, but only this way
+                assert str(path) in str(exc)
 
 
 cell_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)

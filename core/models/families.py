@@ -42,6 +42,15 @@ class Family:
         """The token video frames occupy in HF ``input_ids``."""
         raise NotImplementedError
 
+    def video_tokens(self, config: dict[str, Any], frames: int, height: int, width: int) -> int:
+        """Prompt tokens ``frames`` sampled frames of ``height`` x ``width`` become (for the memory and
+        context budget before anything is decoded)."""
+        raise NotImplementedError
+
+    def vision_patches(self, config: dict[str, Any], frames: int, height: int, width: int) -> int:
+        """Patches the vision tower processes for those frames (its activations scale with these)."""
+        raise NotImplementedError
+
     def vllm_video_token_id(self, tokenizer) -> int:
         """The token video frames occupy in vLLM's prompt ids."""
         raise NotImplementedError
@@ -82,6 +91,22 @@ class QwenVL(Family):
         merge = model.model.visual.spatial_merge_size ** 2
         return emb, [h * w // merge] * t
 
+    @staticmethod
+    def _grid(config: dict[str, Any]) -> tuple[int, int, int]:
+        vis = config.get("vision_config") or {}
+        return (int(vis.get("patch_size") or 14), int(vis.get("spatial_merge_size") or 2),
+                int(vis.get("temporal_patch_size") or 2))
+
+    def vision_patches(self, config: dict[str, Any], frames: int, height: int, width: int) -> int:
+        """Qwen2-VL's grid: ``temporal_patch_size`` frames x ``patch_size``-pixel squares."""
+        patch, _, temporal = self._grid(config)
+        return -(-frames // temporal) * (height // patch) * (width // patch)
+
+    def video_tokens(self, config: dict[str, Any], frames: int, height: int, width: int) -> int:
+        """One token per ``spatial_merge_size``^2 patches: 480 frames at 252x252 -> 240 x 9 x 9 = 19440."""
+        _, merge, _ = self._grid(config)
+        return self.vision_patches(config, frames, height, width) // (merge * merge)
+
 
 class InternVL(Family):
     """InternVL3.5 in the HF format (``InternVLForConditionalGeneration``): one tile per video frame.
@@ -118,6 +143,26 @@ class InternVL(Family):
         frames = emb.shape[0] if emb.dim() == 3 else 1
         emb = emb.reshape(-1, emb.shape[-1])
         return emb, [emb.shape[0] // frames] * frames
+
+    FRAME_TEXT_TOKENS = 8
+    """``FrameN: <img>`` ... ``</img>`` around each frame's image tokens."""
+
+    @staticmethod
+    def _tile(config: dict[str, Any]) -> tuple[int, int, float]:
+        vis = config.get("vision_config") or {}
+        size, patch = vis.get("image_size") or 448, vis.get("patch_size") or 14
+        size = size[0] if isinstance(size, (list, tuple)) else size
+        patch = patch[0] if isinstance(patch, (list, tuple)) else patch
+        return int(size), int(patch), float(config.get("downsample_ratio") or 0.5)
+
+    def vision_patches(self, config: dict[str, Any], frames: int, height: int, width: int) -> int:
+        """Every frame is resized to one ``image_size`` tile, whatever its size."""
+        size, patch, _ = self._tile(config)
+        return frames * (size // patch) ** 2
+
+    def video_tokens(self, config: dict[str, Any], frames: int, height: int, width: int) -> int:
+        size, patch, ratio = self._tile(config)
+        return frames * (int((size // patch) ** 2 * ratio * ratio) + self.FRAME_TEXT_TOKENS)
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (QwenVL(), InternVL())}

@@ -6,6 +6,10 @@
     python -m core.tools.perf summarize RESULTS.jsonl        # one row per engine, timed records only
     python -m core.tools.perf bare-vllm RESULTS.jsonl --model qwen2.5-vl-7b --rounds 5
                                                        # vLLM's own loop vs the suite's cell, same engine
+    python -m core.tools.perf make-clips --folder /tmp/clips1080 --clips 64    # 1080p60 H.264 test clips
+    python -m core.tools.perf decode-ahead --folder /tmp/clips1080 --model qwen2.5-vl-7b --backend vllm
+                                                       # videos/s: decode-ahead vs the engine alone
+    python -m core.tools.perf nvdec --folder /tmp/clips1080   # NVDEC vs PyAV: time and pixel difference
 
 Numbers go to stdout as a Markdown table and, with ``--json FILE``, to a file.
 """
@@ -207,6 +211,205 @@ def bare_vllm(model: str, fmt: str, rounds: int, *, videos: str, max_videos: int
     return rows
 
 
+def make_clips(folder: Path, *, clips: int, size: str = "1920x1080", fps: int = 60, seconds: float = 6.0,
+               unique: int = 8) -> list[Path]:
+    """A folder of ``clips`` H.264 clips (``core.synth.encode_large``): ``unique`` distinct scenes,
+    the rest copies under other names (decoding a copy costs the same; engines run with their caches
+    reset per request). Reused when already there."""
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+
+    from core import synth
+
+    w, h = (int(x) for x in size.lower().split("x"))
+    folder.mkdir(parents=True, exist_ok=True)
+    kinds = synth.KINDS
+    first = [folder / f"u{i:02d}_{kinds[i % len(kinds)]}.mp4" for i in range(min(unique, clips))]
+    todo = [p for p in first if not p.is_file()]
+    if todo:
+        import multiprocessing
+
+        with ProcessPoolExecutor(max_workers=max(1, min(4, len(todo))),
+                                 mp_context=multiprocessing.get_context("spawn")) as ex:
+            list(ex.map(_encode_one, [(str(p), kinds[i % len(kinds)], i, w, h, fps, seconds)
+                                      for i, p in enumerate(first) if p in todo]))
+    out = list(first)
+    for i in range(len(first), clips):
+        dst = folder / f"c{i:03d}.mp4"
+        if not dst.is_file():
+            shutil.copyfile(first[i % len(first)], dst)
+        out.append(dst)
+    return out
+
+
+def _encode_one(args) -> str:
+    from core import synth
+
+    path, kind, seed, w, h, fps, seconds = args
+    tmp = Path(path).with_suffix(".part.mp4")
+    synth.encode_large(tmp, kind=kind, seed=seed, width=w, height=h, fps=fps, seconds=seconds)
+    tmp.replace(path)
+    return path
+
+
+def _run_plan(model: str, backend: str, fmt: str, device: str, settings: Settings):
+    from core.capability import check
+    from core.errors import Unsupported
+    from core.matrix import Engine, EnginePlan
+
+    dev = devices.CPU if device == "cpu" else devices.primary()
+    spec, f = registry.resolve(model), get_format(fmt)
+    verdict = check(backend, f, dev, spec=spec)
+    if not verdict:
+        raise Unsupported(verdict.reason)
+    return EnginePlan(Engine(spec.name, backend, f.id, dev.kind), spec, f, verdict, device_class=dev.gpu_class)
+
+
+def decode_ahead(folder: Path, *, model: str, backend: str, fmt: str, device: str, clips: int, passes: int = 2,
+                 decoder: str = "pyav", workers: int | None = None) -> list[dict[str, Any]]:
+    """End-to-end videos/s over a folder, three ways, on one loaded engine, interleaved ``passes`` times:
+
+    * ``engine alone``: every clip decoded beforehand (untimed); the timed loop only answers
+      (``run_cell``, the cell ``vqbench run`` times) - the ceiling;
+    * ``decode-ahead``: ``vqbench run``'s loop (``answer_clips``): workers decode while the engine
+      answers; the clock includes starting the worker pool and waiting for the first clip;
+    * ``serial``: the same loop with no workers (decode, then answer: vqbench before decode-ahead).
+
+    ``ratio`` is videos/s over the engine alone's (goal >= 0.9 for the 7B shape in vLLM bf16 on 16
+    cores). ``steady`` leaves out the wait for the first clip (pool start and its decode)."""
+    import time
+
+    from core.commands.run import _one_round, answer_clips
+    from core.decode import resolve_decoder
+    from core.matrix import Cell
+    from core.runner import EnginePool, FrameCache, run_cell, sampling_for
+    from core.tasks import get_task
+
+    settings = Settings(videos=str(folder), ignore_eos=True)
+    paths = dataset.scan(folder).clips[:clips]
+    plan = _run_plan(model, backend, fmt, device, settings)
+    task = get_task("anomaly")
+    pool = EnginePool(settings)
+    used, why = resolve_decoder(decoder)
+    rows: list[dict[str, Any]] = []
+    try:
+        cache = FrameCache(max_bytes=64 * 2**30)
+        t0 = time.perf_counter()
+        for clip in paths:  # pre-decode (untimed) and warm the engine up on the first clip
+            cache.get(clip, sampling_for(Cell(plan, task, clip), settings))
+        predecode_s = time.perf_counter() - t0
+        run_cell(Cell(plan, task, paths[0]), pool, cache, settings, timer=_one_round)
+        engine_vps = None
+        for i in range(passes):
+            t0 = time.perf_counter()
+            lat = [run_cell(Cell(plan, task, c), pool, cache, settings, timer=_one_round)["timings"]["total_s"]
+                   for c in paths]
+            wall = time.perf_counter() - t0
+            engine_vps = len(paths) / wall
+            rows.append({"pass": i + 1, "mode": "engine alone (pre-decoded)", "videos": len(paths), "wall_s": wall,
+                         "videos_per_s": engine_vps, "ratio": 1.0, "engine_s": sum(lat),
+                         "decode_s": predecode_s if i == 0 else None})
+            for mode, w in (("decode-ahead", workers), ("serial (no workers)", 0)):
+                plans: list[Any] = []
+                t0 = time.perf_counter()
+                done = list(answer_clips(paths, plan=plan, task=task, pool=pool, settings=settings,
+                                         decoder=used, workers=w, on_plan=plans.append))
+                wall = time.perf_counter() - t0
+                ok = [d.record for d in done if d.record["status"] == "ok"]
+                first_wait = done[0].wait_s if done else 0.0
+                vps = len(done) / wall
+                rows.append({"pass": i + 1, "mode": f"{mode} [{used}]", "videos": len(done), "wall_s": wall,
+                             "videos_per_s": vps, "ratio": vps / engine_vps,
+                             "steady_ratio": (len(done) - 1) / max(wall - first_wait, 1e-9) / engine_vps
+                             if len(done) > 1 else None,
+                             "engine_s": sum(r["timings"]["total_s"] for r in ok),
+                             "decode_s": sum(r["timings"]["video_decode_s"] for r in ok),
+                             "wait_s": sum(d.wait_s for d in done), "errors": len(done) - len(ok),
+                             "workers": plans[0].workers if plans else None,
+                             "ahead": plans[0].ahead if plans else None})
+    finally:
+        pool.release()
+    if why:
+        rows.append({"pass": "-", "mode": f"nvdec unavailable: {why}"})
+    return rows
+
+
+def _nvdec_sequential(job):
+    from core import nvdec as nv
+
+    return nv.load_frames(job.path, job.spec, fallback=False, access="sequential")
+
+
+def _nvdec_random(job):
+    from core import nvdec as nv
+
+    return nv.load_frames(job.path, job.spec, fallback=False, access="random")
+
+
+def nvdec(folder: Path, *, clips: int, sweep: tuple[int, ...] = (2, 4, 7)) -> list[dict[str, Any]]:
+    """NVDEC (``--decoder nvdec``) against PyAV on the same clips, as ``vqbench run`` samples them:
+    per-clip decode latency in one process (NVDEC reading every frame in order, and seeking to each
+    sampled frame), throughput of the decode-ahead pool (PyAV sized to the cores; NVDEC with each
+    worker count of ``sweep``), and the pixel difference of the frames the model would see (mean,
+    99th percentile and max absolute difference, 0-255)."""
+    import time
+
+    import numpy as np
+
+    from core import decode
+
+    spec = Settings().sampling()
+    paths = [c.path for c in dataset.scan(folder).clips[:clips]]
+    used, why = decode.resolve_decoder("nvdec")
+    rows: list[dict[str, Any]] = []
+
+    def timed(jobs, workers, ahead, fn=decode.decode):
+        t0 = time.perf_counter()
+        outs = list(decode.DecodeAhead(jobs, workers=workers, ahead=ahead, fn=fn))
+        return outs, time.perf_counter() - t0
+
+    frames: dict[str, list[Any]] = {}
+    variants = [("pyav", "pyav", decode.decode)]
+    if used == "nvdec":
+        variants += [("nvdec sequential", "nvdec", _nvdec_sequential), ("nvdec random access", "nvdec", _nvdec_random)]
+    for label, name, fn in variants:
+        jobs = [decode.Job(str(p), spec, decoder=name) for p in paths]
+        outs, serial = timed(jobs, 1, 1, fn)  # one worker, one clip at a time: per-clip latency
+        frames[label] = [o.frames for o in outs]
+        ok = [f for f in frames[label] if f is not None]
+        row = {"decoder": label, "clips": len(paths), "errors": len(paths) - len(ok),
+               "decode_s_per_clip": statistics.fmean(f.decode_s for f in ok) if ok else None,
+               "one_process_videos_per_s": len(paths) / serial}
+        if name == "pyav" and ok:
+            p = decode.plan(clips=len(jobs), clip_bytes=max(f.array.nbytes for f in ok), decoder="pyav")
+            pooled_jobs = [decode.Job(j.path, j.spec, threads=p.threads) for j in jobs]
+            row.update(pool_workers=p.workers, pool_videos_per_s=len(paths) / timed(pooled_jobs, p.workers, p.ahead)[1])
+        rows.append(row)
+        if not ok:
+            rows[-1]["first_error"] = str(next(o.error for o in outs if o.error is not None))[:300]
+    if used == "nvdec":
+        jobs = [decode.Job(str(p), spec, decoder="nvdec") for p in paths]
+        for w in sweep:
+            _, wall = timed(jobs, w, 2 * w)
+            rows.append({"decoder": "nvdec (auto access)", "clips": len(paths), "pool_workers": w,
+                         "pool_videos_per_s": len(paths) / wall})
+        diffs, p99, peak, same = [], [], 0, 0
+        for a, b in zip(frames["pyav"], frames["nvdec sequential"]):
+            if a is None or b is None or a.array.shape != b.array.shape:
+                continue
+            same += a.indices == b.indices
+            d = np.abs(a.array.astype(np.int16) - b.array.astype(np.int16))
+            diffs.append(float(d.mean()))
+            p99.append(float(np.percentile(d, 99)))
+            peak = max(peak, int(d.max()))
+        rows.append({"decoder": "nvdec vs pyav", "clips": len(diffs), "same_frame_indices": same,
+                     "pixel_mean_abs_diff": statistics.fmean(diffs) if diffs else None,
+                     "pixel_p99_abs_diff": max(p99) if p99 else None, "pixel_max_abs_diff": peak})
+    else:
+        rows.append({"decoder": "nvdec", "clips": 0, "errors": f"unavailable: {why}"})
+    return rows
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no rows)"
@@ -219,7 +422,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("probe", choices=["peaks", "modes", "overhead", "summarize", "bare-vllm"])
+    p.add_argument("probe", choices=["peaks", "modes", "overhead", "summarize", "bare-vllm", "make-clips",
+                                     "decode-ahead", "nvdec"])
     p.add_argument("results", nargs="?", type=Path, help="summarize, bare-vllm: the suite's results JSON-lines file")
     p.add_argument("--videos", default="", help="bare-vllm: clips (default: the fixture clips)")
     p.add_argument("--max-videos", type=int, default=4)
@@ -228,6 +432,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--tokens", type=int, default=7)
     p.add_argument("--json", type=Path)
+    p.add_argument("--folder", type=Path, default=Path("/tmp/vqbench-clips"),
+                   help="make-clips, decode-ahead, nvdec: the clips' folder (made when missing)")
+    p.add_argument("--clips", type=int, default=64, help="make-clips, decode-ahead, nvdec: how many clips")
+    p.add_argument("--size", default="1920x1080", help="make-clips: WIDTHxHEIGHT (default 1920x1080)")
+    p.add_argument("--clip-fps", type=int, default=60, help="make-clips: frames per second (default 60)")
+    p.add_argument("--seconds", type=float, default=6.0, help="make-clips: clip length (default 6)")
+    p.add_argument("--backend", default="vllm", help="decode-ahead: the engine's backend (default vllm)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--decoder", default="pyav", choices=["pyav", "nvdec"], help="decode-ahead: decoder")
+    p.add_argument("--workers", type=int, default=None, help="decode-ahead: decode workers (default auto)")
+    p.add_argument("--passes", type=int, default=2, help="decode-ahead: interleaved passes")
     a = p.parse_args(argv)
     if a.probe == "peaks":
         from core.metrics.roofline import measure_peaks
@@ -242,6 +457,18 @@ def main(argv: list[str] | None = None) -> int:
         rows = summarize(a.results)
     elif a.probe == "bare-vllm":
         rows = bare_vllm(a.model, a.format, a.rounds, videos=a.videos, max_videos=a.max_videos, suite_results=a.results)
+    elif a.probe in ("make-clips", "decode-ahead", "nvdec"):
+        if not any(a.folder.glob("*.mp4")) or a.probe == "make-clips":
+            made = make_clips(a.folder, clips=a.clips, size=a.size, fps=a.clip_fps, seconds=a.seconds)
+            print(f"{len(made)} clips in {a.folder}", file=sys.stderr)
+        if a.probe == "make-clips":
+            rows = [{"folder": str(a.folder), "clips": len(list(a.folder.glob("*.mp4"))), "size": a.size,
+                     "fps": a.clip_fps, "seconds": a.seconds}]
+        elif a.probe == "decode-ahead":
+            rows = decode_ahead(a.folder, model=a.model, backend=a.backend, fmt=a.format, device=a.device,
+                                clips=a.clips, passes=a.passes, decoder=a.decoder, workers=a.workers)
+        else:
+            rows = nvdec(a.folder, clips=a.clips)
     elif a.probe == "modes":
         rows = modes(a.model, a.format, a.rounds, a.tokens)
     else:
