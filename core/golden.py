@@ -51,10 +51,14 @@ def recorded_with(backend: str, tool: str) -> dict[str, str]:
     library upgrade that keeps the numbers is fine."""
     from core.backends import backend_info
     from core.capability import version
-    from core.quant import quantizer_info
+    from core.quant import quantizer_info, resolve
 
-    names = [*backend_info(backend).versioned, *quantizer_info(tool).versioned]
-    return {n: v for n in dict.fromkeys(names) if (v := version(n))}
+    q = quantizer_info(tool)
+    names = [*backend_info(backend).versioned, *q.versioned]
+    versions = {n: v for n in dict.fromkeys(names) if (v := version(n))}
+    if q.environment:  # a tool in its own environment: its versions there
+        versions.update(resolve(f"{q.environment}:recorded_versions")())
+    return versions
 
 
 def cpu_model() -> str:
