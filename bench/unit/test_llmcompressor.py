@@ -234,7 +234,7 @@ def test_missing_environment_says_how_to_build_it(tmp_path, monkeypatch):
     broken.chmod(0o755)
     monkeypatch.setenv(llmc.PYTHON_ENV, str(broken))
     llmc.probe.cache_clear()
-    assert "does not run" in llmc.unavailable() and "libfoo" in llmc.unavailable()
+    assert "does not run: ImportError: libfoo.so;" in llmc.unavailable()
     llmc.probe.cache_clear()
 
 
@@ -394,3 +394,24 @@ def test_goldens_record_the_versions_of_the_environment_that_made_the_checkpoint
     versions = recorded_with("vllm", "llmcompressor")
     assert versions["llmcompressor"] == "0.14.0.1"
     assert versions["llmcompressor env"] == "compressed-tensors 0.20.0, transformers 5.23.0, torch 2.14.1"
+
+
+def test_worker_dataset_rows_round_trip_to_the_samples_the_model_would_see():
+    """The worker stores each calibration sample as lists (a datasets row) and its collator turns a
+    batch of one back into the tensors ``calibration.samples`` yielded."""
+    torch = pytest.importorskip("torch", reason="needs torch")
+    pytest.importorskip("transformers", reason="the tokenizer needs transformers")
+    from core.models.families import family
+    from core.models.tokenizer import build_tokenizer
+    from core.quant import calibration
+    from core.quant.llmcompressor_worker import collate
+
+    samples = list(calibration.samples(calibration.make("captions", 2), processor=build_tokenizer(),
+                                       family=family("qwen2_5_vl")))
+    assert len(samples) == 2 and set(samples[0]) == {"input_ids", "attention_mask"}
+    for sample in samples:
+        row = {k: v.tolist() for k, v in sample.items()}
+        back = collate([row])
+        assert all(torch.equal(back[k], sample[k]) for k in sample)
+    with pytest.raises(ValueError):
+        collate([row, row])  # one sample per batch: video samples differ in length and keys

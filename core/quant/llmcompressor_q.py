@@ -142,7 +142,8 @@ def probe(python: str) -> dict[str, Any]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     if done.returncode != 0:
-        return {"error": (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]}
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        return {"error": last[0] if last else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -374,7 +375,8 @@ class LLMCompressorQuantizer(Quantizer):
             "how": ("weights unpacked to bf16 at load (compressed-tensors' decompress_model, which transformers "
                     "would run at the first forward); " + ("input activations fake-quantized on every forward"
                                                            if activations else "activations in bf16")),
-            "packed_weight_bytes": packed, "decompress_s": decompress_s, "layers": dict(parts), "status_at_load": dict(statuses),
+            "packed_weight_bytes": packed, "decompress_s": decompress_s, "layers": dict(parts),
+            "status_at_load": dict(statuses),
             "dequantize": getattr(qcfg, "dequantize", None),
             "use_optimized_inference": getattr(qcfg, "use_optimized_inference", None),
         }

@@ -95,7 +95,8 @@ def support_matrix() -> str:
                 if not v.runnable:
                     text = f"✘ {reasons.setdefault(_generic(v.reason, fmt.id, b), f'n{len(reasons) + 1}')}"
                 elif v.mode == "emulated" and v.reason:
-                    text = f"emulated {hows.setdefault(_generic(v.reason, fmt.id, b), f'e{len(hows) + 1}')}"
+                    how = re.sub(r"found sm_\d+", "found an older GPU", _generic(v.reason, fmt.id, b))
+                    text = f"emulated {hows.setdefault(how, f'e{len(hows) + 1}')}"
                 cells.append(text)
         rows.append(f"| `{fmt.id}` | {fmt.tool} | " + " | ".join(cells) + " |")
     notes = [f"- {n}: {r}" for r, n in reasons.items()]

@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("venv", type=Path, help="virtualenv to create or complete (e.g. tox's {envdir})")
     parser.add_argument("--project", type=Path, default=PROJECT, help=f"this project's checkout (default {PROJECT})")
-    parser.add_argument("--constraints", type=Path, help="pip constraints for the project's own packages "
-                                                          "(e.g. .ci/constraints-cpu.txt: the versions CI records with)")
+    parser.add_argument("--constraints", type=Path,
+                        help="pip constraints for the project's packages (e.g. .ci/constraints-cpu.txt: CI's versions)")
     parser.add_argument("--python", default=sys.executable, help="interpreter for a new venv (default: this one)")
     parser.add_argument("--verify", action="store_true", help="finally import llmcompressor (10-25 s)")
     args = parser.parse_args(argv)
