@@ -15,7 +15,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from core.catalog import backend_info, quantizer_info
+from core.catalog import backend_info, quantizer_info, resolve
 from core.device import DeviceInfo
 from core.formats import QuantFormat
 
@@ -41,6 +41,7 @@ PACKAGES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "psutil": ("psutil", ("psutil",), "pip install psutil"),
     "scipy": ("scipy", ("scipy",), "pip install 'vqbench[stats]'"),
     "statsmodels": ("statsmodels", ("statsmodels",), "pip install 'vqbench[stats]'"),
+    "compressed_tensors": ("compressed_tensors", ("compressed-tensors",), "pip install 'vqbench[ct]'"),
 }
 
 Mode = Literal["native", "emulated", "fake-quant"]
@@ -123,6 +124,13 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
     route = fmt.backends.get(backend)
     if route is None:
         return no(f"{backend} has no path for {fmt.id}")
+    tool = quantizer_info(fmt.tool)
+    if spec is not None:
+        if tool.families and spec.family not in tool.families:
+            return no(f"{fmt.tool}'s recipes here are written for {', '.join(tool.families)} (SmoothQuant mappings, "
+                      f"sequential targets, ignore patterns); {spec.name} is {spec.family}")
+        if spec.kind == "shape" and route.shape:
+            return no(f"{backend} cannot run {fmt.id} for shape-only {spec.name}: {route.shape}")
     sm = device.sm
     if device.kind == "cpu":
         if info.cpu:
@@ -140,17 +148,22 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
                   f"models; found sm_{sm} ({device.name}); the hf backend still runs there, with bf16 emulated")
     if check_packages:
         why = missing_reason(info.packages, f"the {backend} backend")
-        why = why or missing_reason(quantizer_info(fmt.tool).packages, f"format {fmt.id}")
+        why = why or missing_reason(tool.packages, f"format {fmt.id}")
+        why = why or missing_reason(route.packages, f"{fmt.id} on {backend}")
+        if not why and tool.environment:
+            why = resolve(f"{tool.environment}:unavailable")(spec)
         if why:
             return no(why)
+    bf16_note = (f"sm_{sm} ({device.name}) has no bfloat16 tensor cores: bf16 math is emulated, so latency is "
+                 "not representative of the model" if slow_bf16 else "")
+    if route.decompressed:
+        return Verdict(True, "; ".join(filter(None, [route.decompressed, bf16_note])), mode="emulated")
     min_sm = fmt.real_kernels_min_sm
-    emulated = ""
+    emulated = route.cpu_emulation if device.kind == "cpu" else ""
     if route.how != "fake-quant" and min_sm and sm is not None and sm < min_sm:
         if route.below_min_sm != "emulated":
             return no(f"{fmt.id} on {backend} needs sm_{min_sm}+ kernels; found sm_{sm} ({device.name})")
         emulated = f"{fmt.id} needs sm_{min_sm}+ for its tensor cores; found sm_{sm}: {route.emulation}"
-    bf16_note = (f"sm_{sm} ({device.name}) has no bfloat16 tensor cores: bf16 math is emulated, so latency is "
-                 "not representative of the model" if slow_bf16 else "")
     if route.how == "fake-quant":
         note = f"{fmt.tool} fake-quant: numerics of the format, bf16 storage and speed"
         if min_sm and (sm is None or sm < min_sm):

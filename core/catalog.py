@@ -5,6 +5,7 @@ these facts; nothing else lists backends or tools."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 from core.errors import unknown_name
@@ -65,6 +66,16 @@ class QuantizerInfo:
     """Keys of ``core.capability.PACKAGES`` it needs installed."""
     versioned: tuple[str, ...] = ()
     """Packages whose versions results, goldens and the artifact cache record."""
+    exporter: str = ""
+    """``module:function`` writing the checkpoints engines load (``checkpoint_for`` calls it with
+    ``(spec, fmt, options=, device=)``); '' = the tool writes none."""
+    environment: str = ""
+    """For a tool that runs in an environment of its own: the module that finds it, with
+    ``python_path()`` (where it is), ``unavailable(spec) -> str | None`` (why it is not ready here;
+    None when it is, or when ``spec`` needs no run of the tool) and ``recorded_versions()`` (what
+    goldens record of it)."""
+    families: tuple[str, ...] = ()
+    """Model families its recipes are written for (() = any)."""
 
 
 QUANTIZERS: dict[str, QuantizerInfo] = {
@@ -72,11 +83,16 @@ QUANTIZERS: dict[str, QuantizerInfo] = {
     for q in [
         QuantizerInfo(name="none", target="core.quant.base:NoQuantizer"),
         QuantizerInfo(name="modelopt", target="core.quant.modelopt_q:ModelOptQuantizer", packages=("modelopt",),
-                      versioned=("modelopt",)),
+                      versioned=("modelopt",), exporter="core.backends.exports:modelopt_export"),
         QuantizerInfo(name="bitsandbytes", target="core.quant.bnb:BitsAndBytesQuantizer", packages=("bitsandbytes",),
                       versioned=("bitsandbytes",)),
         QuantizerInfo(name="torchao", target="core.quant.torchao_q:TorchAOQuantizer", packages=("torchao",),
                       versioned=("torchao",)),
+        # Runs in its own environment (llm-compressor pins transformers <=5.17): the main environment
+        # only loads what it writes (vLLM has compressed-tensors; HF needs it: the route says so).
+        QuantizerInfo(name="llmcompressor", target="core.quant.llmcompressor_q:LLMCompressorQuantizer",
+                      versioned=("compressed_tensors",), exporter="core.quant.llmcompressor_q:export",
+                      environment="core.quant.llmcompressor_q", families=("qwen2_5_vl",)),
     ]
 }
 
@@ -85,3 +101,9 @@ def quantizer_info(name: str) -> QuantizerInfo:
     if name not in QUANTIZERS:
         raise unknown_name("quantization tool", name, QUANTIZERS)
     return QUANTIZERS[name]
+
+
+def resolve(target: str):
+    """The object a ``module:name`` target names (imported now: targets are loaded lazily)."""
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)

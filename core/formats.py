@@ -17,7 +17,7 @@ from core.errors import ConfigError, unknown_name
 
 LM_ONLY = "language model linear layers (vision tower, embeddings and lm_head stay high precision)"
 
-Tool = Literal["none", "modelopt", "bitsandbytes", "torchao"]
+Tool = Literal["none", "modelopt", "bitsandbytes", "torchao", "llmcompressor"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +36,16 @@ class Route:
     """On a GPU older than the format's ``real_kernels_min_sm``: skip, or run emulated kernels."""
     emulation: str = ""
     """What runs instead on such a GPU (said in the verdict), e.g. vLLM's weight-only FP4 Marlin."""
+    cpu_emulation: str = ""
+    """On a CPU: what runs instead of the format's own kernels ('' = its own kernels, or it cannot
+    run there: see ``cpu``); the verdict's mode is then 'emulated'."""
+    decompressed: str = ""
+    """Set when this route unpacks the checkpoint to bf16 and emulates the format on every device
+    (never its kernels, so mode 'emulated' everywhere and bf16 storage): how, said in the verdict."""
+    shape: str = ""
+    """Why this route cannot run a shape-only model (real dimensions, no weights); '' = it can."""
+    packages: tuple[str, ...] = ()
+    """Keys of ``core.capability.PACKAGES`` this route needs besides its backend's and tool's."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,21 +87,45 @@ class QuantFormat:
         return self.tool != "none"
 
     def stored_bytes_per_weight(self, backend: str) -> float:
-        """Bytes per LM linear weight on ``backend``: fake-quant stores bf16."""
+        """Bytes per LM linear weight on ``backend``: fake-quant and decompressing routes store bf16."""
         route = self.backends.get(backend)
-        return 2.0 if route is not None and route.how == "fake-quant" else self.lm_bytes_per_weight
+        bf16 = route is not None and (route.how == "fake-quant" or bool(route.decompressed))
+        return 2.0 if bf16 else self.lm_bytes_per_weight
 
 
 _MODELOPT_VLLM_ONLY = (
     "vLLM's ModelOpt loader accepts only FP8 and NVFP4 checkpoints "
-    "('ModelOpt currently only supports: [FP8, NVFP4]')"
+    "('ModelOpt currently only supports: [FP8, NVFP4]'); vLLM serves INT8 and INT4 as compressed-tensors "
+    "checkpoints: ct_w8a8, ct_w4a16"
 )
 _NO_MODELOPT_ON_VLLM_CPU = ("vLLM's CPU backend has no kernels for ModelOpt FP8/FP4 checkpoints "
-                            "(it runs compressed-tensors W8A8 INT8, AWQ and GPTQ)")
+                            "(it runs compressed-tensors ones: ct_w8a8, ct_w4a16, ct_fp8_dynamic)")
 _BNB = {"vllm": "bitsandbytes is not among vLLM 0.32's quantization methods; run it through HF",
         "trtllm": "TensorRT-LLM has no bitsandbytes loader"}
 _TORCHAO = {"vllm": "torchao checkpoints are not loaded by this suite's vLLM path",
             "trtllm": "TensorRT-LLM does not load torchao models"}
+
+_CT_TRTLLM = ("this suite's TensorRT-LLM path loads ModelOpt exports (hf_quant_config.json's quant_algo); "
+              "compressed-tensors checkpoints are not wired to it, and TensorRT-LLM cannot be installed on this "
+              "project's machines to verify a loader for them")
+_CT_NO_SHAPE_ON_HF = ("transformers loads a compressed-tensors checkpoint with its weights and a shape-only model "
+                      "has none (vLLM runs it with dummy quantized weights)")
+
+
+def _ct_hf(*, activations: bool) -> Route:
+    """transformers' compressed-tensors integration: the same checkpoint, decompressed (never compressed
+    kernels: ``run_compressed`` is gone in transformers 5.x; measured with compressed-tensors 0.20)."""
+    acts = ", input activations fake-quantized on every forward" if activations else ""
+    return Route(how="checkpoint", quantization="compressed-tensors", packages=("compressed_tensors",),
+                 shape=_CT_NO_SHAPE_ON_HF,
+                 decompressed=("transformers runs compressed-tensors checkpoints decompressed: weights unpacked "
+                               f"to bf16{acts}; the format's numerics at bf16 speed and memory"))
+
+
+def _ct_vllm(**kw) -> Route:
+    """vLLM loads compressed-tensors checkpoints with its own kernels (``quantization='compressed-tensors'``)."""
+    return Route(how="checkpoint", quantization="compressed-tensors", **kw)
+
 
 FORMATS: dict[str, QuantFormat] = {
     f.name: f
@@ -168,6 +202,49 @@ FORMATS: dict[str, QuantFormat] = {
             tool="torchao", recipe="int4_weight_only_tinygemm", weight_bits=4, act_bits=16, real_kernels_min_sm=80,
             needs_cuda=True, lm_bytes_per_weight=0.53,
             backends={"hf": Route(how="native")}, not_supported=dict(_TORCHAO),
+        ),
+        # llm-compressor (vLLM's own toolchain) writes compressed-tensors checkpoints; min SMs are vLLM's
+        # scheme minimums (compressed_tensors/schemes/*.get_min_capability, vLLM 0.32).
+        QuantFormat(
+            name="ct_w8a8", description="W8A8 INT8 compressed-tensors: SmoothQuant + GPTQ, per-channel weights, "
+                                        "dynamic per-token activations (llm-compressor)",
+            tool="llmcompressor", recipe="W8A8_SQ_GPTQ", weight_bits=8, act_bits=8, real_kernels_min_sm=75,
+            lm_bytes_per_weight=1.0,
+            backends={"hf": _ct_hf(activations=True), "vllm": _ct_vllm()},
+            not_supported={"trtllm": _CT_TRTLLM},
+        ),
+        QuantFormat(
+            name="ct_w4a16", description="W4A16 INT4 compressed-tensors: GPTQ, group size 128 (llm-compressor)",
+            tool="llmcompressor", recipe="W4A16_GPTQ", weight_bits=4, act_bits=16, real_kernels_min_sm=75,
+            lm_bytes_per_weight=0.5 + 2 / 128,
+            backends={"hf": _ct_hf(activations=False), "vllm": _ct_vllm()},
+            not_supported={"trtllm": _CT_TRTLLM},
+        ),
+        QuantFormat(
+            name="ct_fp8_dynamic", description="W8A8 FP8 compressed-tensors: per-channel weights, dynamic per-token "
+                                               "activations, no calibration (llm-compressor FP8_DYNAMIC)",
+            tool="llmcompressor", recipe="FP8_DYNAMIC", weight_bits=8, act_bits=8, real_kernels_min_sm=89,
+            lm_bytes_per_weight=1.0,
+            backends={"hf": _ct_hf(activations=True),
+                      "vllm": _ct_vllm(below_min_sm="emulated",
+                                       emulation="vLLM runs it weight-only (FP8 Marlin W8A16: activations stay bf16)",
+                                       cpu_emulation="vLLM 0.32's own CPU FP8 kernel needs AMX-FP8 (Intel Diamond "
+                                                     "Rapids); other CPUs get ChannelWiseTorchFP8ScaledMMLinearKernel "
+                                                     "(torch._scaled_mm): FP8 weights in memory, no FP8 matrix units")},
+            not_supported={"trtllm": _CT_TRTLLM},
+        ),
+        QuantFormat(
+            name="ct_nvfp4", description="W4A4 NVFP4 compressed-tensors: FP4 weights and activations, FP8 scales per "
+                                         "16 values, calibrated global scales (llm-compressor NVFP4)",
+            tool="llmcompressor", recipe="NVFP4", weight_bits=4, act_bits=4, real_kernels_min_sm=100,
+            lm_bytes_per_weight=0.5625,
+            backends={"hf": _ct_hf(activations=True),
+                      "vllm": _ct_vllm(cpu="vLLM 0.32's NVFP4 kernel table has CUDA and ROCm entries only ('Failed "
+                                           "to find a kernel that can implement the NVFP4 linear layer')",
+                                       below_min_sm="emulated",
+                                       emulation="vLLM runs it weight-only (FP4 Marlin: FP4 weights, bf16 "
+                                                 "activations)")},
+            not_supported={"trtllm": _CT_TRTLLM},
         ),
     ]
 }

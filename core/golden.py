@@ -96,10 +96,14 @@ def recorded_with(backend: str, tool: str) -> dict[str, str]:
     stops matching, the failure says whether they changed since it was recorded. Not compared: a
     library upgrade that keeps the numbers is fine."""
     from core.capability import version
-    from core.catalog import backend_info, quantizer_info
+    from core.catalog import backend_info, quantizer_info, resolve
 
-    names = [*backend_info(backend).versioned, *quantizer_info(tool).versioned]
-    return {n: v for n in dict.fromkeys(names) if (v := version(n))}
+    q = quantizer_info(tool)
+    names = [*backend_info(backend).versioned, *q.versioned]
+    versions = {n: v for n in dict.fromkeys(names) if (v := version(n))}
+    if q.environment:  # a tool in its own environment: its versions there
+        versions.update(resolve(f"{q.environment}:recorded_versions")())
+    return versions
 
 
 def cpu_model() -> str:

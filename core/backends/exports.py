@@ -1,8 +1,10 @@
 """Quantized checkpoints on disk for engines that load them (vLLM, TensorRT-LLM).
 
-``checkpoint_for`` returns the checkpoint a format's route loads: for ModelOpt formats it loads the
-model with the HF backend, calibrates and quantizes it, and writes ``export_hf_checkpoint``'s output
-plus the tokenizer/processor into the artifact cache (keyed like every artifact: weights, format,
+``checkpoint_for`` returns the checkpoint a format's route loads, from the exporter the format's
+tool declares (``core.quant.QUANTIZERS``): llm-compressor's runs in its own environment
+(``core.quant.llmcompressor_q``); ModelOpt's (here) loads the model with the HF backend,
+calibrates and quantizes it, and writes ``export_hf_checkpoint``'s output plus the
+tokenizer/processor into the artifact cache (keyed like every artifact: weights, format,
 calibration set, tool versions). The second call returns the cached directory without
 re-calibrating. The exporting model is closed and dropped before this returns: nothing of it stays
 in memory while the engine that loads the export runs.
@@ -20,10 +22,14 @@ from core.errors import ArtifactError
 
 
 def checkpoint_for(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]:
-    """The quantized checkpoint directory of ``spec`` in ``fmt`` and a report (quantize_s, cached)."""
-    if fmt.tool == "modelopt":
-        return modelopt_export(spec, fmt, options=options, device=device)
-    raise ArtifactError(f"{fmt.id} is made by {fmt.tool}, which writes no checkpoint for other engines")
+    """The quantized checkpoint directory of ``spec`` in ``fmt`` and a report (quantize_s, cached),
+    from the exporter its tool declares (``QuantizerInfo.exporter``)."""
+    from core.quant import quantizer_info, resolve
+
+    exporter = quantizer_info(fmt.tool).exporter
+    if not exporter:
+        raise ArtifactError(f"{fmt.id} is made by {fmt.tool}, which writes no checkpoint for other engines")
+    return resolve(exporter)(spec, fmt, options=options, device=device)
 
 
 def modelopt_export(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]:

@@ -62,16 +62,16 @@ class HFBackend(Backend):
         import transformers
 
         t0 = time.perf_counter()
-        with timeline.phase("model build"):
-            directory = registry.materialize(self.spec)
+        directory, export = self._checkpoint()
         self.directory = directory
         with timeline.phase("weights load"):
             model = self._load_model(transformers, torch, directory)
-        load_s = time.perf_counter() - t0
         applied = quantizer(self.format.tool).apply(
             model, self.format, QuantContext(spec=self.spec, directory=directory, processor=self.processor,
                                              device=self.device, options=self.options))
         model = applied.model
+        quantize_s = applied.quantize_s + export.get("quantize_s", 0.0)
+        load_s = time.perf_counter() - t0 - quantize_s
         if self.options.fast and self.device.kind == "cuda":
             # A static cache makes generate() compile the decode step itself (CUDA graphs included)
             # and mark graph steps between calls; wrapping forward by hand breaks that bookkeeping.
@@ -82,10 +82,22 @@ class HFBackend(Backend):
 
         details: dict[str, Any] = {"directory": str(directory), "dtype": "bfloat16",
                                    "attn_implementation": self.options.attn_implementation}
-        if applied.report:
-            details["quantization"] = applied.report
-        return LoadInfo(load_s=load_s, quantize_s=applied.quantize_s, quantize_cached=applied.cached,
+        if applied.report or export:
+            details["quantization"] = {**applied.report, **({"export": export} if export else {})}
+        return LoadInfo(load_s=load_s, quantize_s=quantize_s,
+                        quantize_cached=applied.cached or bool(export.get("cached")),
                         weight_bytes=weight_bytes(model), details=details)
+
+    def _checkpoint(self) -> tuple[Any, dict[str, Any]]:
+        """The directory to load and, for formats HF loads as a checkpoint their tool writes
+        (compressed-tensors), the export's report."""
+        route = self.format.backends.get("hf")
+        if route is not None and route.how == "checkpoint":
+            from core.backends.exports import checkpoint_for
+
+            return checkpoint_for(self.spec, self.format, options=self.options, device=self.device)
+        with timeline.phase("model build"):
+            return registry.materialize(self.spec), {}
 
     def _load_model(self, transformers, torch, directory):
         self.processor = transformers.AutoProcessor.from_pretrained(

@@ -95,7 +95,7 @@ class VLLMBackend(Backend):
             directory, local_files_only=True, trust_remote_code=self.options.trust_remote_code)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.family = family(self.spec.family)
-        kwargs = self.engine_kwargs(directory, quant_arg)
+        kwargs = self.engine_kwargs(directory, quant_arg, dummy=bool(report.get("dummy_weights")))
         before = procs.children()
         t1 = time.perf_counter()
         try:
@@ -137,9 +137,13 @@ class VLLMBackend(Backend):
         }
         if report:
             details["quantization"] = report  # the export's report, where the HF backend keeps its own
+        if report.get("dummy_weights"):
+            details["weights"] = ("dummy quantized weights: a config-only compressed-tensors checkpoint (the "
+                                  "recipe's quantization_config) loaded with load_format='dummy'; speed and memory "
+                                  "of the format, answers meaningless")
         return LoadInfo(load_s=engine_s + (t1 - t0) - quantize_s, quantize_s=quantize_s,
-                        quantize_cached=bool(report.get("cached")), weight_bytes=_weight_bytes(directory, self.spec),
-                        details=details)
+                        quantize_cached=bool(report.get("cached")),
+                        weight_bytes=_weight_bytes(directory, self.spec, self.format), details=details)
 
     def _checkpoint(self) -> tuple[Path, str | None, dict[str, Any]]:
         """The directory vLLM loads, its ``quantization=`` argument, and the export report."""
@@ -157,8 +161,9 @@ class VLLMBackend(Backend):
         directory, report = checkpoint_for(self.spec, fmt, options=self.options, device=self.device)
         return directory, route.quantization, report
 
-    def engine_kwargs(self, directory: Path, quant_arg: str | None) -> dict[str, Any]:
-        """The ``vllm.LLM`` arguments of this engine (the bare-loop script builds its engine from them)."""
+    def engine_kwargs(self, directory: Path, quant_arg: str | None, *, dummy: bool = False) -> dict[str, Any]:
+        """The ``vllm.LLM`` arguments of this engine (the bare-loop script builds its engine from them);
+        ``dummy``: a config-only quantized checkpoint, filled with random weights by vLLM."""
         opts, cpu = self.options, self.device.kind == "cpu"
         max_len, overrides = _context_length(directory, opts.max_model_len, shape=self.spec.kind == "shape")
         kwargs: dict[str, Any] = {
@@ -167,8 +172,9 @@ class VLLMBackend(Backend):
             "trust_remote_code": opts.trust_remote_code, "limit_mm_per_prompt": {"video": 1},
             "disable_log_stats": False, "logprobs_mode": "raw_logprobs", "max_logprobs": max(20, opts.top_k, opts.vocab_top_k),
             "enforce_eager": CPU_ENFORCE_EAGER if cpu else False,
-            # dummy: shape-only specs have no weights; vLLM fills random ones (no HF parity intended)
-            "load_format": "dummy" if self.spec.kind == "shape" and quant_arg is None else "auto",
+            # dummy: shape-only specs have no weights (nor do their config-only quantized checkpoints);
+            # vLLM fills random ones (no HF parity intended)
+            "load_format": "dummy" if self.spec.kind == "shape" and (quant_arg is None or dummy) else "auto",
         }
         # A config written straight from a config class (shape-only specs) names no architecture, and
         # vLLM then resolves the bare backbone as a pooling model: name the generative class.
@@ -418,12 +424,15 @@ def _cpu_kv_bytes(directory: Path, max_len: int) -> int:
     return int(max(CPU_KV_CACHE_MIN_BYTES, 2 * max_len * ModelShape.from_dir(directory).kv_bytes_per_token(2.0)))
 
 
-def _weight_bytes(directory: Path, spec) -> int:
-    """Checkpoint bytes on disk (packed low-bit weights count as stored); a shape-only estimate."""
+def _weight_bytes(directory: Path, spec, fmt) -> int:
+    """Checkpoint bytes on disk (packed low-bit weights count as stored); for a weightless shape-only
+    directory an estimate: language-model linears at the format's storage width, the rest in bf16."""
     files = list(directory.glob("*.safetensors"))
     if files:
         return sum(f.stat().st_size for f in files)
-    return int(spec.approx_params_b * 1e9 * 2)
+    total = spec.approx_params_b * 1e9
+    lm = min(ModelShape.from_dir(directory).lm_params, total) if fmt.quantized else 0
+    return int((total - lm) * 2 + lm * fmt.stored_bytes_per_weight("vllm"))
 
 
 def _memory_hint(exc: BaseException) -> str:

@@ -34,6 +34,19 @@ def known_issues(packages: dict[str, str | None]) -> list[str]:
             if packages.get(name) and not _older(packages[name], bad) and _older(packages[name], good)]
 
 
+def tool_environments() -> dict[str, dict]:
+    """Quantization tools that run in an environment of their own: where it is and whether it is ready."""
+    from core.quant import QUANTIZERS, resolve
+
+    out = {}
+    for q in QUANTIZERS.values():
+        if q.environment:
+            why = resolve(f"{q.environment}:unavailable")(None)
+            out[q.name] = {"python": str(resolve(f"{q.environment}:python_path")()), "ready": why is None,
+                           "reason": why or ""}
+    return out
+
+
 def report() -> dict:
     gpus = devices.gpus()
     dev = gpus[0] if gpus else devices.CPU
@@ -49,6 +62,7 @@ def report() -> dict:
         table.append(row)
     return {
         "python": sys.version.split()[0], "platform": platform.platform(),
+        "tools": tool_environments(),
         "gpus": [{"index": g.index, "name": g.name, "capability": g.sm, "memory_gib": round(g.memory_gib or 0, 1),
                   "driver": g.driver, "cuda_driver": g.cuda_driver_version} for g in gpus],
         "no_gpu_reason": "" if gpus else devices.no_gpu_reason(),
@@ -75,6 +89,8 @@ def doctor(*, as_json: bool = False) -> int:
         print(f"  {capability.PACKAGES[p][1][0]:<16} {v or '-- not installed: ' + capability.install_hint(p)}")
     for w in r["warnings"]:
         print(f"  WARNING: {w}")
+    for name, env in r["tools"].items():
+        print(f"  {name + ' env':<16} {env['python'] if env['ready'] else '-- ' + env['reason']}")
     print("\nCapability (backend/device: ok, or why not):")
     for row in r["capability"]:
         print(f"  {row['format']:<17} {row['description']}")

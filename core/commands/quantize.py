@@ -52,6 +52,12 @@ def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, 
             print(f"    {layer}: {qs}")
         if len(q["layers"]) > 8:
             print(f"    ... {len(q['layers']) - 8} more layers")
+    elif "runs" in q:  # a checkpoint its tool wrote, loaded by transformers (compressed-tensors)
+        export = q.get("export", {})
+        state = "reused from the artifact cache" if info.quantize_cached else f"made in {info.quantize_s:.1f}s"
+        print(f"  {fmt.tool} {q['recipe']} checkpoint {export.get('export_dir')} ({state})")
+        print(f"  layers {q['layers']}; runs {q['runs']}: {q['how']}")
+        print(f"  note: {verdict.reason}")
     else:
         print(f"  {fmt.tool}: {q.get('quantized_linear_layers')} linear layers quantized: {q.get('linear_modules')}")
         print("  (made at load time; nothing to cache)")

@@ -6,15 +6,13 @@ backend and the checkpoint exporter ask the tool's quantizer what to do, never a
 from __future__ import annotations
 
 import functools
-import importlib
 
-from core.catalog import QUANTIZERS, QuantizerInfo, quantizer_info
+from core.catalog import QUANTIZERS, QuantizerInfo, quantizer_info, resolve
 
-__all__ = ["QUANTIZERS", "QuantizerInfo", "quantizer", "quantizer_info"]
+__all__ = ["QUANTIZERS", "QuantizerInfo", "quantizer", "quantizer_info", "resolve"]
 
 
 @functools.lru_cache(maxsize=None)
 def quantizer(name: str):
     """The ``Quantizer`` of tool ``name`` (one shared, stateless instance)."""
-    module, cls = quantizer_info(name).target.split(":")
-    return getattr(importlib.import_module(module), cls)()
+    return resolve(quantizer_info(name).target)()

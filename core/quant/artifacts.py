@@ -42,17 +42,23 @@ def model_identity(spec, directory: Path, *, seed: int = 0) -> str:
     return "checkpoint:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def key(*, spec, directory: Path, fmt, calib, kind: str, device_class: str) -> str:
-    """The cache key of one artifact."""
+def key(*, spec, directory: Path, fmt, calib, kind: str, device_class: str,
+        versions: dict[str, str | None] | None = None, recipe: Any = None) -> str:
+    """The cache key of one artifact. ``calib`` None: a data-free recipe. ``versions``: the tool's
+    versions when it runs elsewhere (default: this environment's ModelOpt, torch, transformers);
+    ``recipe``: the tool's recipe as data, when the format name alone does not pin it."""
     payload = {
         "model": model_identity(spec, directory),
         "format": fmt.id,
-        "calibration": calib.describe(),
+        "calibration": calib.describe() if calib is not None else None,
         "kind": kind,
         "device_class": device_class,
-        "versions": {p: capability.version(p) for p in ("modelopt", "torch", "transformers")},
+        "versions": versions if versions is not None else {p: capability.version(p)
+                                                           for p in ("modelopt", "torch", "transformers")},
         "schema": 1,
     }
+    if recipe is not None:
+        payload["recipe"] = recipe
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 

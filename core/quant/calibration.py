@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -71,33 +72,40 @@ def _progress(items, *, total: int, desc: str):
     return tqdm(items, total=total, desc=desc, unit="sample", leave=False, disable=None)
 
 
+def samples(calib: CalibrationSet, *, processor, family) -> Iterator[dict[str, Any]]:
+    """The calibration set as model inputs (dicts of CPU tensors with a batch dimension of 1), in order:
+    each caption through the chat template, or each clip's frames and prompt through the family's HF
+    processor (``Family.hf_inputs``, as the benchmark feeds the model). ModelOpt's forward loop and
+    llm-compressor's calibration dataset both read them."""
+    if calib.kind == "captions":
+        tok = getattr(processor, "tokenizer", processor)
+        for text in _progress(captions(calib.size), total=calib.size, desc="calibrating (captions)"):
+            ids = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
+                                          add_generation_prompt=True, return_tensors="pt", return_dict=True)
+            yield {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}
+        return
+    from core import dataset
+    from core.requests import Request
+    from core.sampling import SamplingSpec
+    from core.tasks import AnomalyTask
+    from core.video import load_frames
+
+    task = AnomalyTask()
+    spec = SamplingSpec(fps=4.0, resolution=(252, 252))
+    clips = dataset.fixture_clips()[: calib.size]
+    for clip in _progress(clips, total=len(clips), desc="calibrating (clips)"):
+        req = Request(clip=clip, frames=load_frames(clip.path, spec), messages=task.messages(clip),
+                      candidates=task.candidates(clip))
+        yield dict(family.hf_inputs(processor, req))
+
+
 def forward_loop(calib: CalibrationSet, *, processor, family, device: str) -> Callable[[Any], None]:
     """A ModelOpt ``forward_loop(model)`` that runs every calibration sample through the model."""
     import torch
 
     def loop(model) -> None:
         with torch.inference_mode():
-            if calib.kind == "captions":
-                tok = getattr(processor, "tokenizer", processor)
-                for text in _progress(captions(calib.size), total=calib.size, desc="calibrating (captions)"):
-                    ids = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
-                                                  add_generation_prompt=True, return_tensors="pt",
-                                                  return_dict=True)
-                    model(input_ids=ids["input_ids"].to(device), attention_mask=ids["attention_mask"].to(device))
-            else:
-                from core import dataset
-                from core.requests import Request
-                from core.sampling import SamplingSpec
-                from core.tasks import AnomalyTask
-                from core.video import load_frames
-
-                task = AnomalyTask()
-                spec = SamplingSpec(fps=4.0, resolution=(252, 252))
-                clips = dataset.fixture_clips()[: calib.size]
-                for clip in _progress(clips, total=len(clips), desc="calibrating (clips)"):
-                    req = Request(clip=clip, frames=load_frames(clip.path, spec), messages=task.messages(clip),
-                                  candidates=task.candidates(clip))
-                    inputs = family.hf_inputs(processor, req).to(device)
-                    model(**inputs)
+            for inputs in samples(calib, processor=processor, family=family):
+                model(**{k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()})
 
     return loop

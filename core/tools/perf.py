@@ -99,24 +99,32 @@ def overhead(model: str, fmt: str, rounds: int, tokens: int) -> list[dict[str, A
 
 
 def summarize(path: Path, reference: str = "bf16") -> list[dict[str, Any]]:
-    """One row per engine of a results file (timed records only): latency, TTFT, memory, weights,
-    roofline, agreement with the reference format."""
+    """One row per engine of a results file (timed records only): latency, TTFT, decode per token,
+    speedup over the reference format on the same backend, memory, weights, roofline, agreement
+    with the reference format."""
     from core import results
+    from core.report.summary import reference_engine, speedup
     from core.report.summary import summarize as engine_summaries
 
     res = results.load(path)
+    summaries = engine_summaries(res, reference=reference)
+    by_engine = {s["engine"]: s for s in summaries}
     answers = {(r["model"], r["backend"], r["device"], r["task"], r["video"], r["format"]): r.get("predicted")
                for r in res.answers() if r.get("status", "ok") == "ok"}
     rows = []
-    for s in engine_summaries(res, reference=reference):
+    for s in summaries:
         mine = {k[:5]: v for k, v in answers.items() if k[5] == s["format"] and k[:3] == (s["model"], s["backend"],
                                                                                            s["device"])}
         ref = {k[:5]: v for k, v in answers.items() if k[5] == reference and k[:3] == (s["model"], s["backend"],
                                                                                         s["device"])}
         both = [k for k in mine if k in ref]
         peak = s["peak"]["nvml"] if s["device"] != "cpu" else s["peak"]["host"]
+        ref_engine = reference_engine(s["engine"], by_engine, reference)
+        ref_summary = by_engine.get(ref_engine) if ref_engine and ref_engine[1] == s["backend"] else None
         rows.append({"engine": "-".join(s["engine"]), "mode": s["mode"], "timed": s["videos"], "err": s["errors"],
                      "median_s": s["latency_s"], "ttft_s": s["ttft_s"],
+                     "decode_ms_tok": 1000 / s["decode_tok_s"] if s["decode_tok_s"] else None,
+                     "speedup": speedup(s, ref_summary) if ref_summary and s["latency_s"] else None,
                      "weights_MiB": (s["weight_bytes"] or 0) / 2**20, "quant_s": s["quantize_s"],
                      "peak_GiB": (peak or 0) / 2**30, "x_floor": s["roofline"].get("ratio"),
                      "agree": f"{sum(mine[k] == ref[k] for k in both)}/{len(both)}" if both else "-"})

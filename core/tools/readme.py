@@ -8,7 +8,8 @@ Blocks live between ``<!-- NAME -->`` and ``<!-- /NAME -->`` markers:
 * ``options``: every option of the one options table (``core.settings.Settings``), with its
   ``[tool.vqbench]`` key, default and the front ends that take it;
 * ``support-matrix``: ``vqbench doctor``'s verdict for every format x backend on a CPU and on the
-  GPU classes this project measured or reasons about (from ``core.capability``).
+  GPU classes this project measured or reasons about (from ``core.capability``), with the reason
+  behind every ✘ and what runs instead behind every "emulated".
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ def _cell(v) -> str:
     return {"native": "native", "emulated": "emulated", "fake-quant": "fake-quant"}[v.mode]
 
 
+def _generic(reason: str, fmt_id: str, backend: str) -> str:
+    """One note per reason, whatever format or backend it names."""
+    key = re.sub(rf"\b{re.escape(fmt_id)}\b", "the format", reason)
+    return re.sub(rf"\bon {backend}\b", "on this backend", re.sub(rf"^{backend} cannot", "this backend cannot", key))
+
+
 def support_matrix() -> str:
     """Format x backend x device class: native kernel, emulated, fake-quant, or ✘ (reasons below)."""
     from core import capability
@@ -78,6 +85,7 @@ def support_matrix() -> str:
                                  for t in targets]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     reasons: dict[str, str] = {}
+    hows: dict[str, str] = {}
     for fmt in all_formats():
         cells = []
         for b in BACKENDS:
@@ -85,15 +93,15 @@ def support_matrix() -> str:
                 v = capability.check(b, fmt, t, check_packages=False)
                 text = _cell(v)
                 if not v.runnable:
-                    # one note per reason, whatever format or backend it names
-                    key = re.sub(rf"\b{re.escape(fmt.id)}\b", "the format", v.reason)
-                    key = re.sub(rf"\bon {b}\b", "on this backend", re.sub(rf"^{b} cannot", "this backend cannot", key))
-                    note = reasons.setdefault(key, f"n{len(reasons) + 1}")
-                    text = f"✘ {note}"
+                    text = f"✘ {reasons.setdefault(_generic(v.reason, fmt.id, b), f'n{len(reasons) + 1}')}"
+                elif v.mode == "emulated" and v.reason:
+                    how = re.sub(r"found sm_\d+", "found an older GPU", _generic(v.reason, fmt.id, b))
+                    text = f"emulated {hows.setdefault(how, f'e{len(hows) + 1}')}"
                 cells.append(text)
         rows.append(f"| `{fmt.id}` | {fmt.tool} | " + " | ".join(cells) + " |")
     notes = [f"- {n}: {r}" for r, n in reasons.items()]
-    return "\n".join(rows + ["", "Why not:", "", *notes])
+    emulation = [f"- {n}: {r}" for r, n in hows.items()]
+    return "\n".join(rows + ["", "Why not:", "", *notes, "", "What runs instead (emulated):", "", *emulation])
 
 
 BLOCKS = {"options": options_table, "support-matrix": support_matrix}
