@@ -83,7 +83,7 @@ QUANTIZERS: dict[str, QuantizerInfo] = {
     for q in [
         QuantizerInfo(name="none", target="core.quant.base:NoQuantizer"),
         QuantizerInfo(name="modelopt", target="core.quant.modelopt_q:ModelOptQuantizer", packages=("modelopt",),
-                      versioned=("modelopt",), exporter="core.backends.exports:modelopt_export"),
+                      versioned=("modelopt",), exporter="core.backends.modelopt_export:export"),
         QuantizerInfo(name="bitsandbytes", target="core.quant.bnb:BitsAndBytesQuantizer", packages=("bitsandbytes",),
                       versioned=("bitsandbytes",)),
         QuantizerInfo(name="torchao", target="core.quant.torchao_q:TorchAOQuantizer", packages=("torchao",),

@@ -188,7 +188,7 @@ def test_checkpoint_for_dispatches_on_the_tools_exporter(fake_env):
     from core.models import registry
     from core.quant import quantizer_info
 
-    assert quantizer_info("modelopt").exporter == "core.backends.exports:modelopt_export"
+    assert quantizer_info("modelopt").exporter == "core.backends.modelopt_export:export"
     path, report = checkpoint_for(registry.resolve("tiny-trained"), get_format("ct_w4a16"),
                                   options=EngineOptions(calib_size=2), device=device.CPU)
     assert report["tool"] == "llmcompressor" and path.is_dir()

