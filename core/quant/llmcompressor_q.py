@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from core import atomic, paths, timeline
+from core.envprobe import last_json_line, versions_probe
 from core.errors import ArtifactError
 from core.quant.base import Applied, QuantContext, Quantizer
 
@@ -116,16 +117,9 @@ def with_ignore_fix(config: dict[str, Any]) -> dict[str, Any]:
 
 # --- the environment ---------------------------------------------------------------------------------
 
-PROBE = r"""
-import importlib.metadata as md, importlib.util as u, json, sys
-def version(name):
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
-print(json.dumps({"python": sys.version.split()[0], "llmcompressor_found": u.find_spec("llmcompressor") is not None,
-                  **{n: version(n) for n in ("llmcompressor", "compressed-tensors", "transformers", "torch")}}))
-"""
+PROBE = versions_probe(("llmcompressor", "compressed-tensors", "transformers", "torch"), then="""
+state.update(python=sys.version.split()[0], llmcompressor_found=u.find_spec("llmcompressor") is not None)
+""")
 
 
 def python_path() -> Path:
@@ -144,7 +138,7 @@ def probe(python: str) -> dict[str, Any]:
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()[-1:]
         return {"error": last[0] if last else f"exit {done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return last_json_line(done.stdout)
 
 
 def unavailable(spec=None) -> str | None:

