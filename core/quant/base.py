@@ -5,7 +5,9 @@
 2. ``apply``: quantize the loaded model in place, or restore it from the artifact cache, and return
    the proof that it took effect (which layers changed, bytes before and after).
 
-Tools that write checkpoints for other engines (ModelOpt exports) add ``export``.
+Tools that write checkpoints for other engines name their exporter in ``QuantizerInfo.exporter``
+(ModelOpt's ``export_hf_checkpoint``, llm-compressor's compressed-tensors checkpoints); a format
+whose HF route loads such a checkpoint gets ``apply`` called on the loaded checkpoint, to report it.
 """
 
 from __future__ import annotations
