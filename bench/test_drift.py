@@ -5,7 +5,8 @@ accurate; a verdict from a clip set too small to see its limits is INCONCLUSIVE 
 ``--drift-inconclusive fail``), with the clips needed. Fails when a format exceeds its thresholds (core.metrics.verdict; override them with
 ``--threshold FORMAT.METRIC=VALUE`` or ``[tool.vqbench.thresholds]``), printing the statistics
 behind the decision and the offending videos side by side. The reference itself is checked for
-run-to-run noise instead: on CPU two runs must agree exactly. Engines whose drift cannot be judged
+run-to-run noise instead: on CPU two runs must agree exactly. A pre-quantized checkpoint is compared
+with the model it was quantized from (``--reference-model``), in the reference format. Engines whose drift cannot be judged
 (random weights, a reference that cannot run) are skipped by the plan, with the reason.
 """
 
@@ -23,7 +24,7 @@ def test_drift(vqbench_engine, vqbench_state, record_property):
     st = vqbench_state
     ref_fmt = st.settings.reference_format
     cells = [Cell(plan, task, clip) for clip in st.clips_for(task.name)]
-    if plan.engine.format == ref_fmt:
+    if plan.reference is None:
         first = [st.answer(c) for c in cells]
         second = [st.rerun(c) for c in cells]  # a fresh generation of every clip, compared with the first
         first, second = usable_inputs(first, second)
@@ -35,10 +36,13 @@ def test_drift(vqbench_engine, vqbench_state, record_property):
             # GPU kernels may be non-deterministic: report it, never hide it.
             pytest.xfail(f"run-to-run differences on GPU (reported, not hidden): {noise['differing_videos']}")
         return
-    ref_plan = next(p for p in st.plans if p.engine == plan.engine.with_format(ref_fmt))
+    # The same model in the reference format, or (a pre-quantized checkpoint) the --reference-model's engine.
+    ref_plan = next(p for p in st.plans if p.engine == plan.reference)
     reference, candidate = usable_inputs([st.answer(Cell(ref_plan, task, c.clip)) for c in cells],
                                          [st.answer(c) for c in cells])
     report = compare_formats(reference, candidate, reference_format=ref_fmt, candidate_format=plan.engine.format)
+    if plan.spec.prequantized is not None:
+        record_property("reference_model", ref_plan.engine.model)
     verdict = evaluate(report, thresholds_for(plan.engine.format, st.settings.thresholds),
                        confidence=st.settings.drift_confidence, inconclusive=st.settings.drift_inconclusive)
     record_property("drift", report.to_dict())

@@ -42,6 +42,10 @@ PACKAGES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "scipy": ("scipy", ("scipy",), "pip install 'vqbench[stats]'"),
     "statsmodels": ("statsmodels", ("statsmodels",), "pip install 'vqbench[stats]'"),
     "compressed_tensors": ("compressed_tensors", ("compressed-tensors",), "pip install 'vqbench[ct]'"),
+    # transformers' AWQ and GPTQ loaders (not dependencies of vqbench: install them to load such checkpoints in HF)
+    "gptqmodel": ("gptqmodel", ("gptqmodel",), "pip install gptqmodel (transformers' AWQ and GPTQ loaders use it)"),
+    "optimum": ("optimum", ("optimum",), "pip install optimum (transformers' GPTQ loader needs it)"),
+    "accelerate": ("accelerate", ("accelerate",), "pip install accelerate"),
 }
 
 Mode = Literal["native", "emulated", "fake-quant"]
@@ -119,12 +123,20 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
         gate = _model_gate(spec, device)
         if gate is not None:
             return gate
-    if backend in fmt.not_supported:
-        return no(f"{backend} cannot run {fmt.id}: {fmt.not_supported[backend]}")
-    route = fmt.backends.get(backend)
+    prequantized = spec is not None and spec.prequantized is not None
+    if spec is not None:
+        mismatch = _prequantized_gate(spec, fmt)
+        if mismatch is not None:
+            return mismatch
+    routes, reasons = fmt.routes(prequantized=prequantized or fmt.checkpoint_only)
+    what = f"{fmt.id} checkpoints" if prequantized or fmt.checkpoint_only else fmt.id
+    if backend in reasons:
+        return no(f"{backend} cannot run {what}: {reasons[backend]}")
+    route = routes.get(backend)
     if route is None:
-        return no(f"{backend} has no path for {fmt.id}")
-    tool = quantizer_info(fmt.tool)
+        return no(f"{backend} has no path for {what}")
+    # A checkpoint quantized elsewhere: the tool that made it never runs here (no packages, no recipes).
+    tool = quantizer_info("prequantized" if prequantized else fmt.tool)
     if spec is not None:
         if tool.families and spec.family not in tool.families:
             return no(f"{fmt.tool}'s recipes here are written for {', '.join(tool.families)} (SmoothQuant mappings, "
@@ -174,6 +186,18 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
     return Verdict(True, "")
 
 
+def _prequantized_gate(spec: ModelSpec, fmt: QuantFormat) -> Verdict | None:
+    """A pre-quantized checkpoint runs in its own format only; a checkpoint-only format needs one."""
+    detected = spec.detected_format
+    if detected is not None and fmt.id != detected:
+        return no(f"{spec.name} is a checkpoint already quantized as {detected} ({spec.prequantized.source}): it "
+                  f"runs as {detected} only, never quantized again")
+    if detected is None and fmt.checkpoint_only:
+        return no(f"{fmt.id} is read from checkpoints quantized elsewhere (vqbench does not make it): pass "
+                  f"--model PATH of such a checkpoint; {spec.name} is not one")
+    return None
+
+
 def _model_gate(spec: ModelSpec, device: DeviceInfo) -> Verdict | None:
     """Reasons that depend on the model alone: unresolved, shape-only on a CPU, too big for the GPU."""
     if spec.kind == "unknown":
@@ -211,8 +235,13 @@ def golden_verdict(spec: ModelSpec, device_class: str, *, recorded_classes: set[
 
 
 def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str,
-                  reference: Verdict | None, reference_id: str) -> Verdict:
-    """Whether drift against the reference format is judged for this engine."""
+                  reference: Verdict | None, reference_id: str, reference_model: str = "") -> Verdict:
+    """Whether drift against the reference format (for a pre-quantized checkpoint: the reference
+    model's engine in that format) is judged for this engine."""
+    if spec.prequantized is not None and not reference_model:
+        return no(f"{spec.name} is a checkpoint quantized elsewhere ({fmt_id}): its drift is measured against the "
+                  f"model it was quantized from; name that with --reference-model PATH (its {reference_format} "
+                  "parent)")
     if fmt_id == reference_format:
         if spec.kind == "shape":
             return no(f"{spec.name} is shape-only: random weights give near-tied labels, so a run-to-run check of "
@@ -222,6 +251,9 @@ def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str,
         return no(f"{spec.name} has random weights (near-tied labels): its answers carry no meaning, so drift "
                   f"against {reference_format} is not judged; tiny-trained and real checkpoints are")
     if reference is None:
+        if spec.prequantized is not None:
+            return no(f"reference {reference_id} cannot run: not in the matrix (its backend or device is not "
+                      "planned)")
         return no(f"reference {reference_id} cannot run: not in the matrix (add --format {reference_format})")
     if not reference.runnable:
         return no(f"reference {reference_id} cannot run: {reference.reason}")

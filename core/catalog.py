@@ -93,6 +93,9 @@ QUANTIZERS: dict[str, QuantizerInfo] = {
         QuantizerInfo(name="llmcompressor", target="core.quant.llmcompressor_q:LLMCompressorQuantizer",
                       versioned=("compressed_tensors",), exporter="core.quant.llmcompressor_q:export",
                       environment="core.quant.llmcompressor_q", families=("qwen2_5_vl",)),
+        # Checkpoints quantized elsewhere (AutoAWQ, GPTQModel, transformers FP8): nothing runs, engines
+        # load them as they are (core.models.prequantized reads their format).
+        QuantizerInfo(name="prequantized", target="core.quant.base:NoQuantizer"),
     ]
 }
 

@@ -40,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     from core.commands.quantize import quantize
 
-    return quantize(model=args.model, fmt_name=args.format, device=args.device,
+    return quantize(model=args.model, fmt_name=args.format or "bf16", device=args.device,
                     options=_settings(args, "quantize").engine_options(), export=args.export)
 
 
@@ -66,7 +66,8 @@ def _engine_args(p: argparse.ArgumentParser, *, backend: bool = True) -> None:
                                                    "model directory (default: tiny)")
     if backend:
         p.add_argument("--backend", default="hf", help="hf, vllm or trtllm (default: hf)")
-    p.add_argument("--format", default="bf16", help="quantization format (default: bf16; see `vqbench doctor`)")
+    p.add_argument("--format", default=None, help="quantization format (default: bf16, or the format a "
+                                                  "pre-quantized checkpoint was quantized in; see `vqbench doctor`)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: a GPU if present")
 
 

@@ -17,7 +17,9 @@ from core.errors import ConfigError, unknown_name
 
 LM_ONLY = "language model linear layers (vision tower, embeddings and lm_head stay high precision)"
 
-Tool = Literal["none", "modelopt", "bitsandbytes", "torchao", "llmcompressor"]
+Tool = Literal["none", "modelopt", "bitsandbytes", "torchao", "llmcompressor", "prequantized"]
+"""``prequantized``: formats read from checkpoints another tool made (AutoAWQ, GPTQModel, transformers'
+FP8); vqbench never makes them, it loads them as they are (``core.models.prequantized``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +48,10 @@ class Route:
     """Why this route cannot run a shape-only model (real dimensions, no weights); '' = it can."""
     packages: tuple[str, ...] = ()
     """Keys of ``core.capability.PACKAGES`` this route needs besides its backend's and tool's."""
+    auto: bool = False
+    """For checkpoints: the engine reads the method from the checkpoint's config (vLLM's auto-detection,
+    which picks the fastest kernel family for the GPU, e.g. AWQ -> awq_marlin on sm_80+); ``quantization``
+    is then what it detects, recorded, not passed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +83,8 @@ class QuantFormat:
     """Bytes per language-model linear weight as the format stores it (packed 4-bit with scales ~0.53)."""
     vision: bool = False
     """True when the vision tower's linear layers are quantized too (the ``+vit`` modifier)."""
+    prequantized_not_supported: dict[str, str] = field(default_factory=dict)
+    """Backend -> why it cannot load a checkpoint already quantized in this format (beyond ``not_supported``)."""
 
     @property
     def id(self) -> str:
@@ -85,6 +93,27 @@ class QuantFormat:
     @property
     def quantized(self) -> bool:
         return self.tool != "none"
+
+    @property
+    def checkpoint_only(self) -> bool:
+        """Read from checkpoints other tools made, never made here (``tool == 'prequantized'``)."""
+        return self.tool == "prequantized"
+
+    def routes(self, *, prequantized: bool) -> tuple[dict[str, Route], dict[str, str]]:
+        """(routes, reasons) of each backend: for a model quantized here, ``backends`` and
+        ``not_supported``; for a checkpoint already quantized in this format, the routes that load it as
+        it is ('checkpoint', and 'native' loaders that read its quantization_config), since a fake-quant
+        route quantizes a bf16 model and there is none to quantize."""
+        if not prequantized:
+            return self.backends, self.not_supported
+        routes = {b: r for b, r in self.backends.items()
+                  if r.how != "fake-quant" and b not in self.prequantized_not_supported}
+        reasons = {**self.not_supported, **self.prequantized_not_supported}
+        for b, r in self.backends.items():
+            if b not in routes and b not in reasons:
+                reasons[b] = (f"{b} runs {self.name} as {self.tool} fake-quant of a bf16 model; a checkpoint already "
+                              f"quantized has no bf16 weights to fake-quantize")
+        return routes, reasons
 
     def stored_bytes_per_weight(self, backend: str) -> float:
         """Bytes per LM linear weight on ``backend``: fake-quant and decompressing routes store bf16."""
@@ -100,6 +129,8 @@ _MODELOPT_VLLM_ONLY = (
 )
 _NO_MODELOPT_ON_VLLM_CPU = ("vLLM's CPU backend has no kernels for ModelOpt FP8/FP4 checkpoints "
                             "(it runs compressed-tensors ones: ct_w8a8, ct_w4a16, ct_fp8_dynamic)")
+_NO_MODELOPT_ON_HF = {"hf": "transformers has no loader for ModelOpt exports (no 'modelopt' quantization method; "
+                            "measured with transformers 5.17 and 5.23): a ModelOpt checkpoint runs on vllm or trtllm"}
 _BNB = {"vllm": "bitsandbytes is not among vLLM 0.32's quantization methods; run it through HF",
         "trtllm": "TensorRT-LLM has no bitsandbytes loader"}
 _TORCHAO = {"vllm": "torchao checkpoints are not loaded by this suite's vLLM path",
@@ -110,6 +141,13 @@ _CT_TRTLLM = ("this suite's TensorRT-LLM path loads ModelOpt exports (hf_quant_c
               "project's machines to verify a loader for them")
 _CT_NO_SHAPE_ON_HF = ("transformers loads a compressed-tensors checkpoint with its weights and a shape-only model "
                       "has none (vLLM runs it with dummy quantized weights)")
+
+
+_PREQ_TRTLLM = ("this suite's TensorRT-LLM path loads ModelOpt layouts only (hf_quant_config.json's quant_algo); "
+                "other checkpoints are not wired to it")
+_PREQ_SCOPE = ("what the checkpoint's own quantization_config quantizes (its ignore / modules_to_not_convert "
+               "lists; usually the language model's linear layers)")
+_PREQ_NO_SHAPE = "a checkpoint quantized elsewhere has its own weights; shape-only models have none"
 
 
 def _ct_hf(*, activations: bool) -> Route:
@@ -142,6 +180,7 @@ FORMATS: dict[str, QuantFormat] = {
             backends={"hf": Route(how="fake-quant"),
                       "vllm": Route(how="checkpoint", quantization="modelopt", cpu=_NO_MODELOPT_ON_VLLM_CPU),
                       "trtllm": Route(how="checkpoint", quantization="FP8")},
+            prequantized_not_supported=dict(_NO_MODELOPT_ON_HF),
         ),
         QuantFormat(
             name="nvfp4", description="W4A4 NVFP4, FP8 scales per 16 values (ModelOpt NVFP4_DEFAULT_CFG)",
@@ -151,6 +190,7 @@ FORMATS: dict[str, QuantFormat] = {
                       "vllm": Route(how="checkpoint", quantization="modelopt_fp4", cpu=_NO_MODELOPT_ON_VLLM_CPU,
                                     below_min_sm="emulated", emulation="vLLM emulates it (weight-only FP4 Marlin)"),
                       "trtllm": Route(how="checkpoint", quantization="NVFP4")},
+            prequantized_not_supported=dict(_NO_MODELOPT_ON_HF),
         ),
         QuantFormat(
             name="int8_sq", description="W8A8 INT8 SmoothQuant, per-channel weights (ModelOpt INT8_SMOOTHQUANT_CFG)",
@@ -158,7 +198,7 @@ FORMATS: dict[str, QuantFormat] = {
             lm_bytes_per_weight=1.0,
             backends={"hf": Route(how="fake-quant"),
                       "trtllm": Route(how="checkpoint", quantization="W8A8_SQ_PER_CHANNEL")},
-            not_supported={"vllm": _MODELOPT_VLLM_ONLY},
+            not_supported={"vllm": _MODELOPT_VLLM_ONLY}, prequantized_not_supported=dict(_NO_MODELOPT_ON_HF),
         ),
         QuantFormat(
             name="int4_awq", description="W4A16 INT4 AWQ, group size 128 (ModelOpt INT4_AWQ_CFG)",
@@ -166,7 +206,7 @@ FORMATS: dict[str, QuantFormat] = {
             lm_bytes_per_weight=0.53,
             backends={"hf": Route(how="fake-quant"),
                       "trtllm": Route(how="checkpoint", quantization="W4A16_AWQ")},
-            not_supported={"vllm": _MODELOPT_VLLM_ONLY},
+            not_supported={"vllm": _MODELOPT_VLLM_ONLY}, prequantized_not_supported=dict(_NO_MODELOPT_ON_HF),
         ),
         QuantFormat(
             name="w4a8_awq", description="W4A8 INT4 AWQ weights, FP8 activations (ModelOpt W4A8_AWQ_BETA_CFG)",
@@ -174,7 +214,7 @@ FORMATS: dict[str, QuantFormat] = {
             lm_bytes_per_weight=0.53,
             backends={"hf": Route(how="fake-quant"),
                       "trtllm": Route(how="checkpoint", quantization="W4A8_AWQ")},
-            not_supported={"vllm": _MODELOPT_VLLM_ONLY},
+            not_supported={"vllm": _MODELOPT_VLLM_ONLY}, prequantized_not_supported=dict(_NO_MODELOPT_ON_HF),
         ),
         QuantFormat(
             name="bnb_int8", description="bitsandbytes LLM.int8() 8-bit weights (Linear8bitLt)",
@@ -245,6 +285,44 @@ FORMATS: dict[str, QuantFormat] = {
                                        emulation="vLLM runs it weight-only (FP4 Marlin: FP4 weights, bf16 "
                                                  "activations)")},
             not_supported={"trtllm": _CT_TRTLLM},
+        ),
+        # Checkpoints quantized elsewhere (read from their quantization_config; core.models.prequantized).
+        # Minimum SMs are vLLM 0.32's (AWQConfig 75, GPTQConfig 60, Fp8Config 89 for FP8 tensor cores; its
+        # Marlin variants, picked by auto-detection on sm_80+, run AWQ/GPTQ faster and FP8 weight-only).
+        QuantFormat(
+            name="awq", description="W4A16 INT4 AWQ checkpoint in AutoAWQ's layout (quant_method 'awq', GEMM "
+                                    "packing, zero points, group size 128), quantized elsewhere",
+            tool="prequantized", scope=_PREQ_SCOPE, weight_bits=4, act_bits=16, real_kernels_min_sm=75, lm_bytes_per_weight=0.5 + 4 / 128,
+            backends={"hf": Route(how="checkpoint", quantization="awq", packages=("gptqmodel", "accelerate"),
+                                  shape=_PREQ_NO_SHAPE),
+                      "vllm": Route(how="checkpoint", quantization="awq", auto=True)},
+            not_supported={"trtllm": _PREQ_TRTLLM},
+        ),
+        QuantFormat(
+            name="gptq", description="W4A16 INT4 GPTQ checkpoint (quant_method 'gptq': AutoGPTQ/GPTQModel layout), "
+                                     "quantized elsewhere",
+            tool="prequantized", scope=_PREQ_SCOPE, weight_bits=4, act_bits=16, real_kernels_min_sm=60, lm_bytes_per_weight=0.5 + 4 / 128,
+            backends={"hf": Route(how="checkpoint", quantization="gptq",
+                                  packages=("optimum", "gptqmodel", "accelerate"), shape=_PREQ_NO_SHAPE),
+                      "vllm": Route(how="checkpoint", quantization="gptq", auto=True)},
+            not_supported={"trtllm": _PREQ_TRTLLM},
+        ),
+        QuantFormat(
+            name="fp8_block", description="W8A8 FP8 checkpoint with 128x128 block weight scales and dynamic "
+                                          "activations (quant_method 'fp8': transformers' FineGrainedFP8, the "
+                                          "DeepSeek/Qwen FP8 layout), quantized elsewhere",
+            tool="prequantized", scope=_PREQ_SCOPE, weight_bits=8, act_bits=8, real_kernels_min_sm=89, lm_bytes_per_weight=1.0,
+            backends={"hf": Route(how="checkpoint", quantization="fp8", packages=("accelerate",), shape=_PREQ_NO_SHAPE,
+                                  below_min_sm="emulated",
+                                  emulation="transformers dequantizes FP8 checkpoints to bf16 below sm_89",
+                                  cpu_emulation="transformers dequantizes FP8 checkpoints to bf16 on a CPU "
+                                                "(FineGrainedFP8HfQuantizer: 'default to dequantizing')"),
+                      "vllm": Route(how="checkpoint", quantization="fp8",
+                                    cpu="vLLM 0.32's CPU backend has no kernels for FP8 checkpoints (it runs "
+                                        "compressed-tensors W8A8, AWQ and GPTQ there)",
+                                    below_min_sm="emulated",
+                                    emulation="vLLM runs it weight-only (FP8 Marlin W8A16: activations stay bf16)")},
+            not_supported={"trtllm": _PREQ_TRTLLM},
         ),
     ]
 }

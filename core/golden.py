@@ -62,6 +62,10 @@ def input_changes(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]
                 "the frames or the processor changed is unknown; re-recording it adds one"]
     old, new = expected.get("preprocessing") or {}, actual.get("preprocessing") or {}
     lines = []
+    eq, aq = expected.get("prequantized") or {}, actual.get("prequantized") or {}
+    if (eq or aq) and eq.get("fingerprint") != aq.get("fingerprint"):
+        lines.append(f"inputs: the checkpoint's quantization config changed (fingerprint {eq.get('fingerprint')} -> "
+                     f"{aq.get('fingerprint')}): it was quantized again")
     for part, what in (("decoder", "decoder (PyAV/FFmpeg)"), ("processor", "processor")):
         a, b = old.get(part) or {}, new.get(part) or {}
         moved = [f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
@@ -83,11 +87,16 @@ def input_changes(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]
 def engine_payload(plan, task: str, records: list[CellRecord]) -> dict[str, Any]:
     """``golden_payload`` of an engine plan on ``task``, with what identifies it and the library versions."""
     e = plan.engine
-    versions = recorded_with(e.backend, plan.fmt.tool)
+    versions = recorded_with(e.backend, "prequantized" if plan.spec.prequantized is not None else plan.fmt.tool)
     if plan.device_class == "cpu":
         versions["cpu"] = cpu_model()  # CPU numerics differ by instruction set (bf16 dot products)
     meta = {"model": e.model, "backend": e.backend, "format": e.format, "task": task,
             "device_class": plan.device_class, "recorded_with": versions}
+    if plan.spec.prequantized is not None:
+        # A checkpoint quantized elsewhere: the format it was detected as (in the id too), what said so, a
+        # fingerprint of its quantization config, and the model its drift is judged against.
+        meta["prequantized"] = {**plan.spec.prequantized.to_dict(),
+                                "reference_model": plan.reference.model if plan.reference else None}
     return golden_payload(plan.golden_id(task), meta, records)
 
 

@@ -62,6 +62,10 @@ class EnginePlan:
     """Are its answers checked against goldens here."""
     drift: Verdict = field(compare=False, default=Verdict(True))
     """Is its drift against the reference format judged here."""
+    reference: Engine | None = field(compare=False, default=None)
+    """The engine its drift is judged against: the same model in the reference format, or, for a
+    pre-quantized checkpoint, the ``--reference-model`` in the reference format; None for the
+    reference itself."""
 
     @property
     def marks(self) -> list[str]:
@@ -88,18 +92,28 @@ class Cell:
 
 def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[EnginePlan]:
     """Every engine the settings ask for, each with its verdicts for this machine."""
-    fmts = [get_format(f) for f in settings.formats] if settings.formats else all_formats()
+    # Formats read only from checkpoints quantized elsewhere are planned for such checkpoints, not by default.
+    fmts = ([get_format(f) for f in settings.formats] if settings.formats
+            else [f for f in all_formats() if not f.checkpoint_only])
     for b in settings.backends:
         backend_info(b)  # an unknown name is a usage error, not a skip
+    reference = _reference_spec(settings)
     gpu = devices.primary()
     plans: list[EnginePlan] = []
     seen: set[Engine] = set()
     for dev_kind, model_names in (("cpu", settings.models), ("cuda", settings.gpu_models)):
         dev = devices.CPU if dev_kind == "cpu" else gpu
-        for model_name in model_names:
-            spec = registry.resolve_or_unknown(model_name, allow_pickle=settings.allow_pickle)
+        specs = [(registry.resolve_or_unknown(m, allow_pickle=settings.allow_pickle), fmts) for m in model_names]
+        if (reference is not None and any(s.prequantized is not None for s, _ in specs)
+                and reference.name not in {s.name for s, _ in specs}):
+            # the pre-quantized models' drift is judged against it: its reference-format engine only
+            specs.append((reference, [get_format(settings.reference_format)]))
+        for spec, spec_fmts in specs:
+            if spec.prequantized is not None:
+                # A pre-quantized checkpoint runs in its own format only, whatever --format says.
+                spec_fmts = [get_format(spec.detected_format)]
             for backend in settings.backends:
-                for fmt in fmts:
+                for fmt in spec_fmts:
                     eng = Engine(spec.name, backend, fmt.id, dev_kind)  # type: ignore[arg-type]
                     if eng in seen:
                         continue
@@ -110,6 +124,20 @@ def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[
                         verdict = capability.check(backend, fmt, dev, spec=spec)
                     plans.append(EnginePlan(eng, spec, fmt, verdict, device_class=_device_class(dev_kind, gpu)))
     return _judged(plans, settings, updating_goldens=updating_goldens)
+
+
+def _reference_spec(settings: Settings) -> ModelSpec | None:
+    """The ``--reference-model`` (None when not given); a pre-quantized one is a usage error."""
+    if not settings.reference_model:
+        return None
+    spec = registry.resolve(settings.reference_model, allow_pickle=settings.allow_pickle)
+    if spec.prequantized is not None:
+        from core.errors import ConfigError
+
+        raise ConfigError(f"--reference-model {settings.reference_model} is itself quantized "
+                          f"({spec.detected_format}, {spec.prequantized.source}): name the model it was quantized "
+                          f"from, which runs in {settings.reference_format}")
+    return spec
 
 
 def _device_class(dev_kind: str, gpu: devices.DeviceInfo) -> str:
@@ -126,14 +154,22 @@ def _judged(plans: list[EnginePlan], settings: Settings, *, updating_goldens: bo
     by_engine = {p.engine: p for p in plans}
     ref_fmt = settings.reference_format
     out = []
+    reference_model = registry.resolve(settings.reference_model, allow_pickle=settings.allow_pickle).name \
+        if settings.reference_model else ""
     for p in plans:
-        ref_engine = p.engine.with_format(ref_fmt)
+        e = p.engine
+        if p.spec.prequantized is not None:
+            ref_engine = Engine(reference_model or "?", e.backend, ref_fmt, e.device)
+        else:
+            ref_engine = e.with_format(ref_fmt)
         ref = by_engine.get(ref_engine)
         golden = capability.golden_verdict(p.spec, p.device_class, recorded_classes=recorded,
                                            updating=updating_goldens)
-        drift = capability.drift_verdict(p.spec, p.engine.format, reference_format=ref_fmt,
-                                         reference=ref.verdict if ref else None, reference_id=ref_engine.id)
-        out.append(replace(p, golden=golden, drift=drift))
+        drift = capability.drift_verdict(p.spec, e.format, reference_format=ref_fmt,
+                                         reference=ref.verdict if ref else None, reference_id=ref_engine.id,
+                                         reference_model=reference_model)
+        no_reference = ref_engine == e or (p.spec.prequantized is not None and not reference_model)
+        out.append(replace(p, golden=golden, drift=drift, reference=None if no_reference else ref_engine))
     return out
 
 

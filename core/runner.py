@@ -274,7 +274,10 @@ def run_cell(cell: Cell, pool: EnginePool, frames_cache: FrameCache, settings: S
                  memory=probe.result, rounds=rounds)
     if gen.vision is not None:
         eng = cell.plan.engine
-        key = (eng.model, eng.backend, eng.device, str(cell.clip.path), frames.indices, frames.array.shape)
+        # keyed by the model whose reference-format answers it is compared with (a pre-quantized
+        # checkpoint: its --reference-model)
+        ref = cell.plan.reference if cell.plan.spec.prequantized is not None else None
+        key = ((ref or eng).model, eng.backend, eng.device, str(cell.clip.path), frames.indices, frames.array.shape)
         emb, groups = gen.vision
         vision = pool.vision.observe(key, reference=eng.format == settings.reference_format, embeddings=emb,
                                      groups=groups, reference_format=settings.reference_format)

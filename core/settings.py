@@ -277,6 +277,11 @@ class Settings:
     # --- answers ---------------------------------------------------------------------------------
     reference_format: str = option("bf16", flags=("--reference-format",), metavar="F",
                                    help="format drift is measured against (default bf16)")
+    reference_model: str = option("", flags=("--reference-model",), fronts=RUN_FRONTS, metavar="PATH",
+                                  help="the model a pre-quantized --model checkpoint was quantized from (its bf16 "
+                                       "parent: a local directory or a built-in name); its drift is measured "
+                                       "against that model's --reference-format answers on the same "
+                                       "backend and device")
     golden_tolerance: float = option(0.05, flags=("--golden-tolerance",), parse=_positive(float), metavar="X",
                                      help="nats a golden log-prob may move (default 0.05)")
     golden_tolerances: dict[str, float] = option(

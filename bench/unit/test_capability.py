@@ -27,7 +27,7 @@ def check(backend, fmt, dev):
 def test_every_format_describes_its_scope_and_backends():
     for fmt in all_formats():
         assert fmt.description and fmt.scope and fmt.tool in {"none", "modelopt", "bitsandbytes", "torchao",
-                                                              "llmcompressor"}
+                                                              "llmcompressor", "prequantized"}
         assert set(fmt.backends) | set(fmt.not_supported) == {"hf", "vllm", "trtllm"}, fmt.name
 
 

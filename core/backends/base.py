@@ -54,7 +54,8 @@ class Backend(ABC):
         import-time capture of the call stack can keep a model alive. Subclasses call ``super()``."""
         from core.quant import quantizer
 
-        quantizer(self.format.tool).imports()
+        if self.spec.prequantized is None:  # a checkpoint quantized elsewhere runs no quantizer
+            quantizer(self.format.tool).imports()
 
     @abstractmethod
     def load(self) -> LoadInfo:

@@ -20,6 +20,10 @@ def checkpoint_for(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]
     from the exporter its tool declares (``QuantizerInfo.exporter``)."""
     from core.catalog import quantizer_info, resolve
 
+    if spec.prequantized is not None:
+        raise ArtifactError(f"{spec.name} is already quantized ({spec.detected_format}): it is loaded as it is, "
+                            "never exported again")
+
     exporter = quantizer_info(fmt.tool).exporter
     if not exporter:
         raise ArtifactError(f"{fmt.id} is made by {fmt.tool}, which writes no checkpoint for other engines")

@@ -37,6 +37,16 @@ class _PrefillMark:
         return scores
 
 
+def _as_loaded(model, spec):
+    """What a pre-quantized checkpoint became in transformers: its own quantization_config, no
+    quantizer run; the proof is the linear layers' classes and dtypes."""
+    from core.quant.base import Applied
+    from core.quant.inspect import linear_dtypes
+
+    return Applied(model=model, report={"prequantized": spec.prequantized.to_dict(),
+                                        "linear_modules": linear_dtypes(model)})
+
+
 class HFBackend(Backend):
     """transformers eager (or static-cache compiled, ``fast``) generation."""
 
@@ -66,9 +76,12 @@ class HFBackend(Backend):
         self.directory = directory
         with timeline.phase("weights load"):
             model = self._load_model(transformers, torch, directory)
-        applied = quantizer(self.format.tool).apply(
-            model, self.format, QuantContext(spec=self.spec, directory=directory, processor=self.processor,
-                                             device=self.device, options=self.options))
+        if self.spec.prequantized is not None:
+            applied = _as_loaded(model, self.spec)  # quantized elsewhere: never quantized again
+        else:
+            applied = quantizer(self.format.tool).apply(
+                model, self.format, QuantContext(spec=self.spec, directory=directory, processor=self.processor,
+                                                 device=self.device, options=self.options))
         model = applied.model
         quantize_s = applied.quantize_s + export.get("quantize_s", 0.0)
         load_s = time.perf_counter() - t0 - quantize_s
@@ -92,7 +105,7 @@ class HFBackend(Backend):
         """The directory to load and, for formats HF loads as a checkpoint their tool writes
         (compressed-tensors), the export's report."""
         route = self.format.backends.get("hf")
-        if route is not None and route.how == "checkpoint":
+        if self.spec.prequantized is None and route is not None and route.how == "checkpoint":
             from core.backends.exports import checkpoint_for
 
             return checkpoint_for(self.spec, self.format, options=self.options, device=self.device)
@@ -115,8 +128,10 @@ class HFBackend(Backend):
             kwargs: dict[str, Any] = {
                 "dtype": dtype, "attn_implementation": self.options.attn_implementation, "local_files_only": True,
                 "trust_remote_code": self.options.trust_remote_code, "use_safetensors": not self.options.allow_pickle,
-                **quantizer(self.format.tool).load_kwargs(self.format, self.spec),
             }
+            if self.spec.prequantized is None:
+                # A pre-quantized checkpoint loads with its own quantization_config (from config.json).
+                kwargs.update(quantizer(self.format.tool).load_kwargs(self.format, self.spec))
             try:
                 model = transformers.AutoModelForImageTextToText.from_pretrained(directory, device_map=dev, **kwargs)
             except (OSError, ValueError) as exc:

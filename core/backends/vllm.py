@@ -153,6 +153,15 @@ class VLLMBackend(Backend):
             raise Unsupported(f"vllm cannot run {fmt.id}: {fmt.not_supported.get('vllm', 'no path for it')}")
         if self.device.kind == "cpu" and route.cpu:
             raise Unsupported(f"{route.cpu}; {fmt.id} cannot run there")
+        if self.spec.prequantized is not None:
+            # Quantized elsewhere: loaded as it is, with the route's method, or vLLM's own detection from
+            # config.json where the route says so (it picks the kernel family for the GPU).
+            with timeline.phase("model build"):
+                directory = registry.materialize(self.spec)
+            return directory, None if route.auto else route.quantization, {
+                "prequantized": self.spec.prequantized.to_dict(), "quantize_s": 0.0,
+                "vllm_quantization": f"auto ({route.quantization} detected from config.json)" if route.auto
+                else route.quantization}
         if route.how != "checkpoint":
             with timeline.phase("model build"):
                 return registry.materialize(self.spec), None, {}
@@ -425,6 +434,12 @@ def _cpu_kv_bytes(directory: Path, max_len: int) -> int:
 
 
 def _weight_bytes(directory: Path, spec, fmt) -> int:
+    if spec.prequantized is not None:  # its files are what the engine holds (packed weights and scales)
+        return sum(f.stat().st_size for f in directory.glob("*.safetensors"))
+    return _estimated_weight_bytes(directory, spec, fmt)
+
+
+def _estimated_weight_bytes(directory: Path, spec, fmt) -> int:
     """Checkpoint bytes on disk (packed low-bit weights count as stored); for a weightless shape-only
     directory an estimate: language-model linears at the format's storage width, the rest in bf16."""
     files = list(directory.glob("*.safetensors"))

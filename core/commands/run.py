@@ -288,7 +288,7 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
         output: Path, csv_path: Path | None, results_path: Path) -> int:
     """Run every clip through one engine; every finished clip is on disk before the next starts."""
     spec = registry.resolve(model, allow_pickle=settings.allow_pickle)
-    fmt = get_format(fmt_name)
+    fmt = get_format(fmt_name or spec.detected_format or "bf16")  # a pre-quantized checkpoint: its own format
     task = get_task(task_name)
     dev = _device(device)
     verdict = capability.check(backend, fmt, dev, spec=spec)
@@ -309,7 +309,13 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     previous = resume.answered(results_path, ident, engine=eng.id) if settings.resume else {}
     previous = {c.id: previous[c.id] for c in clips if c.id in previous}
     todo = [c for c in clips if c.id not in previous]
+    reference = _reference_plan(settings, spec, backend, dev)
     _say(f"vqbench run: {eng.id} on {dev.describe()}, {len(clips)} videos, task {task.name}")
+    if spec.prequantized is not None:
+        _say(f"  pre-quantized checkpoint: {fmt.id} ({spec.prequantized.source}, fingerprint "
+             f"{spec.prequantized.fingerprint}), loaded as it is"
+             + (f"; drift against {reference.engine.id}" if reference else
+                "; no drift measured (name the model it was quantized from with --reference-model PATH)"))
     if verdict.reason:
         _say(f"  note: {verdict.reason}")
     if found.skipped:
@@ -353,23 +359,71 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
                 bar.set_postfix_str(f"{done.clip.id}: {rec['predicted']}")
             else:
                 _say(f"\n  {done.clip.id}: {rec['error_type']}: {rec['error']}")
+        records = [previous.get(c.id) or new[c.id] for c in clips]
+        drift = (_drift(records, clips, reference, plan=plan, task=task, pool=pool, settings=settings,
+                        decoder=decoder, writer=writer) if reference is not None else None)
     finally:
         for bar in bars:
             bar.close()
         pool.release()
         writer.close()
     wall = time.perf_counter() - t0
-    records = [previous.get(c.id) or new[c.id] for c in clips]
     summary = _summary(records, pool, wall, answered_now=len(new), waits=waits, resumed=len(previous),
                        skipped=len(found.skipped), decoder=decoder, plan=decode_plan[0] if decode_plan else None)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"engine": eng.id, "summary": summary, "results": records,
-                                  "skipped": [s.to_dict() for s in found.skipped]}, indent=2, default=str))
+    doc = {"engine": eng.id, "summary": summary, "results": records, "skipped": [s.to_dict() for s in found.skipped]}
+    if spec.prequantized is not None:
+        doc["prequantized"] = spec.prequantized.to_dict()
+    if drift is not None:
+        doc["drift"] = drift
+    output.write_text(json.dumps(doc, indent=2, default=str))
     if csv_path is not None:
         _write_csv(csv_path, records)
     _print_summary(summary, records, found.skipped)
     _say(f"results: {output} (JSON), {results_path} (JSON lines)" + (f", {csv_path} (CSV id,answer)" if csv_path else ""))
-    return 0 if all(r["status"] == "ok" for r in records) else 1
+    return 0 if all(r["status"] == "ok" for r in records) and (drift is None or drift["passed"]) else 1
+
+
+def _reference_plan(settings: Settings, spec, backend: str, dev) -> EnginePlan | None:
+    """The --reference-model's engine (reference format, same backend and device) a pre-quantized
+    checkpoint's drift is judged against; None without one. One that cannot run stops the run."""
+    if spec.prequantized is None or not settings.reference_model:
+        return None
+    ref_spec = registry.resolve(settings.reference_model, allow_pickle=settings.allow_pickle)
+    if ref_spec.prequantized is not None:
+        raise ConfigError(f"--reference-model {settings.reference_model} is itself quantized "
+                          f"({ref_spec.detected_format}): name the model {spec.name} was quantized from")
+    ref_fmt = get_format(settings.reference_format)
+    verdict = capability.check(backend, ref_fmt, dev, spec=ref_spec)
+    if not verdict:
+        raise Unsupported(f"reference {ref_spec.name} {ref_fmt.id} on {backend}: {verdict.reason}")
+    return EnginePlan(Engine(ref_spec.name, backend, ref_fmt.id, dev.kind), ref_spec, ref_fmt, verdict,
+                      device_class=dev.gpu_class)
+
+
+def _drift(records: list[dict[str, Any]], clips: list[VideoClip], reference: EnginePlan, *, plan: EnginePlan, task,
+           pool: EnginePool, settings: Settings, decoder: str, writer: ResultsWriter) -> dict[str, Any]:
+    """Answer the clips with the reference engine (the pool closes the checkpoint's engine first) and judge
+    the checkpoint's drift against it with the suite's gates and the detected format's thresholds."""
+    from core.metrics.drift import compare_formats, usable_inputs
+    from core.metrics.verdict import evaluate, thresholds_for
+
+    _say(f"  reference: answering {len(clips)} videos with {reference.engine.id}")
+    ref_records = [done.record for done in answer_clips(clips, plan=reference, task=task, pool=pool,
+                                                        settings=settings, decoder=decoder)]
+    for r in ref_records:
+        writer.write(r)
+    ref, cand = usable_inputs(ref_records, records)
+    report = compare_formats(ref, cand, reference_format=reference.engine.format, candidate_format=plan.engine.format)
+    verdict = evaluate(report, thresholds_for(plan.engine.format, settings.thresholds),
+                       confidence=settings.drift_confidence, inconclusive=settings.drift_inconclusive)
+    rec = {"type": "drift", "engine": plan.engine.id, "task": task.name, "passed": verdict.passed,
+           "report": report.to_dict(), "status": verdict.to_dict()["status"], "verdict": verdict.to_dict(),
+           "reference": reference.engine.id}
+    writer.write(rec)
+    _say(verdict.render())
+    return {"reference": reference.engine.id, "passed": verdict.passed, "verdict": verdict.to_dict(),
+            "report": report.to_dict()}
 
 
 def _summary(records: list[dict[str, Any]], pool: EnginePool, wall: float, *, answered_now: int, waits: list[float],

@@ -35,6 +35,14 @@ class ModelSpec:
     builder: Callable[[Path], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
     source_version: Callable[[], str] | None = field(default=None, compare=False, repr=False)
     """What the build reads besides code (e.g. committed weights), so the cache rebuilds on change."""
+    prequantized: Any = None
+    """For a checkpoint already quantized elsewhere: what its files say (``core.models.prequantized.Detected``);
+    None for plain checkpoints and built models. Such a model runs only in that format, never quantized again."""
+
+    @property
+    def detected_format(self) -> str | None:
+        """The format id a pre-quantized checkpoint was detected as (None for plain models)."""
+        return self.prequantized.format if self.prequantized is not None else None
 
     @property
     def random_weights(self) -> bool:
@@ -203,8 +211,26 @@ def checkpoint_spec(path: Path, *, allow_pickle: bool = False) -> ModelSpec:
         if not pickles:
             raise ModelError(f"{path} has config.json but no weights (*.safetensors)")
     size = sum(f.stat().st_size for f in weights + pickles)
+    from core.models.prequantized import detect
+
+    detected = detect(path, cfg)
+    params = _param_count(path, weights) if detected is not None else None
+    what = f", pre-quantized: {detected.format} ({detected.source})" if detected else ""
     return ModelSpec(name=path.name, kind="checkpoint", family=FAMILIES[model_type],
-                     description=f"user checkpoint at {path}", approx_params_b=size / 2e9, path=path)
+                     description=f"user checkpoint at {path}{what}",
+                     approx_params_b=params / 1e9 if params else size / 2e9, path=path, prequantized=detected)
+
+
+def _param_count(path: Path, weights: list[Path]) -> float | None:
+    """Parameters of a quantized checkpoint, from its config (its file size counts packed weights and
+    scales, not parameters); None when the config's shape cannot be read."""
+    try:
+        from core.models.shape import ModelShape
+
+        shape = ModelShape.from_dir(path)
+        return float(shape.lm_params + shape.vision_params + 2 * shape.lm_head_params)  # embeddings ~ lm_head
+    except Exception:  # noqa: BLE001 - a size estimate only
+        return None
 
 
 def _cache_key(spec: ModelSpec) -> str:
