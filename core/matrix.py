@@ -68,6 +68,14 @@ class EnginePlan:
     reference itself."""
 
     @property
+    def group(self) -> str:
+        """What must run on the same worker as this engine: its engine group, or for a pre-quantized
+        checkpoint with a ``--reference-model``, that reference's group (its drift needs that engine)."""
+        if self.spec.prequantized is not None and self.reference is not None:
+            return self.reference.group
+        return self.engine.group
+
+    @property
     def marks(self) -> list[str]:
         return ["cpu" if self.engine.device == "cpu" else "gpu", self.engine.backend]
 
@@ -228,6 +236,6 @@ class Matrix:
         if param in by_param:
             return by_param[param]
         # ids pytest rewrote (non-ASCII escaped, duplicates numbered): the longest engine prefix
-        prefixes = {f"group:{p.engine.group}": f"{p.engine.model}-{p.engine.backend}-" for p in self.plans}
-        return max((u for u, pre in prefixes.items() if param.startswith(pre)), key=lambda u: len(prefixes[u]),
-                   default=None)
+        prefixes = [(f"group:{p.group}", f"{p.engine.model}-{p.engine.backend}-") for p in self.plans]
+        return max(((u, pre) for u, pre in prefixes if param.startswith(pre)), key=lambda up: len(up[1]),
+                   default=(None, ""))[0]

@@ -115,7 +115,7 @@ def plan_units(state, workers: int, *, history: tuple[dict, dict] | None = None)
     out = Plan(workers=workers)
     groups: dict[str, list] = {}
     for p in state.plans:
-        groups.setdefault(p.engine.group, []).append(p)
+        groups.setdefault(p.group, []).append(p)
     splittable = {}
     for group, plans in groups.items():
         judged = any(p.verdict.runnable and (p.golden.runnable or p.drift.runnable) for p in plans)

@@ -265,6 +265,34 @@ def test_reference_model_plans_its_bf16_engine_and_drift(checkpoints):
         assert not by_id["tiny-trained-vllm-bf16-cpu"].verdict.runnable or p.drift
 
 
+def test_a_prequantized_checkpoint_shares_a_work_unit_with_its_reference(checkpoints, monkeypatch):
+    """With several workers its drift must find the reference engine on the same worker, loaded once."""
+    from core import capability, dataset
+    from core.matrix import plan_engines
+    from core.schedule import plan_units
+    from core.settings import Settings
+
+    monkeypatch.setattr(capability, "installed", lambda p: True)
+    settings = Settings(gpu_models=[], models=[str(checkpoints["awq"]), "tiny"], backends=["vllm"],
+                        reference_model="tiny-trained", formats=["bf16"])
+    plans = plan_engines(settings)
+
+    class State:
+        def __init__(self):
+            self.settings, self.plans = settings, plans
+
+        def clips_for(self, task):
+            return dataset.fixture_clips()[:2]
+
+    by_id = {p.engine.id: p for p in plans}
+    checkpoint, ref = by_id["Qwen2.5-VL-tiny-awq-vllm-awq-cpu"], by_id["tiny-trained-vllm-bf16-cpu"]
+    assert checkpoint.group == ref.group == ref.engine.group != checkpoint.engine.group
+    units = plan_units(State(), 2).units
+    [home] = [u for u in units if checkpoint.engine.id in u.engines]
+    assert ref.engine.id in home.engines and sum(ref.engine.id in u.engines for u in units) == 1
+    assert by_id["tiny-vllm-bf16-cpu"].group != ref.group  # other models keep their own groups
+
+
 def test_a_prequantized_reference_model_is_a_usage_error(checkpoints):
     with pytest.raises(ConfigError, match="is itself quantized"):
         _plans(models=[str(checkpoints["awq"])], backends=["hf"], reference_model=str(checkpoints["gptq"]))

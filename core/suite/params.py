@@ -18,7 +18,7 @@ GOLDEN_TESTS = {"test_golden"}
 
 def _param(plan: EnginePlan, id_: str, values: tuple, *, extra: capability.Verdict | None = None) -> Any:
     marks = [getattr(pytest.mark, m) for m in plan.marks]
-    marks.append(pytest.mark.xdist_group(plan.engine.group))
+    marks.append(pytest.mark.xdist_group(plan.group))
     for verdict in (plan.verdict, extra):
         if verdict is not None and not verdict.runnable:
             marks.append(pytest.mark.skip(reason=verdict.reason))

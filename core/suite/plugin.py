@@ -100,8 +100,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if plan is None:
             return (0, 0, "", 0, "", 0, idx)
         e = plan.engine
-        # a pre-quantized checkpoint runs right after its --reference-model's engines (drift needs them)
-        group = plan.reference.group if plan.spec.prequantized is not None and plan.reference else e.group
+        group = plan.group  # a pre-quantized checkpoint runs right after its --reference-model's engines
         order.setdefault(group, len(order))
         unit = units.get(st.unit_of_param(item.callspec.id, xdist.worker_count(config)) or "", -1) if units else 0
         return (1, unit, order[group], 0 if e.format == ref else 1, e.format, e.model,
