@@ -115,9 +115,10 @@ def no(reason: str) -> Verdict:
 
 
 def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec | None = None,
-          check_packages: bool = True) -> Verdict:
+          check_packages: bool = True, tool_environment: bool = True) -> Verdict:
     """Can ``backend`` run ``fmt`` (for ``spec``, when given) on ``device``? Reasons name the fix or
-    the hardware needed."""
+    the hardware needed. ``tool_environment=False`` leaves out whether the quantizing tool's own
+    environment is ready: what an engine can serve once a checkpoint exists."""
     info = backend_info(backend)
     if spec is not None:
         gate = _model_gate(spec, device)
@@ -162,7 +163,7 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
         why = missing_reason(info.packages, f"the {backend} backend")
         why = why or missing_reason(tool.packages, f"format {fmt.id}")
         why = why or missing_reason(route.packages, f"{fmt.id} on {backend}")
-        if not why and tool.environment:
+        if not why and tool.environment and tool_environment:
             why = resolve(f"{tool.environment}:unavailable")(spec)
         if why:
             return no(why)

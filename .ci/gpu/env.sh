@@ -1,8 +1,8 @@
 # Sourced by every device script: carried bundles unpacked under /tmp/vqbench-site/<name> go on
 # PYTHONPATH (newest first), one model/artifact cache, offline, results under $OUT.
 export VQBENCH_CACHE=/tmp/vqcache PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_USE_FLASHINFER_SAMPLER=0
-for site in /tmp/vqbench-site/*; do [ -d "$site" ] && PYTHONPATH="$site:$PYTHONPATH"; done
-export PYTHONPATH="$PWD:$PYTHONPATH"
+for site in /tmp/vqbench-site/*; do [ -d "$site" ] && PYTHONPATH="$site:${PYTHONPATH:-}"; done
+export PYTHONPATH="$PWD:${PYTHONPATH:-}"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 # Unpack every bundle this command carried (a bundle's parts travel in .bundle/<name>/).
 unpack_carried() {

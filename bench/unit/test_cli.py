@@ -56,6 +56,29 @@ def test_doctor_json_has_every_format_and_a_reason_for_every_no(capsys):
     assert r["packages"]["transformers"] and isinstance(r["warnings"], list)
 
 
+def test_doctor_says_an_engine_serves_a_format_whose_tool_env_is_missing(capsys, monkeypatch, tmp_path):
+    """Seen on an H200: with no llm-compressor environment there, doctor said vLLM could not run ct_w8a8,
+    while the suite ran it (shape-only model) and served real checkpoints made elsewhere."""
+    from core import capability
+    from core import device as devices
+    from core.formats import get_format
+
+    monkeypatch.setenv("VQBENCH_LLMCOMPRESSOR_PYTHON", str(tmp_path / "no-such-env" / "bin" / "python"))
+    monkeypatch.setattr(capability, "missing_reason", lambda packages, purpose: None)  # every package "installed"
+    doctor._tool_unready.cache_clear()
+    try:
+        code, out, _ = _main(capsys, "doctor", "--json")
+    finally:
+        doctor._tool_unready.cache_clear()
+    r = json.loads(out)
+    assert code == 0 and not r["tools"]["llmcompressor"]["ready"]
+    cell = {row["format"]: row["cells"] for row in r["capability"]}["ct_w8a8"]["vllm/cpu"]
+    assert cell["runnable"] and cell["mode"] == "native"
+    assert "checkpoints made elsewhere" in cell["reason"] and "environment" in cell["reason"]
+    direct = capability.check("vllm", get_format("ct_w8a8"), devices.CPU)
+    assert not direct.runnable and "no-such-env" in direct.reason  # the suite's own check still refuses to quantize
+
+
 def test_doctor_text_prints_the_table(capsys):
     code, out, _ = _main(capsys, "doctor")
     assert code == 0 and "Capability" in out and "nvfp4" in out and "hf/cpu" in out
