@@ -15,6 +15,7 @@ from core import capability
 from core import device as devices
 from core.capability import Verdict
 from core.catalog import backend_info
+from core.errors import ConfigError
 from core.formats import QuantFormat, all_formats, get_format
 from core.models import registry
 from core.models.registry import ModelSpec
@@ -112,6 +113,7 @@ def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[
     for dev_kind, model_names in (("cpu", settings.models), ("cuda", settings.gpu_models)):
         dev = devices.CPU if dev_kind == "cpu" else gpu
         specs = [(registry.resolve_or_unknown(m, allow_pickle=settings.allow_pickle), fmts) for m in model_names]
+        _check_names([s for s, _ in specs] + ([reference] if reference is not None else []))
         if (reference is not None and any(s.prequantized is not None for s, _ in specs)
                 and reference.name not in {s.name for s, _ in specs}):
             # the pre-quantized models' drift is judged against it: its reference-format engine only
@@ -134,14 +136,27 @@ def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[
     return _judged(plans, settings, updating_goldens=updating_goldens)
 
 
+def _check_names(specs: list[ModelSpec]) -> None:
+    """Ids, goldens, artifacts and results are keyed by a model's name, and a checkpoint's name is its
+    directory's: two different models under one name would share them (one's golden judging the other)."""
+    by_name: dict[str, ModelSpec] = {}
+    for spec in specs:
+        other = by_name.setdefault(spec.name, spec)
+        if other is not spec and (other.kind, other.path) != (spec.kind, spec.path):
+            def where(s: ModelSpec) -> str:
+                return str(s.path) if s.kind == "checkpoint" else f"the {s.kind} model"
+            raise ConfigError(
+                f"two models are both named {spec.name!r}: {where(other)} and {where(spec)}. Cell ids, goldens and "
+                "results are keyed by the name (a checkpoint's is its directory's name), so one would be judged "
+                "against the other's goldens: give one directory another name")
+
+
 def _reference_spec(settings: Settings) -> ModelSpec | None:
     """The ``--reference-model`` (None when not given); a pre-quantized one is a usage error."""
     if not settings.reference_model:
         return None
     spec = registry.resolve(settings.reference_model, allow_pickle=settings.allow_pickle)
     if spec.prequantized is not None:
-        from core.errors import ConfigError
-
         raise ConfigError(f"--reference-model {settings.reference_model} is itself quantized "
                           f"({spec.detected_format}, {spec.prequantized.source}): name the model it was quantized "
                           f"from, which runs in {settings.reference_format}")

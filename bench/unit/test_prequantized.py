@@ -293,6 +293,20 @@ def test_a_prequantized_checkpoint_shares_a_work_unit_with_its_reference(checkpo
     assert by_id["tiny-vllm-bf16-cpu"].group != ref.group  # other models keep their own groups
 
 
+def test_two_checkpoints_under_one_name_are_a_usage_error(checkpoints, tmp_path):
+    """A checkpoint's name is its directory's: /a/model and /b/model would share ids and goldens."""
+    twin = tmp_path / "elsewhere" / checkpoints["awq"].name
+    shutil.copytree(checkpoints["gptq"], twin)
+    with pytest.raises(ConfigError, match=f"two models are both named '{twin.name}'.*another name"):
+        _plans(models=[str(checkpoints["awq"]), str(twin)], backends=["hf"])
+    clash = tmp_path / "tiny-trained"  # a checkpoint named like an embedded model, as the reference
+    shutil.copytree(checkpoints["gptq"], clash)
+    with pytest.raises(ConfigError, match="both named 'tiny-trained'"):
+        _plans(models=[str(clash)], backends=["hf"], reference_model="tiny-trained")
+    # the same directory twice is one model, not a clash
+    assert _plans(models=[str(checkpoints["awq"])] * 2, backends=["hf"])
+
+
 def test_a_prequantized_reference_model_is_a_usage_error(checkpoints):
     with pytest.raises(ConfigError, match="is itself quantized"):
         _plans(models=[str(checkpoints["awq"])], backends=["hf"], reference_model=str(checkpoints["gptq"]))
