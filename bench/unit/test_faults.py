@@ -21,6 +21,7 @@ pytest_plugins = ["pytester"]
 # The child's conftest: wrap the HF backend so chosen clips misbehave the way real runs do.
 FAULTS_CONFTEST = '''
 import os
+import signal
 import threading
 import torch
 import core.backends.hf as hf
@@ -62,7 +63,10 @@ def pytest_collection_modifyitems(items):
 
 
 # The interrupted-run test: after the second finished cell, say so on a pipe and block on another
-# until the parent interrupts this run (no timing involved).
+# until the parent interrupts this run (no timing involved). SIGINT gets Python's own handler back: a
+# test run started with `&` by a non-interactive shell (a CI script) ignores SIGINT, and so would this
+# child, which inherits that; the Ctrl-C this test stands for reaches a foreground run.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 _finished = 0
 
 def pytest_runtest_logfinish(nodeid, location):

@@ -89,8 +89,12 @@ def test_resume_refusal_from_the_command_line(capsys, tmp_path):
 
 
 CHILD = r'''
-import os, sys
+import os, signal, sys
 from core import cli, results
+
+# Python's own SIGINT handler, also when this test runs in a background job that ignores SIGINT (a
+# non-interactive shell's `&`): the Ctrl-C this test stands for reaches a foreground run.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 N, READY, GO = int(os.environ["VQ_STOP_AFTER"]), int(os.environ["VQ_READY_FD"]), int(os.environ["VQ_GO_FD"])
 _write, _seen = results.ResultsWriter.write, []
