@@ -433,3 +433,7 @@ def test_a_bnb_checkpoint_runs_with_drift_through_vqbench_run(bnb_checkpoint, tw
     assert doc["prequantized"]["format"] == "bnb_int8"
     assert doc["drift"]["reference"] == "tiny-trained-hf-bf16-cpu" and doc["drift"]["passed"], doc["drift"]
     assert "pre-quantized checkpoint: bnb_int8" in proc.stderr
+    # the checkpoint answered before its reference: its vision embeddings waited for the reference's
+    vision = doc["drift"]["report"]["vision_summary"]
+    assert vision["clips"] == 2 and 0.9 < vision["cos_min"] <= 1.0, vision
+    assert "embeddings per frame group vs the reference" in proc.stderr

@@ -301,7 +301,9 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     if not gap:
         raise Unsupported(gap.reason)
     eng = Engine(spec.name, backend, fmt.id, dev.kind)
-    plan = EnginePlan(eng, spec, fmt, verdict, device_class=dev.gpu_class)
+    reference = _reference_plan(settings, spec, backend, dev)
+    plan = EnginePlan(eng, spec, fmt, verdict, device_class=dev.gpu_class,
+                      reference=reference.engine if reference is not None else None)
     decoder, why_not = decode.resolve_decoder(settings.decoder)
     where = str(Path(source).expanduser().resolve()) if Path(source).expanduser().exists() else str(source)
     ident = resume.identity(settings, model=spec.name, backend=backend, fmt=fmt.id, task=task.name, device=dev.kind,
@@ -309,7 +311,6 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     previous = resume.answered(results_path, ident, engine=eng.id) if settings.resume else {}
     previous = {c.id: previous[c.id] for c in clips if c.id in previous}
     todo = [c for c in clips if c.id not in previous]
-    reference = _reference_plan(settings, spec, backend, dev)
     _say(f"vqbench run: {eng.id} on {dev.describe()}, {len(clips)} videos, task {task.name}")
     if spec.prequantized is not None:
         _say(f"  pre-quantized checkpoint: {fmt.id} ({spec.prequantized.source}, fingerprint "
@@ -335,6 +336,8 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
         "settings": settings.to_dict(), "command": "run", "run": ident,
         "skipped": [s.to_dict() for s in found.skipped], "resumed": len(previous) if settings.resume else None})
     pool = EnginePool(settings, on_event=writer.write)
+    # The checkpoint answers before its reference here: its vision embeddings wait for the reference's.
+    pool.vision.keep_candidates = reference is not None
     new: dict[str, dict[str, Any]] = {}
     waits: list[float] = []
     decode_plan: list[decode.Plan] = []
@@ -413,6 +416,10 @@ def _drift(records: list[dict[str, Any]], clips: list[VideoClip], reference: Eng
                                                         settings=settings, decoder=decoder)]
     for r in ref_records:
         writer.write(r)
+    # Vision drift (HF): the checkpoint's embeddings were kept until the reference scored the same frames.
+    late = {key[3]: stats for key, stats in pool.vision.late.items()}  # by the clip's path
+    records = [({**r, "vision": late[r["video_path"]]} if r.get("video_path") in late and not r.get("vision")
+                else r) for r in records]
     ref, cand = usable_inputs(ref_records, records)
     report = compare_formats(ref, cand, reference_format=reference.engine.format, candidate_format=plan.engine.format)
     verdict = evaluate(report, thresholds_for(plan.engine.format, settings.thresholds),

@@ -6,8 +6,9 @@ written). The reference format's embeddings are kept in memory, keyed by model, 
 and the exact frames; a later format's embeddings of the same frames are compared with them and
 only the comparison is recorded: per group the cosine similarity and the relative error
 ``||e - e_ref|| / ||e_ref||`` of the flattened group. The suite runs each engine group's reference
-format first, so the reference is there when a candidate is scored; a candidate scored without it
-simply has no vision comparison. vLLM keeps the vision encoder's outputs inside its engine process
+format first, so the reference is there when a candidate is scored. ``vqbench run`` answers a
+pre-quantized checkpoint before its ``--reference-model``: a candidate's embeddings are then kept until
+the reference scores the same frames, and the comparison is handed out later (``late``). vLLM keeps the vision encoder's outputs inside its engine process
 (its encoder cache; no API hands them out), so vLLM cells have none.
 """
 
@@ -45,31 +46,48 @@ def summary(groups: list[dict[str, float]]) -> dict[str, Any]:
 
 
 class VisionStore:
-    """The reference format's vision embeddings of the clips it answered, for later formats."""
+    """The reference format's vision embeddings of the clips it answered, for later formats; and a
+    candidate's, when it answered before the reference, until the reference comes."""
 
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES, *, keep_candidates: bool = False) -> None:
         self.max_bytes = max_bytes
+        self.keep_candidates = keep_candidates
+        """Keep a candidate's embeddings that came before the reference's (``vqbench run``'s order); the
+        suite scores the reference first and never needs this."""
         self._items: OrderedDict[tuple, tuple[Any, list[int]]] = OrderedDict()
+        self._pending: OrderedDict[tuple, tuple[Any, list[int]]] = OrderedDict()
+        self.late: dict[tuple, dict[str, Any]] = {}
+        """Comparisons of candidates that answered before the reference, by the same key."""
 
     def observe(self, key: tuple, *, reference: bool, embeddings, groups: list[int],
                 reference_format: str) -> dict[str, Any] | None:
-        """Keep ``embeddings`` when they are the reference's; else compare them with the
-        reference's for the same key (None when the reference has not answered it)."""
+        """Keep ``embeddings`` when they are the reference's (and compare any candidate waiting for
+        them into ``late``); else compare them with the reference's for the same key, or keep them
+        until the reference answers (None then)."""
+        emb = embeddings.detach().to("cpu")
         if reference:
-            self._items[key] = (embeddings.detach().to("cpu"), list(groups))
+            self._items[key] = (emb, list(groups))
             self._items.move_to_end(key)
-            self._evict()
+            waiting = self._pending.pop(key, None)
+            if waiting is not None:
+                self.late[key] = {"reference": reference_format, **summary(group_stats(emb, waiting[0], groups))}
+            self._evict(self._items)
             return None
         ref = self._items.get(key)
         if ref is None:
+            if not self.keep_candidates:
+                return None
+            self._pending[key] = (emb, list(groups))
+            self._pending.move_to_end(key)
+            self._evict(self._pending)
             return None
-        return {"reference": reference_format, **summary(group_stats(ref[0], embeddings.detach().to("cpu"), groups))}
+        return {"reference": reference_format, **summary(group_stats(ref[0], emb, groups))}
 
-    def _evict(self) -> None:
+    def _evict(self, items: OrderedDict) -> None:
         def size(item) -> int:
             return item[0].numel() * item[0].element_size()
 
-        total = sum(size(v) for v in self._items.values())
-        while total > self.max_bytes and len(self._items) > 1:
-            _, old = self._items.popitem(last=False)
+        total = sum(size(v) for v in items.values())
+        while total > self.max_bytes and len(items) > 1:
+            _, old = items.popitem(last=False)
             total -= size(old)
