@@ -4,6 +4,8 @@ child pytest would take itself for a worker and leave the merged --benchmark-jso
 does not have) and VQBENCH_RESULTS, the results file the controller hands its workers
 (core/suite/xdist.py; a child would write its records there instead of where its test looks)."""
 
+import shutil
+
 import pytest
 
 _OUTER = ("VQBENCH_RESULTS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
@@ -13,3 +15,19 @@ _OUTER = ("VQBENCH_RESULTS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
 def _children_see_a_plain_environment(monkeypatch):
     for name in _OUTER:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fixture_clip_folder(tmp_path):
+    """``make(name, n)``: a folder under the test's tmp_path holding copies of the first ``n`` fixture
+    clips (no manifest: a plain folder of videos, as a user's would be)."""
+    from core import dataset
+
+    def make(name: str, n: int):
+        d = tmp_path / name
+        d.mkdir()
+        for c in dataset.fixture_clips()[:n]:
+            shutil.copy(c.path, d / c.path.name)
+        return d
+
+    return make

@@ -94,12 +94,9 @@ def test_doctor_warns_about_transformers_with_the_mrope_bug(version, warned):
 
 
 @pytest.fixture
-def video_dir(tmp_path):
+def video_dir(fixture_clip_folder):
     """Two fixture clips and one broken file, without a manifest (a plain folder, no labels)."""
-    d = tmp_path / "videos"
-    d.mkdir()
-    for c in dataset.fixture_clips()[:2]:
-        shutil.copy(c.path, d / c.path.name)
+    d = fixture_clip_folder("videos", 2)
     (d / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 2000)
     (d / "notes.txt").write_text("which camera is which\n" * 20)
     return d

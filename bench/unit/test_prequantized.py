@@ -371,14 +371,8 @@ def bnb_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture
-def two_clips(tmp_path):
-    from core import dataset
-
-    d = tmp_path / "clips"
-    d.mkdir()
-    for c in dataset.fixture_clips()[:2]:
-        shutil.copy(c.path, d / c.path.name)
-    return d
+def two_clips(fixture_clip_folder):
+    return fixture_clip_folder("clips", 2)
 
 
 @pytest.mark.slow

@@ -114,12 +114,9 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_to_all_videos(capsys, tmp_path):
+def test_interrupted_run_resumes_to_all_videos(capsys, tmp_path, fixture_clip_folder):
     clips = dataset.fixture_clips()[:5]
-    d = tmp_path / "videos"
-    d.mkdir()
-    for c in clips:
-        shutil.copy(c.path, d / c.path.name)
+    d = fixture_clip_folder("videos", 5)
     (d / "README.txt").write_text("dashcam export, 5 clips\n" * 20)
     out, results, answers = tmp_path / "run.json", tmp_path / "run.jsonl", tmp_path / "answers.csv"
     argv = ["run", "--device", "cpu", "--videos", str(d), "--output", str(out), "--results", str(results),

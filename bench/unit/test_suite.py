@@ -4,7 +4,6 @@ broken clip fails only its own cell."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -16,14 +15,9 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
-def clip_dir(tmp_path):
-    clips = dataset.fixture_clips()[:2]
-    d = tmp_path / "clips"
-    d.mkdir()
-    rows = ["video,label"]
-    for c in clips:
-        shutil.copy(c.path, d / c.path.name)
-        rows.append(f"{c.path.name},{c.label}")
+def clip_dir(fixture_clip_folder):
+    d = fixture_clip_folder("clips", 2)
+    rows = ["video,label"] + [f"{c.path.name},{c.label}" for c in dataset.fixture_clips()[:2]]
     (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 5000)
     rows.append("corrupt.mp4,Anomaly")
     (d / "manifest.csv").write_text("\n".join(rows) + "\n")
