@@ -65,11 +65,7 @@ def test_doctor_says_an_engine_serves_a_format_whose_tool_env_is_missing(capsys,
 
     monkeypatch.setenv("VQBENCH_LLMCOMPRESSOR_PYTHON", str(tmp_path / "no-such-env" / "bin" / "python"))
     monkeypatch.setattr(capability, "missing_reason", lambda packages, purpose: None)  # every package "installed"
-    doctor._tool_unready.cache_clear()
-    try:
-        code, out, _ = _main(capsys, "doctor", "--json")
-    finally:
-        doctor._tool_unready.cache_clear()
+    code, out, _ = _main(capsys, "doctor", "--json")
     r = json.loads(out)
     assert code == 0 and not r["tools"]["llmcompressor"]["ready"]
     cell = {row["format"]: row["cells"] for row in r["capability"]}["ct_w8a8"]["vllm/cpu"]

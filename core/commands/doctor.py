@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import platform
 import sys
@@ -48,40 +47,29 @@ def tool_environments() -> dict[str, dict]:
     return out
 
 
-@functools.cache
-def _tool_unready(tool_name: str) -> str | None:
-    """Why a quantizing tool that runs in an environment of its own cannot run here (None: it can, or
-    it has no environment of its own). Once per tool: the check starts that environment's python."""
-    from core.quant import resolve
-
-    tool = capability.quantizer_info(tool_name)
-    return resolve(f"{tool.environment}:unavailable")(None) if tool.environment else None
-
-
 def report() -> dict:
     gpus = devices.gpus()
     dev = gpus[0] if gpus else devices.CPU
     packages = {p: capability.version(p) for p in capability.PACKAGES}
+    tools = tool_environments()
     table = []
     for fmt in all_formats():
         row = {"format": fmt.id, "tool": fmt.tool, "description": fmt.description, "cells": {}}
         for backend in BACKENDS:
             for target in ([devices.CPU] + ([dev] if gpus else [])):
-                v = capability.check(backend, fmt, target)
-                if not v.runnable and v.reason == _tool_unready(fmt.tool):
-                    # The engine may serve the format all the same: checkpoints made elsewhere (pre-quantized
-                    # models) and shape-only models need no run of the tool here.
-                    served = capability.check(backend, fmt, target, tool_environment=False)
-                    if served.runnable:
-                        v = capability.Verdict(True, "; ".join(filter(None, [
-                            served.reason, f"checkpoints made elsewhere and shape-only models only: making one here "
-                            f"needs {fmt.tool}'s environment (see the tools above)"])), mode=served.mode)
+                # What the engine serves; a tool whose own environment is missing here only limits it to
+                # checkpoints made elsewhere (pre-quantized models) and shape-only models.
+                v = capability.check(backend, fmt, target, tool_environment=False)
+                if v.runnable and not tools.get(fmt.tool, {"ready": True})["ready"]:
+                    v = capability.Verdict(True, "; ".join(filter(None, [
+                        v.reason, f"checkpoints made elsewhere and shape-only models only: making one here "
+                        f"needs {fmt.tool}'s environment (see the tools above)"])), mode=v.mode)
                 row["cells"][f"{backend}/{target.gpu_class}"] = {"runnable": v.runnable, "mode": v.mode,
                                                                  "reason": v.reason}
         table.append(row)
     return {
         "python": sys.version.split()[0], "platform": platform.platform(),
-        "tools": tool_environments(),
+        "tools": tools,
         "gpus": [{"index": g.index, "name": g.name, "capability": g.sm, "memory_gib": round(g.memory_gib or 0, 1),
                   "driver": g.driver, "cuda_driver": g.cuda_driver_version} for g in gpus],
         "no_gpu_reason": "" if gpus else devices.no_gpu_reason(),
