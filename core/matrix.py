@@ -143,10 +143,9 @@ def _check_names(specs: list[ModelSpec]) -> None:
     for spec in specs:
         other = by_name.setdefault(spec.name, spec)
         if other is not spec and (other.kind, other.path) != (spec.kind, spec.path):
-            def where(s: ModelSpec) -> str:
-                return str(s.path) if s.kind == "checkpoint" else f"the {s.kind} model"
+            a, b = (str(s.path) if s.kind == "checkpoint" else f"the {s.kind} model" for s in (other, spec))
             raise ConfigError(
-                f"two models are both named {spec.name!r}: {where(other)} and {where(spec)}. Cell ids, goldens and "
+                f"two models are both named {spec.name!r}: {a} and {b}. Cell ids, goldens and "
                 "results are keyed by the name (a checkpoint's is its directory's name), so one would be judged "
                 "against the other's goldens: give one directory another name")
 

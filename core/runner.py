@@ -19,6 +19,7 @@ from core.backends.base import Backend
 from core.errors import VideoError, VqbenchError
 from core.matrix import Cell, EnginePlan
 from core.metrics.memory import MemoryProbe, snapshot
+from core.metrics.vision import VisionKey, VisionStore
 from core.records import CellRecord, RecordKind
 from core.requests import Generation, Request
 from core.sampling import SamplingSpec, anchor
@@ -96,8 +97,6 @@ class EnginePool:
         self.baselines: dict[str, dict[str, Any]] = {}
         self.history: list[dict[str, Any]] = []
         """Engines in the order they ran, each with its wall time from load start to close."""
-        from core.metrics.vision import VisionStore
-
         self.vision = VisionStore()
         """The reference format's vision embeddings, for later formats' vision drift."""
         self._started = 0.0
@@ -277,7 +276,8 @@ def run_cell(cell: Cell, pool: EnginePool, frames_cache: FrameCache, settings: S
         # keyed by the model whose reference-format answers it is compared with (a pre-quantized
         # checkpoint: its --reference-model)
         ref = cell.plan.reference if cell.plan.spec.prequantized is not None else None
-        key = ((ref or eng).model, eng.backend, eng.device, str(cell.clip.path), frames.indices, frames.array.shape)
+        key = VisionKey((ref or eng).model, eng.backend, eng.device, str(cell.clip.path), tuple(frames.indices),
+                        tuple(frames.array.shape))
         emb, groups = gen.vision
         vision = pool.vision.observe(key, reference=eng.format == settings.reference_format, embeddings=emb,
                                      groups=groups, reference_format=settings.reference_format)

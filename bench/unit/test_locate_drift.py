@@ -13,7 +13,7 @@ from core import fingerprint
 from core.formats import get_format
 from core.golden import compare, golden_payload, input_changes
 from core.metrics import vocab
-from core.metrics.vision import VisionStore, group_stats
+from core.metrics.vision import VisionKey, VisionStore, group_stats
 
 pytestmark = pytest.mark.cpu
 
@@ -87,7 +87,7 @@ def test_vision_groups_and_store():
     assert stats[0] == {"cos": 1.0, "rel_err": 0.0, "tokens": 4}
     assert stats[1]["cos"] == pytest.approx(1.0) and stats[1]["rel_err"] == pytest.approx(0.1, rel=1e-3)
     store = VisionStore()
-    key = ("m", "hf", "cpu", "clip.mp4", (0, 1), (2, 28, 28, 3))
+    key = VisionKey("m", "hf", "cpu", "clip.mp4", (0, 1), (2, 28, 28, 3))
     assert store.observe(key, reference=False, embeddings=cand, groups=[4, 4], reference_format="bf16") is None
     assert store.observe(key, reference=True, embeddings=ref, groups=[4, 4], reference_format="bf16") is None
     got = store.observe(key, reference=False, embeddings=cand, groups=[4, 4], reference_format="bf16")

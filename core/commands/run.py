@@ -417,7 +417,7 @@ def _drift(records: list[dict[str, Any]], clips: list[VideoClip], reference: Eng
     for r in ref_records:
         writer.write(r)
     # Vision drift (HF): the checkpoint's embeddings were kept until the reference scored the same frames.
-    late = {key[3]: stats for key, stats in pool.vision.late.items()}  # by the clip's path
+    late = {key.clip: stats for key, stats in pool.vision.late.items()}
     records = [({**r, "vision": late[r["video_path"]]} if r.get("video_path") in late and not r.get("vision")
                 else r) for r in records]
     ref, cand = usable_inputs(ref_records, records)

@@ -15,7 +15,7 @@ the reference scores the same frames, and the comparison is handed out later (``
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_BYTES = 1 << 30
 """Memory the reference embeddings may hold (oldest dropped first)."""
@@ -45,6 +45,18 @@ def summary(groups: list[dict[str, float]]) -> dict[str, Any]:
             "rel_err_mean": sum(g["rel_err"] for g in groups) / len(groups)}
 
 
+class VisionKey(NamedTuple):
+    """Which embeddings are comparable: the same frames of the same clip through the same model (a
+    pre-quantized checkpoint's: its reference model's), backend and device."""
+
+    model: str
+    backend: str
+    device: str
+    clip: str
+    indices: tuple
+    shape: tuple
+
+
 class VisionStore:
     """The reference format's vision embeddings of the clips it answered, for later formats; and a
     candidate's, when it answered before the reference, until the reference comes."""
@@ -54,12 +66,12 @@ class VisionStore:
         self.keep_candidates = keep_candidates
         """Keep a candidate's embeddings that came before the reference's (``vqbench run``'s order); the
         suite scores the reference first and never needs this."""
-        self._items: OrderedDict[tuple, tuple[Any, list[int]]] = OrderedDict()
-        self._pending: OrderedDict[tuple, tuple[Any, list[int]]] = OrderedDict()
-        self.late: dict[tuple, dict[str, Any]] = {}
+        self._items: OrderedDict[VisionKey, tuple[Any, list[int]]] = OrderedDict()
+        self._pending: OrderedDict[VisionKey, tuple[Any, list[int]]] = OrderedDict()
+        self.late: dict[VisionKey, dict[str, Any]] = {}
         """Comparisons of candidates that answered before the reference, by the same key."""
 
-    def observe(self, key: tuple, *, reference: bool, embeddings, groups: list[int],
+    def observe(self, key: VisionKey, *, reference: bool, embeddings, groups: list[int],
                 reference_format: str) -> dict[str, Any] | None:
         """Keep ``embeddings`` when they are the reference's (and compare any candidate waiting for
         them into ``late``); else compare them with the reference's for the same key, or keep them
