@@ -165,10 +165,14 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
         why = why or missing_reason(route.packages, f"{fmt.id} on {backend}")
         if not why and tool.environment and tool_environment:
             why = resolve(f"{tool.environment}:unavailable")(spec)
+        if not why and device.kind == "cpu" and route.cpu_kernels and info.cpu_kernels:
+            why = resolve(info.cpu_kernels)(route.cpu_kernels, fmt.id)
         if why:
             return no(why)
     bf16_note = (f"sm_{sm} ({device.name}) has no bfloat16 tensor cores: bf16 math is emulated, so latency is "
                  "not representative of the model" if slow_bf16 else "")
+    if device.kind == "cpu":
+        bf16_note = cpu_bf16_note(device)
     if route.decompressed:
         return Verdict(True, "; ".join(filter(None, [route.decompressed, bf16_note])), mode="emulated")
     min_sm = fmt.real_kernels_min_sm
@@ -182,9 +186,21 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
         if min_sm and (sm is None or sm < min_sm):
             note += f"; real kernels need sm_{min_sm}+, found {'CPU' if sm is None else f'sm_{sm}'}"
         return Verdict(True, "; ".join(filter(None, [note, bf16_note])), mode="fake-quant")
-    if emulated or bf16_note:
+    if emulated or (bf16_note and (device.kind == "cuda" or not fmt.quantized)):
+        # on a CPU only the bf16 format itself is emulated; a quantized format keeps its own kernels
+        # (its activations in the CPU's compute dtype, which the note says)
         return Verdict(True, "; ".join(filter(None, [emulated, bf16_note])), mode="emulated")
-    return Verdict(True, "")
+    return Verdict(True, bf16_note)
+
+
+def cpu_bf16_note(device: DeviceInfo) -> str:
+    """What a CPU without bf16 arithmetic does to a cell ('' where bf16 is native)."""
+    if device.kind != "cpu" or device.bf16_native is not False:
+        return ""
+    where = f"bf16 is emulated on this CPU ({device.isa}: {device.bf16_why}), ~100x slower than fp32"
+    if device.dtype == "float32":
+        return f"{where}: computed in float32 instead (--cpu-dtype auto; its answers are kept as class cpu_fp32)"
+    return f"{where}: --cpu-dtype {device.dtype} keeps it (slow; --cpu-dtype auto computes in float32)"
 
 
 def _prequantized_gate(spec: ModelSpec, fmt: QuantFormat) -> Verdict | None:

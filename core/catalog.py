@@ -30,6 +30,9 @@ class BackendInfo:
     """Why it has no FP8 KV cache on a CPU ('' = it has one wherever it runs)."""
     bf16_tensor_cores: bool = False
     """True when it refuses bf16 models on GPUs without bf16 tensor cores (below sm_80)."""
+    cpu_kernels: str = ""
+    """``module:function`` ``(ops, fmt_id) -> str | None``: why its installed CPU build lacks a kernel a
+    route needs (``Route.cpu_kernels``) on this CPU; '' = no such probe."""
 
 
 BACKENDS: dict[str, BackendInfo] = {
@@ -39,7 +42,8 @@ BACKENDS: dict[str, BackendInfo] = {
                     packages=("torch", "transformers"), versioned=("torch", "transformers")),
         BackendInfo(name="vllm", target="core.backends.vllm:VLLMBackend", description="vLLM offline LLM engine",
                     packages=("vllm",), versioned=("vllm", "torch", "transformers"),
-                    cpu_kv_fp8="vLLM's CPU backend has no FP8 KV cache", bf16_tensor_cores=True),
+                    cpu_kv_fp8="vLLM's CPU backend has no FP8 KV cache", bf16_tensor_cores=True,
+                    cpu_kernels="core.backends.vllm_cpu_kernels:missing"),
         BackendInfo(name="trtllm", target="core.backends.trtllm:TRTLLMBackend",
                     description="TensorRT-LLM LLM API (PyTorch workflow)", packages=("tensorrt_llm",),
                     versioned=("tensorrt_llm", "torch", "transformers"), cpu="TensorRT-LLM needs a CUDA GPU",

@@ -48,6 +48,9 @@ class Route:
     """Why this route cannot run a shape-only model (real dimensions, no weights); '' = it can."""
     packages: tuple[str, ...] = ()
     """Keys of ``core.capability.PACKAGES`` this route needs besides its backend's and tool's."""
+    cpu_kernels: tuple[str, ...] = ()
+    """On a CPU: the operators the backend's CPU kernel library must register for this route (asked of
+    the installed build by the backend's ``cpu_kernels`` probe; a build for another ISA may lack them)."""
     auto: bool = False
     """For checkpoints: the engine reads the method from the checkpoint's config (vLLM's auto-detection,
     which picks the fastest kernel family for the GPU, e.g. AWQ -> awq_marlin on sm_80+); ``quantization``
@@ -250,14 +253,15 @@ FORMATS: dict[str, QuantFormat] = {
                                         "dynamic per-token activations (llm-compressor)",
             tool="llmcompressor", recipe="W8A8_SQ_GPTQ", weight_bits=8, act_bits=8, real_kernels_min_sm=75,
             lm_bytes_per_weight=1.0,
-            backends={"hf": _ct_hf(activations=True), "vllm": _ct_vllm()},
+            backends={"hf": _ct_hf(activations=True),
+                      "vllm": _ct_vllm(cpu_kernels=("create_onednn_scaled_mm_handler", "onednn_scaled_mm"))},
             not_supported={"trtllm": _CT_TRTLLM},
         ),
         QuantFormat(
             name="ct_w4a16", description="W4A16 INT4 compressed-tensors: GPTQ, group size 128 (llm-compressor)",
             tool="llmcompressor", recipe="W4A16_GPTQ", weight_bits=4, act_bits=16, real_kernels_min_sm=75,
             lm_bytes_per_weight=0.5 + 2 / 128,
-            backends={"hf": _ct_hf(activations=False), "vllm": _ct_vllm()},
+            backends={"hf": _ct_hf(activations=False), "vllm": _ct_vllm(cpu_kernels=("cpu_gemm_wna16",))},
             not_supported={"trtllm": _CT_TRTLLM},
         ),
         QuantFormat(

@@ -88,7 +88,7 @@ def engine_payload(plan, task: str, records: list[CellRecord]) -> dict[str, Any]
     """``golden_payload`` of an engine plan on ``task``, with what identifies it and the library versions."""
     e = plan.engine
     versions = recorded_with(e.backend, "prequantized" if plan.spec.prequantized is not None else plan.fmt.tool)
-    if plan.device_class == "cpu":
+    if plan.device_class.startswith("cpu"):
         versions["cpu"] = cpu_model()  # CPU numerics differ by instruction set (bf16 dot products)
     meta = {"model": e.model, "backend": e.backend, "format": e.format, "task": task,
             "device_class": plan.device_class, "recorded_with": versions}

@@ -111,7 +111,7 @@ def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[
     plans: list[EnginePlan] = []
     seen: set[Engine] = set()
     for dev_kind, model_names in (("cpu", settings.models), ("cuda", settings.gpu_models)):
-        dev = devices.CPU if dev_kind == "cpu" else gpu
+        dev = devices.cpu(settings.cpu_dtype) if dev_kind == "cpu" else gpu
         specs = [(registry.resolve_or_unknown(m, allow_pickle=settings.allow_pickle), fmts) for m in model_names]
         _check_names([s for s, _ in specs] + ([reference] if reference is not None else []))
         if (reference is not None and any(s.prequantized is not None for s, _ in specs)
@@ -132,7 +132,7 @@ def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[
                         verdict = capability.no_device(devices.no_gpu_reason())
                     else:
                         verdict = capability.check(backend, fmt, dev, spec=spec)
-                    plans.append(EnginePlan(eng, spec, fmt, verdict, device_class=_device_class(dev_kind, gpu)))
+                    plans.append(EnginePlan(eng, spec, fmt, verdict, device_class=_device_class(dev_kind, dev)))
     return _judged(plans, settings, updating_goldens=updating_goldens)
 
 
@@ -162,10 +162,11 @@ def _reference_spec(settings: Settings) -> ModelSpec | None:
     return spec
 
 
-def _device_class(dev_kind: str, gpu: devices.DeviceInfo) -> str:
-    if dev_kind == "cpu":
-        return "cpu"
-    return gpu.gpu_class if gpu.kind == "cuda" else "gpu"
+def _device_class(dev_kind: str, dev: devices.DeviceInfo) -> str:
+    """``cpu`` / ``cpu_fp32`` (the CPU's compute dtype), ``sm90`` ...; ``gpu`` for GPU cells without a GPU."""
+    if dev_kind == "cuda" and dev.kind != "cuda":
+        return "gpu"
+    return dev.gpu_class
 
 
 def _judged(plans: list[EnginePlan], settings: Settings, *, updating_goldens: bool) -> list[EnginePlan]:

@@ -30,6 +30,8 @@ class EngineOptions:
     max_model_len: int = 8192
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    cpu_dtype: str = "auto"
+    """CPU engines: 'auto' (bfloat16 where the CPU has bf16 arithmetic, else float32), 'bfloat16', 'float32'."""
     artifact_cache: bool = True
     top_k: int = 5
     """How many top log-probs to keep per generated token (parity checks)."""

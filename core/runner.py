@@ -108,7 +108,7 @@ class EnginePool:
         key = plan.engine.id
         if key in self.failures:
             raise EngineLoadError(self.failures[key])
-        dev = devices.CPU if plan.engine.device == "cpu" else devices.primary()
+        dev = devices.cpu(self.settings.cpu_dtype) if plan.engine.device == "cpu" else devices.primary()
         backend = backend_class(plan.engine.backend)(plan.spec, plan.fmt, dev, self.settings.engine_options())
         self.loads[key] += 1
         try:

@@ -147,6 +147,17 @@ def parse_inconclusive(text: str) -> str:
     return value
 
 
+def parse_cpu_dtype(text: str) -> str:
+    from core.device import CPU_DTYPES
+
+    value = text.strip().lower()
+    aliases = {"bf16": "bfloat16", "fp32": "float32"}
+    value = aliases.get(value, value)
+    if value not in CPU_DTYPES:
+        raise ValueError(f"expected one of {', '.join(CPU_DTYPES)} (or bf16, fp32), got {text!r}")
+    return value
+
+
 def _resolution(text: str) -> str:
     if text:
         parse_resolution(text)  # validates; the string itself is kept (it is what results record)
@@ -270,6 +281,11 @@ class Settings:
                                            help="vLLM: share of GPU memory the engine may take (default 0.85)")
     max_model_len: int = option(8192, flags=("--max-model-len",), fronts=RUN_FRONTS, parse=_positive(int),
                                 engine=True, metavar="N", help="vLLM/TensorRT-LLM context length (default 8192)")
+    cpu_dtype: str = option("auto", flags=("--cpu-dtype",), fronts=ENGINE_FRONTS, parse=parse_cpu_dtype, engine=True,
+                            metavar="auto|bfloat16|float32",
+                            help="dtype of CPU engines: auto (default) computes in bfloat16 where the CPU has bf16 "
+                                 "arithmetic (AVX512-BF16, AMX) and in float32 where bf16 is emulated (AVX2: "
+                                 "~100x slower); goldens and artifacts are kept apart per dtype (cpu, cpu_fp32)")
     allow_pickle: bool = option(False, flags=("--allow-pickle",), kind="flag", fronts=ENGINE_FRONTS, engine=True,
                                 help="allow pickle (.bin) checkpoints (unsafe: pickle can run code)")
     trust_remote_code: bool = option(False, flags=("--trust-remote-code",), kind="flag", fronts=ENGINE_FRONTS,

@@ -93,7 +93,7 @@ class HFBackend(Backend):
         self._sync()
         from core.quant.inspect import weight_bytes
 
-        details: dict[str, Any] = {"directory": str(directory), "dtype": "bfloat16",
+        details: dict[str, Any] = {"directory": str(directory), "dtype": self.device.dtype, **_cpu_facts(self.device, torch),
                                    "attn_implementation": self.options.attn_implementation}
         if applied.report or export:
             details["quantization"] = {**applied.report, **({"export": export} if export else {})}
@@ -117,7 +117,8 @@ class HFBackend(Backend):
             directory, local_files_only=True, trust_remote_code=self.options.trust_remote_code)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.family = family(self.spec.family)
-        dtype, dev = torch.bfloat16, self.device.torch_device
+        # bf16 everywhere, except a CPU told to compute in float32 (--cpu-dtype; auto where bf16 is emulated)
+        dtype, dev = getattr(torch, self.device.dtype), self.device.torch_device
         if self.spec.kind == "shape":  # random weights, made straight on the device
             config = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
             config._attn_implementation = self.options.attn_implementation
@@ -131,7 +132,7 @@ class HFBackend(Backend):
             }
             if self.spec.prequantized is None:
                 # A pre-quantized checkpoint loads with its own quantization_config (from config.json).
-                kwargs.update(quantizer(self.format.tool).load_kwargs(self.format, self.spec))
+                kwargs.update(quantizer(self.format.tool).load_kwargs(self.format, self.spec, dtype=self.device.dtype))
             try:
                 model = transformers.AutoModelForImageTextToText.from_pretrained(directory, device_map=dev, **kwargs)
             except (OSError, ValueError) as exc:
@@ -220,3 +221,18 @@ class HFBackend(Backend):
 
         return float(sum(tensor_bytes(p) for name, p in self.model.named_parameters()
                          if "language_model" in name and p.dim() == 2 and "embed" not in name))
+
+
+def _cpu_facts(device, torch) -> dict[str, Any]:
+    """On a CPU: what torch itself reports (its dispatch ISA, oneDNN's bf16 support) beside what the suite
+    read from /proc/cpuinfo, so a record shows the kernels the cell really ran on."""
+    if device.kind != "cpu":
+        return {}
+    facts: dict[str, Any] = {"cpu": {"name": device.name, "isa": device.isa, "bf16_native": device.bf16_native,
+                                     "bf16": device.bf16_why, "compute_dtype": device.dtype}}
+    try:
+        facts["cpu"]["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        facts["cpu"]["onednn_bf16"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError) as exc:  # older torch: say so rather than guess
+        facts["cpu"]["torch_cpu_capability"] = f"unknown ({exc})"
+    return facts

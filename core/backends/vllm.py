@@ -125,7 +125,7 @@ class VLLMBackend(Backend):
         kv_bytes = (int(blocks * block_size * self.model_shape().kv_bytes_per_token(1 if self.format.kv_cache else 2))
                     if blocks and block_size else None)
         details: dict[str, Any] = {
-            "directory": str(directory), "dtype": "bfloat16", "vllm_quantization": quant_arg,
+            "directory": str(directory), "dtype": kwargs["dtype"], "vllm_quantization": quant_arg,
             "kv_cache_dtype": kwargs.get("kv_cache_dtype", "auto"), "load_format": kwargs["load_format"],
             "max_model_len": kwargs["max_model_len"], "enforce_eager": kwargs["enforce_eager"],
             "engine_s": engine_s, "warmup_s": time.perf_counter() - t2,
@@ -176,7 +176,7 @@ class VLLMBackend(Backend):
         opts, cpu = self.options, self.device.kind == "cpu"
         max_len, overrides = _context_length(directory, opts.max_model_len, shape=self.spec.kind == "shape")
         kwargs: dict[str, Any] = {
-            "model": str(directory), "runner": "generate", "dtype": "bfloat16", "max_model_len": max_len,
+            "model": str(directory), "runner": "generate", "dtype": self.device.dtype, "max_model_len": max_len,
             "seed": opts.seed, "tensor_parallel_size": opts.tensor_parallel_size,
             "trust_remote_code": opts.trust_remote_code, "limit_mm_per_prompt": {"video": 1},
             "disable_log_stats": False, "logprobs_mode": "raw_logprobs", "max_logprobs": max(20, opts.top_k, opts.vocab_top_k),

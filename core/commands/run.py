@@ -45,10 +45,12 @@ def _one_round(fn, *, before_round=None):
     return result, [time.perf_counter() - t0]
 
 
-def _device(choice: str):
+def _device(choice: str, cpu_dtype: str = "auto"):
     if choice == "cpu":
-        return devices.CPU
+        return devices.cpu(cpu_dtype)
     gpu = devices.primary()
+    if gpu.kind == "cpu":
+        gpu = devices.cpu(cpu_dtype)
     if choice == "cuda" and gpu.kind != "cuda":
         raise Unsupported(f"--device cuda asked for, but there is no GPU: {devices.no_gpu_reason()}")
     return gpu
@@ -290,7 +292,7 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     spec = registry.resolve(model, allow_pickle=settings.allow_pickle)
     fmt = get_format(fmt_name or spec.detected_format or "bf16")  # a pre-quantized checkpoint: its own format
     task = get_task(task_name)
-    dev = _device(device)
+    dev = _device(device, settings.cpu_dtype)
     verdict = capability.check(backend, fmt, dev, spec=spec)
     if not verdict:
         raise Unsupported(verdict.reason)

@@ -51,8 +51,9 @@ class Quantizer:
         library that keeps a traceback of its import (ModelOpt keeps one for its optional plugins)
         then holds no frame that references a model."""
 
-    def load_kwargs(self, fmt, spec) -> dict[str, Any]:
-        """Extra ``from_pretrained`` arguments for ``fmt`` ({} when the tool quantizes after loading)."""
+    def load_kwargs(self, fmt, spec, *, dtype: str = "bfloat16") -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments for ``fmt`` ({} when the tool quantizes after loading);
+        ``dtype``: what the model computes in (float32 on a CPU without bf16 arithmetic)."""
         return {}
 
     def apply(self, model, fmt, ctx: QuantContext) -> Applied:

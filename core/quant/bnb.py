@@ -34,12 +34,14 @@ def _recipe(fmt: QuantFormat) -> dict[str, Any]:
     return RECIPES[fmt.recipe]
 
 
-def config(fmt: QuantFormat):
-    """The ``BitsAndBytesConfig`` of ``fmt``; the vision tower and lm_head are skipped."""
+def config(fmt: QuantFormat, *, compute_dtype: str = "bfloat16"):
+    """The ``BitsAndBytesConfig`` of ``fmt``; the vision tower and lm_head are skipped. NF4 computes in
+    ``compute_dtype`` (the model's: float32 on a CPU without bf16 arithmetic)."""
     import torch
     from transformers import BitsAndBytesConfig
 
-    kwargs = {k: (getattr(torch, v) if k.endswith("_dtype") else v) for k, v in _recipe(fmt)["config"].items()}
+    kwargs = {k: (getattr(torch, compute_dtype if k == "bnb_4bit_compute_dtype" else v) if k.endswith("_dtype")
+                  else v) for k, v in _recipe(fmt)["config"].items()}
     return BitsAndBytesConfig(**kwargs, llm_int8_skip_modules=SKIP)
 
 
@@ -94,8 +96,8 @@ class BitsAndBytesQuantizer(Quantizer):
 
     name = "bitsandbytes"
 
-    def load_kwargs(self, fmt: QuantFormat, spec) -> dict[str, Any]:
-        return {} if spec.kind == "shape" else {"quantization_config": config(fmt)}
+    def load_kwargs(self, fmt: QuantFormat, spec, *, dtype: str = "bfloat16") -> dict[str, Any]:
+        return {} if spec.kind == "shape" else {"quantization_config": config(fmt, compute_dtype=dtype)}
 
     def apply(self, model, fmt: QuantFormat, ctx: QuantContext) -> Applied:
         if ctx.spec.kind != "shape":

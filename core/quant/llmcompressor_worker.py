@@ -68,7 +68,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 
     times = {"import_s": time.perf_counter() - t0}
     t = time.perf_counter()
-    model = AutoModelForImageTextToText.from_pretrained(job["model"], dtype=torch.bfloat16)
+    model = AutoModelForImageTextToText.from_pretrained(job["model"], dtype=getattr(torch, job.get("dtype", "bfloat16")))
     processor = AutoProcessor.from_pretrained(job["model"])
     times["load_s"] = time.perf_counter() - t
     kwargs: dict[str, Any] = {}
