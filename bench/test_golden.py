@@ -15,11 +15,14 @@ from core.matrix import Cell
 
 def test_golden(vqbench_engine, vqbench_state, snapshot):
     plan, task = vqbench_engine
-    golden = snapshot.use_extension(golden_extension(vqbench_state.settings.golden_tolerance_for(plan.fmt.name)))
+    settings = vqbench_state.settings
+    golden = snapshot.use_extension(golden_extension(settings.golden_tolerance_for(plan.fmt.name),
+                                                     max_videos=settings.max_videos))
     records = [vqbench_state.answer(Cell(plan, task, clip)) for clip in vqbench_state.clips_for(task.name)]
     payload = engine_payload(plan, task.name, records)
-    assert golden == payload  # on failure the extension says which videos moved and which libraries changed
+    # on failure the extension says which videos moved or are missing, and which libraries changed
+    assert golden == payload
     path = GoldenJSON.golden_dir / f"{payload['engine']}.json"
     if path.exists():
-        for note in unjudged(json.loads(path.read_text(encoding="utf-8")), payload):
+        for note in unjudged(json.loads(path.read_text(encoding="utf-8")), payload, max_videos=settings.max_videos):
             print(f"golden {path.name}: {note}")

@@ -1,17 +1,26 @@
 """``vqbench cluster``: the matrix on a Ray cluster, when it outgrows one machine.
 
-The matrix is cut into work units exactly as ``-n N`` cuts it (``core.schedule``: engine groups,
-longest first, dominant unjudged groups split). Each unit becomes a Ray task that asks for one GPU
-(and, with ``--resource``, a custom resource such as a GPU class Ray was started with) and runs
-this suite's pytest on that unit (``--unit NAME --unit-workers N``) on the node Ray picked; goldens
-are checked there, against that node's GPU class. The task streams every record back as its cell
-finishes (a generator task), and the driving process writes one results file and one
-pytest-benchmark JSON. A node or worker lost mid-run loses only its unit: Ray runs the task once
-more elsewhere (``max_retries``) and records that were streamed twice are kept once; if it is lost
-again, the unit's unanswered cells are recorded as errors saying so.
+Planned once, on a worker. The first Ray task asks for what a unit asks for (a GPU, any
+``--resource``) and collects the suite there (``pytest --collect-only --unit-plan-out``): the
+matrix is planned with that worker's GPU and packages, not the driver's (a driver without a GPU or
+vLLM would plan other units than a GPU node), ``-m``/``-k`` deselect there, and the tests that are
+left are cut into work units exactly as ``-n N`` cuts them (``core.schedule``: engine groups,
+longest first, dominant unjudged groups split). Each unit that has selected tests becomes a Ray
+task (one GPU only when it holds GPU cells; any ``--resource``), which runs this suite's pytest on
+exactly that unit's tests (``--unit-tests FILE``: node ids, never planned again; a node that did
+not collect one of them refuses the unit, naming them) on the node Ray picked; goldens are checked
+there, against that node's GPU class. The task streams every record back as its cell finishes (a
+generator task), and the driving process writes one results file and one pytest-benchmark JSON. A
+node or worker lost mid-run loses only its unit: Ray runs the task once more elsewhere
+(``max_retries``) and records that were streamed twice are kept once; if it is lost again, the
+unit's unanswered cells are recorded as errors saying so. A unit passes only with pytest's exit 0:
+"no tests ran" (5) for a unit that was planned with tests is a failure; a matrix with no test
+selected at all returns 5, as pytest does.
 
 The cluster's nodes need this project and its dependencies installed (or a shared checkout), as
 for any Ray job; ``working_dir`` ships the checkout itself when the driver is not on the cluster.
+Units should run on nodes like the one they were planned on (same GPU class and backends):
+``--resource`` pins them.
 """
 
 from __future__ import annotations
@@ -44,25 +53,59 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-def run_unit(unit: str, workers: int, pytest_args: list[str], repo: str | None) -> Iterator[dict[str, Any]]:
-    """The body of a unit's Ray task: run pytest on the unit and yield each record as it is written,
-    then one ``unit`` record with the exit status and where it ran."""
+def _pytest(args: list[str], cwd: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [cwd, os.environ.get("PYTHONPATH")]))}
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=cwd, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, preexec_fn=_set_parent_death_signal)
+
+
+def _tail(log: Path, n: int = 3) -> list[str]:
+    return log.read_text(errors="replace").strip().splitlines()[-n:]
+
+
+def plan_units(workers: int, pytest_args: list[str], repo: str | None) -> dict[str, Any]:
+    """The body of the planning Ray task: collect the suite on this worker (its GPU, its packages)
+    and return the selected matrix tests with their work units for ``workers`` workers
+    (``--unit-plan-out``), with pytest's exit status and the last lines of its output."""
+    import socket
+
+    cwd = repo or os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="vqbench-plan-") as tmp:
+        out, log = Path(tmp) / "plan.json", Path(tmp) / "pytest.log"
+        proc = _pytest([*pytest_args, "-p", "no:cacheprovider", "-q", "--collect-only",
+                        "--unit-workers", str(workers), "--unit-plan-out", str(out)], cwd, log)
+        code = proc.wait()
+        plan = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+        return {**plan, "exit": code, "summary": _tail(log, 12 if code not in (0, 5) else 3),
+                "node": socket.gethostname()}
+
+
+def run_unit(unit: str, tests: list[str], pytest_args: list[str], repo: str | None,
+             planned_on: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """The body of a unit's Ray task: run pytest on exactly ``tests`` (node ids) and yield each record
+    as it is written, then one ``unit`` record with the exit status and where it ran."""
     import socket
 
     cwd = repo or os.getcwd()
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    try:
+        import ray
+
+        held = [str(g) for g in ray.get_gpu_ids()]
+    except Exception:  # noqa: BLE001 - outside a Ray task (or no ray): nothing held
+        held = []
     yield {"type": "unit-start", "unit": unit, "pid": os.getpid(), "node": socket.gethostname(), "gpu": gpus,
-           "time": time.time()}
+           "gpus_held": held, "time": time.time()}
     with tempfile.TemporaryDirectory(prefix="vqbench-unit-") as tmp:
-        results = Path(tmp) / "unit.jsonl"
+        results, listed, log = Path(tmp) / "unit.jsonl", Path(tmp) / "tests.json", Path(tmp) / "pytest.log"
         results.touch()
-        cmd = [sys.executable, "-m", "pytest", *pytest_args, "-p", "no:cacheprovider", "-q",
-               "--unit", unit, "--unit-workers", str(workers), "--results", str(results)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [cwd, os.environ.get("PYTHONPATH")]))}
+        listed.write_text(json.dumps({"unit": unit, "tests": tests, "planned_on": (planned_on or {}).get("device")}),
+                          encoding="utf-8")
         t0 = time.perf_counter()
-        with open(Path(tmp) / "pytest.log", "w") as log, open(results, encoding="utf-8") as feed:
-            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    preexec_fn=_set_parent_death_signal)
+        with open(results, encoding="utf-8") as feed:
+            proc = _pytest([*pytest_args, "-p", "no:cacheprovider", "-q", "--unit-tests", str(listed),
+                            "--results", str(results)], cwd, log)
             buffer = ""
             while True:
                 done = proc.poll() is not None
@@ -79,66 +122,66 @@ def run_unit(unit: str, workers: int, pytest_args: list[str], repo: str | None) 
                     proc.wait(timeout=0.5)  # wake up at least every half second to stream new records
                 except subprocess.TimeoutExpired:
                     pass
-        tail = (Path(tmp) / "pytest.log").read_text(errors="replace").strip().splitlines()[-3:]
         yield {"type": "unit", "unit": unit, "exit": proc.returncode, "wall_s": round(time.perf_counter() - t0, 3),
-               "node": socket.gethostname(), "gpu": gpus, "pid": os.getpid(), "summary": tail}
+               "node": socket.gethostname(), "gpu": gpus, "gpus_held": held, "pid": os.getpid(),
+               "tests": len(tests), "summary": _tail(log)}
 
 
 class WorkerLost(RuntimeError):
     """The Ray worker (or node) running a unit died, and its retries too."""
 
 
-def _cells_of_units(matrix, plan) -> dict[str, list]:
-    """Every cell of the matrix, by the work unit it belongs to."""
-    from core.matrix import Cell
-    from core.tasks import get_task
-
-    out: dict[str, list] = {}
-    for p in matrix.plans:
-        for name in matrix.settings.tasks_for(p.engine.model):
-            for clip in matrix.clips_for(name):
-                cell = Cell(p, get_task(name), clip)
-                unit = plan.by_param.get(cell.id)
-                if unit:
-                    out.setdefault(unit, []).append(cell)
-    return out
-
-
-def parse_settings(pytest_args: list[str]):
-    """The suite's settings for ``pytest_args``, parsed the way the pytest plugin parses them."""
-    from core import settings
-
-    parser = argparse.ArgumentParser(add_help=False)
-    settings.add_arguments(parser.add_argument, "pytest")
-    ns, _ = parser.parse_known_args(pytest_args)
-    return settings.build(Path.cwd(), settings.given(ns, "pytest"))
+class PlanningError(RuntimeError):
+    """The worker asked to plan the matrix could not collect it (a usage or collection error)."""
 
 
 def run(pytest_args: list[str], *, address: str | None = None, workers: int | None = None,
         resources: dict[str, float] | None = None, gpus_per_unit: float = 1.0, results_path: Path,
         benchmark_json: Path | None = None, max_retries: int = 1, ship: bool | None = None,
         on_record: Callable[[dict[str, Any]], None] | None = None, ray_init: dict[str, Any] | None = None) -> int:
-    """Run the matrix of ``pytest_args`` on Ray; returns 0 when every unit passed."""
+    """Run the matrix of ``pytest_args`` on Ray; returns 0 when every unit passed, 5 when no test
+    was selected at all."""
     import ray
 
-    from core.matrix import Matrix
     from core.results import ResultsWriter
 
     if not ray.is_initialized():
         ray.init(address=address, **(ray_init or {}), **({"runtime_env": {
             "working_dir": str(paths.PROJECT_ROOT), "excludes": RUNTIME_EXCLUDES}} if ship else {}))
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus_per_unit and cluster_gpus < gpus_per_unit:
+        raise PlanningError(f"the Ray cluster has {cluster_gpus:g} GPUs and each unit asks for {gpus_per_unit:g}: "
+                            "nothing would ever start. Pass --cpu for CPU cells (units then ask for no GPU)")
     if workers is None:
-        workers = max(1, int(ray.cluster_resources().get("GPU", 0) // max(gpus_per_unit, 1e-9))) if gpus_per_unit else 1
-    matrix = Matrix(parse_settings(pytest_args))
-    plan = matrix.schedule(workers)
-    units = plan.order()
-    cells_of = _cells_of_units(matrix, plan)
-    task = ray.remote(run_unit).options(num_returns="streaming", num_gpus=gpus_per_unit, max_retries=max_retries,
-                                        resources=resources or None)
+        workers = max(1, int(cluster_gpus // max(gpus_per_unit, 1e-9))) if gpus_per_unit else 1
     repo = None if ship else str(paths.PROJECT_ROOT)
-    streams = {task.remote(u, workers, pytest_args, repo): u for u in units}
-    writer = ResultsWriter(results_path, header={"command": "cluster", "pytest_args": pytest_args,
-                                                 "workers": workers, "schedule": plan.summary()})
+    # Plan once, on a worker like those that run the units (the driver's own GPU and packages do not count).
+    planner = ray.remote(plan_units).options(num_gpus=gpus_per_unit, max_retries=max_retries,
+                                             resources=resources or None)
+    plan = ray.get(planner.remote(workers, pytest_args, repo))
+    if plan["exit"] not in (0, 5) or (plan["exit"] == 0 and "tests" not in plan):
+        raise PlanningError(f"collecting the matrix on {plan.get('node')} failed (pytest exit {plan['exit']}):\n  "
+                            + "\n  ".join(plan.get("summary") or []))
+    tests_of: dict[str, list[dict[str, Any]]] = {}
+    for t in plan.get("tests", []):
+        tests_of.setdefault(t["unit"] or "", []).append(t)
+    order = [u["name"] for u in (plan.get("schedule") or {}).get("units", [])]
+    units = [u for u in order if u in tests_of] + sorted(u for u in tests_of if u not in order)
+    if not units:
+        print(f"vqbench cluster: no test selected (pytest args: {' '.join(pytest_args)}; planned on "
+              f"{(plan.get('planned_on') or {}).get('device', plan.get('node'))})", file=sys.stderr)
+        return 5
+    gpu_units = {u for u in units if any(t["device"] == "cuda" for t in tests_of[u])}
+    task = ray.remote(run_unit)
+    streams = {}
+    for u in units:
+        opts = {"num_returns": "streaming", "max_retries": max_retries, "resources": resources or None,
+                "num_gpus": gpus_per_unit if u in gpu_units else 0}  # CPU cells hold no GPU
+        streams[task.options(**opts).remote(u, [t["nodeid"] for t in tests_of[u]], pytest_args, repo,
+                                            plan.get("planned_on"))] = u
+    writer = ResultsWriter(results_path, header={
+        "command": "cluster", "pytest_args": pytest_args, "workers": workers, "schedule": plan.get("schedule"),
+        "planned_on": plan.get("planned_on"), "units": units, "gpu_units": sorted(gpu_units)})
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     outcome: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
@@ -178,15 +221,18 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
         for unit in units:
             out = outcome.get(unit) or {"type": "unit", "unit": unit, "exit": None, "lost": "no result"}
             if out.get("exit") is None:
-                from core.runner import error_record
-
                 answered = {c for c, _ in seen}
-                lost = WorkerLost(f"unit {unit} was lost {max_retries + 1} times ({out.get('lost')}); this cell "
-                                  "did not run")
-                for cell in cells_of.get(unit, []):
-                    if cell.id not in answered and cell.plan.verdict.runnable:
-                        writer.write({**error_record(cell, lost, kind="timed"), "unit": unit})
+                lost = (f"unit {unit} was lost {max_retries + 1} times ({out.get('lost')}); this cell did not run")
+                for t in tests_of[unit]:
+                    cell = t.get("cell")
+                    if cell and t["runnable"] and cell["cell"] not in answered:
+                        writer.write({"type": "cell", "kind": "timed", **cell, "status": "error",
+                                      "error_type": WorkerLost.__name__, "error": lost, "traceback": "",
+                                      "time": time.time(), "unit": unit})
+            elif out.get("exit") == 5:
+                out = {**out, "note": f"pytest ran none of the unit's {len(tests_of[unit])} tests (exit 5)"}
             writer.write(out)
+            outcome[unit] = out
     finally:
         wall = time.perf_counter() - t0
         writer.write({"type": "cluster", "wall_s": round(wall, 3), "units": len(units), "workers": workers,
@@ -198,8 +244,8 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
 
         benchmark_json.write_text(json.dumps(to_document(results.load(results_path).speed(), machine_info={
             "vqbench": {"cluster": {"workers": workers, "units": len(units)}}}), indent=2, default=str))
-    # exit 5: pytest collected nothing for the unit (its cells are deselected, e.g. by -m)
-    failed = [u for u in units if (outcome.get(u) or {}).get("exit") not in (0, 5)]
+    # Only exit 0 passes: every unit was planned with tests, so "no tests ran" (5) is a failure too.
+    failed = [u for u in units if (outcome.get(u) or {}).get("exit") != 0]
     _print_summary(units, outcome, wall, workers)
     return 1 if failed else 0
 
@@ -210,7 +256,7 @@ def _print_summary(units: list[str], outcome: dict[str, dict[str, Any]], wall: f
           f"(units' own time {busy:.1f} s; {busy / wall if wall else 0:.2f}x of one worker's wall)", file=sys.stderr)
     for u in units:
         o = outcome.get(u, {})
-        where = f"{o.get('node', '?')} GPU {o.get('gpu') or '-'}"
+        where = f"{o.get('node', '?')} GPU {o.get('gpu') or '-'} (held: {','.join(o.get('gpus_held') or []) or 'none'})"
         state = f"exit {o['exit']}" if o.get("exit") is not None else f"lost ({o.get('lost')})"
         print(f"  {u}: {where}, {o.get('wall_s', 0) or 0:.1f} s, {state}", file=sys.stderr)
 
@@ -226,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resource", action="append", default=[], metavar="NAME[=AMOUNT]",
                    help="a custom Ray resource each unit needs, e.g. a GPU class the nodes were started with "
                         "(`ray start --resources='{\"sm90\": 8}'`): --resource sm90")
-    p.add_argument("--cpu", action="store_true", help="units ask for no GPU (CPU cells, e.g. a test cluster)")
+    p.add_argument("--cpu", action="store_true", help="no unit asks for a GPU (CPU cells, e.g. a test cluster); "
+                                                      "without it only units holding GPU cells ask for one")
     p.add_argument("--max-retries", type=int, default=1, help="runs of a lost unit elsewhere (default 1)")
     p.add_argument("--ship", action="store_true", help="ship this checkout to the cluster (runtime_env working_dir)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then the pytest arguments")
@@ -236,5 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in a.resource:
         name, _, amount = r.partition("=")
         resources[name] = float(amount or 0.001)
-    return run(args, address=a.address, workers=a.workers, resources=resources, gpus_per_unit=0 if a.cpu else 1,
-               results_path=a.results, benchmark_json=a.benchmark_json, max_retries=a.max_retries, ship=a.ship)
+    try:
+        return run(args, address=a.address, workers=a.workers, resources=resources, gpus_per_unit=0 if a.cpu else 1,
+                   results_path=a.results, benchmark_json=a.benchmark_json, max_retries=a.max_retries, ship=a.ship)
+    except PlanningError as exc:
+        print(f"vqbench cluster: {exc}", file=sys.stderr)
+        return 4

@@ -146,12 +146,43 @@ def _margin(logprobs: dict[str, float]) -> float:
     return top[0] - top[1] if len(top) > 1 else float("inf")
 
 
-def compare(expected: dict[str, Any], actual: dict[str, Any], *, tolerance: float) -> list[str]:
+def _named(videos: set[str], limit: int = 20) -> str:
+    names = sorted(videos)
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def coverage(expected: dict[str, Any], actual: dict[str, Any], *, max_videos: int = 0) -> tuple[list[str], list[str]]:
+    """(problems, notes) about which videos the two sides hold. A golden judges the clips it was
+    recorded on, all of them: a golden video this run does not have fails (a run that lost clips
+    must not pass on the rest), and so does a video of this run the golden lacks (its answers would go
+    unjudged, and a clip set that grows without a new golden is drift of coverage too). The one
+    allowed difference: ``--max-videos N`` asks for the first N clips only; when the run got all N,
+    the golden's other videos were not asked for (a note, not a failure)."""
+    ev, av = set(expected.get("videos", {})), set(actual.get("videos", {}))
+    problems, notes = [], []
+    extra, missing = av - ev, ev - av
+    if extra:
+        problems.append(f"{len(extra)} videos of this run have no golden ({_named(extra)}): the golden holds "
+                        f"{len(ev)} videos, this run {len(av)}, and the new ones would go unjudged. Record them with "
+                        "--snapshot-update, or run only the golden's clips")
+    if missing:
+        asked_fewer = bool(max_videos) and len(av) == max_videos and not extra
+        if asked_fewer:
+            notes.append(f"--max-videos {max_videos}: {len(missing)} golden videos were not asked for this time")
+        else:
+            problems.append(f"{len(missing)} golden videos are missing from this run ({_named(missing)}): a run that "
+                            "loses clips is not judged on the clips it kept. Find where they went (a moved or "
+                            "unreadable file, another --videos set); if the set shrank on purpose, re-record with "
+                            "--snapshot-update")
+    return problems, notes
+
+
+def compare(expected: dict[str, Any], actual: dict[str, Any], *, tolerance: float, max_videos: int = 0) -> list[str]:
     """Human-readable differences between two golden payloads ([] when they match).
 
-    Only videos present on both sides are judged (a ``--max-videos`` run checks a subset); at least
-    one must be. A label change between candidates tied within ``tolerance`` on both sides is a
-    tie, not drift (GPU kernels may break such ties either way).
+    Both sides must hold the same videos (``coverage``: only a ``--max-videos`` run may check the
+    first clips of a larger golden). A label change between candidates tied within ``tolerance`` on
+    both sides is a tie, not drift (GPU kernels may break such ties either way).
     """
     problems = []
     for key in ("model", "backend", "format", "task", "device_class"):
@@ -162,6 +193,8 @@ def compare(expected: dict[str, Any], actual: dict[str, Any], *, tolerance: floa
     if not common:
         problems.append(f"no video in common with the golden (golden has {len(ev)}, this run {len(av)}); "
                         "run --snapshot-update to record this set")
+    else:
+        problems += coverage(expected, actual, max_videos=max_videos)[0]
     for vid in common:
         e, a = ev[vid], av[vid]
         tie = _margin(e["logprobs"]) <= tolerance and _margin(a["logprobs"]) <= tolerance if e["logprobs"] else False
@@ -177,16 +210,10 @@ def compare(expected: dict[str, Any], actual: dict[str, Any], *, tolerance: floa
     return problems
 
 
-def unjudged(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
-    """Videos on only one side (reported, not failed)."""
-    ev, av = set(expected.get("videos", {})), set(actual.get("videos", {}))
-    notes = []
-    if av - ev:
-        notes.append(f"{len(av - ev)} videos have no golden yet ({', '.join(sorted(av - ev)[:5])}...): "
-                     "--snapshot-update adds them")
-    if ev - av:
-        notes.append(f"{len(ev - av)} golden videos were not run this time")
-    return notes
+def unjudged(expected: dict[str, Any], actual: dict[str, Any], *, max_videos: int = 0) -> list[str]:
+    """Golden videos a ``--max-videos`` run did not ask for (reported, not failed; every other
+    difference in the video sets fails ``compare``)."""
+    return coverage(expected, actual, max_videos=max_videos)[1]
 
 
 class GoldenJSON(SingleFileSnapshotExtension):
@@ -195,6 +222,8 @@ class GoldenJSON(SingleFileSnapshotExtension):
     _write_mode = WriteMode.TEXT
     file_extension = "json"
     tolerance = 0.05
+    max_videos = 0
+    """The run's ``--max-videos`` (0: all): such a run checks the first clips of a larger golden."""
     golden_dir: Path = paths.GOLDEN_DIR
 
     @classmethod
@@ -219,7 +248,7 @@ class GoldenJSON(SingleFileSnapshotExtension):
             expected, actual = json.loads(snapshot_data), json.loads(serialized_data)
         except (TypeError, ValueError):
             return False
-        return not compare(expected, actual, tolerance=self.tolerance)
+        return not compare(expected, actual, tolerance=self.tolerance, max_videos=self.max_videos)
 
     def diff_lines(self, serialized_data, snapshot_data):
         """Why a golden failed, in words: each video whose label or log-probs moved, and which
@@ -240,7 +269,7 @@ class GoldenJSON(SingleFileSnapshotExtension):
         yield f"golden {name}.json does not match this run:"
         for line in input_changes(expected, actual):
             yield f"  {line}"
-        for problem in compare(expected, actual, tolerance=self.tolerance):
+        for problem in compare(expected, actual, tolerance=self.tolerance, max_videos=self.max_videos):
             yield f"  {problem}"
         changed = version_changes(expected, actual)
         if changed:
@@ -249,6 +278,7 @@ class GoldenJSON(SingleFileSnapshotExtension):
                    "video positions at fps > 2): check the change, then re-record with --snapshot-update.")
 
 
-def golden_extension(tolerance: float) -> type[GoldenJSON]:
-    """A GoldenJSON subclass bound to ``tolerance`` (syrupy instantiates extension classes)."""
-    return type("GoldenJSONTol", (GoldenJSON,), {"tolerance": tolerance})
+def golden_extension(tolerance: float, max_videos: int = 0) -> type[GoldenJSON]:
+    """A GoldenJSON subclass bound to ``tolerance`` and the run's ``--max-videos`` (syrupy
+    instantiates extension classes)."""
+    return type("GoldenJSONTol", (GoldenJSON,), {"tolerance": tolerance, "max_videos": max_videos})

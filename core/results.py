@@ -22,7 +22,7 @@ from core.errors import VqbenchError
 from core.records import CellRecord, kind_of
 
 SCHEMA = "vqbench.results/2"
-CellKey = tuple[str, str, str, str, str, str]
+CellKey = tuple[str, str, str, str, str, str, str]
 
 
 class ReportInputError(VqbenchError):
@@ -98,10 +98,18 @@ def read(path: Path | str) -> Iterator[dict[str, Any]]:
 
 # --- identity and latency of a cell --------------------------------------------------------------
 
+def gpu_class_of(rec: dict[str, Any]) -> str:
+    """The class of the hardware a record ran on (cpu, sm90, sm100 ...); '' where an old record
+    of a GPU cell does not say."""
+    return str(rec.get("gpu_class") or ("cpu" if rec.get("device") == "cpu" else ""))
+
+
 def cell_key(rec: dict[str, Any]) -> CellKey:
-    """What identifies a cell across runs: (model, backend, format, device, task, video)."""
-    keys = ("model", "backend", "format", "device", "task", "video")
-    return tuple(str(rec.get(k)) for k in keys)  # type: ignore[return-value]
+    """What identifies a cell across runs: (model, backend, format, device, GPU class, task, video).
+    The GPU class keeps an H100 and a B200 measurement of one cell apart when runs are merged
+    (``vqbench report a b``, a Ray cluster of mixed nodes)."""
+    return (*(str(rec.get(k)) for k in ("model", "backend", "format", "device")), gpu_class_of(rec),
+            str(rec.get("task")), str(rec.get("video")))  # type: ignore[return-value]
 
 
 def rounds_of(rec: dict[str, Any]) -> list[float]:
@@ -130,10 +138,15 @@ class Results:
     drift: list[dict[str, Any]] = field(default_factory=list)
     sessions: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, Any]] = field(default_factory=list)
+    _machine_class: str = field(default="", repr=False, compare=False)
+    """The GPU class of the machine named by the last header read (a file's own run)."""
 
     def add(self, rec: dict[str, Any]) -> None:
         kind = rec.get("type", "cell")
         if kind == "cell":
+            if not gpu_class_of(rec) and self._machine_class:
+                # written before error records named their GPU class: the class of the run's machine
+                rec = {**rec, "gpu_class": self._machine_class}  # type: ignore[assignment]
             key = cell_key(rec)
             if rec.get("status", "ok") != "ok":
                 self.errors[key] = rec  # type: ignore[assignment]
@@ -148,6 +161,7 @@ class Results:
             self.sessions.append(rec)
         elif kind == "header":
             self.headers.append(rec)
+            self._machine_class = str((rec.get("machine") or {}).get("gpu_class") or "")
 
     def extend(self, other: Results) -> None:
         for attr in ("timed", "scoring", "errors"):

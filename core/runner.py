@@ -245,12 +245,19 @@ def record(cell: Cell, gen: Generation, frames: Frames, backend: Backend, pool: 
     return rec
 
 
+def cell_identity(cell: Cell) -> dict[str, Any]:
+    """The fields that name a cell in a record (an error record is these and the error). The GPU class
+    is the one the cell was planned for (its engine plan's device class)."""
+    eng = cell.plan.engine
+    gpu_class = cell.plan.device_class if cell.plan.device_class != "gpu" else None  # "gpu": planned with none
+    return {"cell": cell.id, "engine": eng.id, "model": eng.model, "backend": eng.backend, "format": eng.format,
+            "device": eng.device, "gpu_class": gpu_class, "task": cell.task.name, "video": cell.clip.id,
+            "video_path": str(cell.clip.path)}
+
+
 def error_record(cell: Cell, exc: BaseException, *, kind: RecordKind) -> CellRecord:
     """The record of a failed cell: the error, and nothing that pretends to be a measurement."""
-    eng = cell.plan.engine
-    return {"type": "cell", "kind": kind, "cell": cell.id, "engine": eng.id, "model": eng.model,
-            "backend": eng.backend, "format": eng.format, "device": eng.device, "task": cell.task.name,
-            "video": cell.clip.id, "video_path": str(cell.clip.path), "status": "error",
+    return {"type": "cell", "kind": kind, **cell_identity(cell), "status": "error",
             "error_type": type(exc).__name__, "error": str(exc), "traceback": traceback.format_exc(limit=6),
             "time": time.time()}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core import paths
 from core.golden import (
     compare,
     golden_payload,
@@ -13,6 +14,8 @@ from core.golden import (
 )
 
 pytestmark = pytest.mark.cpu
+
+pytest_plugins = ["pytester"]
 
 META = {"model": "tiny", "backend": "hf", "format": "bf16", "task": "anomaly", "device_class": "cpu"}
 
@@ -43,13 +46,42 @@ def test_a_tie_may_break_either_way():
     assert compare(wide, payload({"a": ("Anomaly", -0.9, -0.5)}), tolerance=0.05)
 
 
-def test_subsets_are_judged_on_the_common_videos_only():
-    g = payload({"a": ("Normal", -0.2, -1.8), "b": ("Anomaly", -2.0, -0.1)})
-    sub = payload({"a": ("Normal", -0.2, -1.8), "c": ("Normal", -0.1, -2.0)})
-    assert compare(g, sub, tolerance=0.05) == []
-    notes = unjudged(g, sub)
-    assert any("1 videos have no golden" in n for n in notes) and any("not run" in n for n in notes)
-    assert compare(g, payload({"z": ("Normal", -0.1, -2.0)}), tolerance=0.05)  # nothing in common fails
+def test_a_run_that_lost_clips_fails_naming_them():
+    g = payload({"a": ("Normal", -0.2, -1.8), "b": ("Anomaly", -2.0, -0.1), "c": ("Normal", -0.3, -1.5)})
+    lost = compare(g, payload({"a": ("Normal", -0.2, -1.8)}), tolerance=0.05)
+    assert lost == [lost[0]] and lost[0].startswith("2 golden videos are missing from this run (b, c)")
+    # a --max-videos run that got every clip it asked for checks the first clips of a larger golden
+    first = payload({"a": ("Normal", -0.2, -1.8), "b": ("Anomaly", -2.0, -0.1)})
+    assert compare(g, first, tolerance=0.05, max_videos=2) == []
+    assert unjudged(g, first, max_videos=2) == ["--max-videos 2: 1 golden videos were not asked for this time"]
+    # ... but one that asked for more than it got lost clips
+    assert "1 golden videos are missing from this run (c)" in compare(g, first, tolerance=0.05, max_videos=3)[0]
+
+
+def test_a_run_with_clips_the_golden_lacks_fails_asking_for_an_update():
+    g = payload({"a": ("Normal", -0.2, -1.8)})
+    grown = compare(g, payload({"a": ("Normal", -0.2, -1.8), "c": ("Normal", -0.1, -2.0)}), tolerance=0.05)
+    assert len(grown) == 1 and grown[0].startswith("1 videos of this run have no golden (c)")
+    assert "--snapshot-update" in grown[0]
+    # a --max-videos run does not excuse clips the golden never judged
+    assert compare(g, payload({"c": ("Normal", -0.1, -2.0)}), tolerance=0.05, max_videos=1)  # nothing in common
+    assert compare(g, payload({"a": ("Normal", -0.2, -1.8), "c": ("Normal", -0.1, -2.0)}), tolerance=0.05,
+                   max_videos=2)
+
+
+@pytest.mark.slow
+def test_the_golden_test_fails_a_run_that_lost_a_clip(pytester, fixture_clip_folder, monkeypatch):
+    """End to end: tiny's CPU golden holds the 12 fixture clips; a run over a folder holding the first
+    11 loses object_02, and its golden test fails naming it (it passed, judged on 11, before)."""
+    root = paths.PROJECT_ROOT
+    monkeypatch.setenv("PYTHONPATH", str(root))  # the child imports this checkout's core, wherever it runs
+    folder = fixture_clip_folder("eleven", 11)
+    res = pytester.runpytest_subprocess(
+        str(root / "bench" / "test_golden.py"), "-p", "no:cacheprovider", "--rootdir", str(root),
+        "-c", str(root / "pyproject.toml"), "-m", "cpu", "--model", "tiny", "--backend", "hf", "--format", "bf16",
+        "--task", "anomaly", "--videos", str(folder))
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*1 golden videos are missing from this run (object_02)*"])
 
 
 def test_library_versions_are_stored_but_never_compared():

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from core import dataset, paths
-from core.device import CPU
+from core.device import CPU, DeviceInfo
 from core.formats import get_format
 from core.models import internvl, registry
 from core.models.families import InternVL, family
@@ -94,6 +94,42 @@ def test_shape_spec_has_real_internvl35_4b_dimensions(tmp_path):
     assert 4.730e9 < sum(p.numel() for p in model.parameters()) < 4.735e9  # 4.732B for the -HF checkpoint
     proc = transformers.AutoProcessor.from_pretrained(tmp_path, local_files_only=True)
     assert proc.video_processor.size.height == 448 and proc.image_seq_length == 256
+
+
+H200 = DeviceInfo(kind="cuda", name="NVIDIA H200", capability=(9, 0), memory_gib=141)
+
+
+def test_vllm_names_the_hf_internvl_class_for_the_shape_config(tmp_path, monkeypatch):
+    """The 4B shape's config.json (written from InternVLConfig) names no architecture: vLLM is told the
+    HF-format InternVL class (its registry serves InternVLForConditionalGeneration with the interns1
+    model; InternVLChatModel is the remote-code format). Built without starting vLLM or needing a GPU."""
+    pytest.importorskip("transformers", reason="building the shape config needs transformers")
+    from core.backends.vllm import VLLMBackend
+
+    monkeypatch.setenv("VQBENCH_CACHE", str(tmp_path / "cache"))
+    spec = registry.resolve("internvl3.5-4b")
+    directory = registry.materialize(spec)
+    cfg = json.loads((directory / "config.json").read_text())
+    assert cfg["model_type"] == "internvl" and not cfg.get("architectures")
+    kwargs = VLLMBackend(spec, get_format("bf16"), H200, EngineOptions()).engine_kwargs(directory, None)
+    assert kwargs["hf_overrides"]["architectures"] == ["InternVLForConditionalGeneration"]
+    assert kwargs["load_format"] == "dummy" and kwargs["gpu_memory_utilization"] == EngineOptions().gpu_memory_utilization
+
+
+def test_vllm_refuses_a_family_it_has_no_class_for_in_words(tmp_path):
+    import dataclasses
+
+    from core.backends.vllm import ARCHITECTURES, VLLMBackend
+    from core.errors import Unsupported
+    from core.models.families import FAMILIES
+
+    assert set(FAMILIES) <= set(ARCHITECTURES)  # every family a shape-only spec can have
+    text = {"num_attention_heads": 8, "num_hidden_layers": 2, "hidden_size": 256, "vocab_size": 1024,
+            "max_position_embeddings": 40960}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava", "text_config": text}))
+    spec = dataclasses.replace(registry.resolve("internvl3.5-4b"), family="llava")
+    with pytest.raises(Unsupported, match="no vLLM model class for its family 'llava'.*known: internvl, qwen2_5_vl"):
+        VLLMBackend(spec, get_format("bf16"), H200, EngineOptions()).engine_kwargs(tmp_path, None)
 
 
 def test_roadbuddy_fixture_loads_and_every_truth_resolves():

@@ -98,7 +98,7 @@ def test_gpu_memory_roofline_and_errors_shown() -> None:
     recs = [cell(device="cuda", video=v, memory=mem, roofline={"prefill_floor_s": 0.01, "ratio": 2.5})
             for v in ("v1", "v2")]
     recs.append({"type": "cell", "model": "tiny", "backend": "hf", "format": "bf16", "device": "cuda",
-                 "task": "anomaly", "video": "v3", "status": "error", "error_type": "NumericsError",
+                 "gpu_class": "sm90", "task": "anomaly", "video": "v3", "status": "error", "error_type": "NumericsError",
                  "error": "NaN logits\ntrace", "cell": "tiny-hf-bf16-cuda-anomaly-v3"})
     md = report.render_markdown(recs)
     row = dict(zip(md_headers(md, "model"), md_row(md, "tiny", "hf", "bf16")))
@@ -214,6 +214,43 @@ def test_merge_keeps_later_record() -> None:
     for run in ([cell(video="v1", predicted="Normal")], [cell(video="v1", predicted="Anomaly")]):
         merged.extend(results.from_records(run))
     assert [r["predicted"] for r in merged.answers()] == ["Anomaly"]
+
+
+def test_merging_runs_of_two_gpu_classes_keeps_their_cells_and_engines_apart() -> None:
+    """An H100 run and a B200 run of the same cell (``vqbench report a b``, a mixed Ray cluster): both
+    records stay, each engine's latency is its own hardware's, and the tables say which is which."""
+    from core.report.summary import summarize
+
+    merged = results.Results()
+    for gpu_class, rounds in (("sm90", [0.4, 0.4, 0.4]), ("sm100", [0.2, 0.2, 0.2])):
+        merged.extend(results.from_records([cell(device="cuda", gpu_class=gpu_class, rounds=rounds)]))
+    assert sorted(r["gpu_class"] for r in merged.speed()) == ["sm100", "sm90"]
+    by_class = {s["gpu_class"]: s for s in summarize(merged)}
+    assert set(by_class) == {"sm90", "sm100"}
+    assert by_class["sm90"]["latency_s"] == pytest.approx(0.4) and by_class["sm100"]["latency_s"] == pytest.approx(0.2)
+    assert by_class["sm90"]["videos"] == by_class["sm100"]["videos"] == 1
+    md = report.render_markdown(merged)
+    headers = md_headers(md, "model")
+    for row, latency in (("cuda sm90", "0.400"), ("cuda sm100", "0.200")):
+        got = dict(zip(headers, md_row(md, "tiny", "hf", "bf16", row)))
+        assert got["latency s/video"] == latency and got["vs bf16"] == "reference"
+    # an error is that class's cell only
+    merged.extend(results.from_records([cell(device="cuda", gpu_class="sm100", status="error", error_type="X")]))
+    assert [key[4] for key in merged.errors] == ["sm100"]
+
+
+def test_a_gpu_record_that_does_not_name_its_class_takes_its_files_machine(tmp_path: Path) -> None:
+    """Error records written before they carried a GPU class join their run's engine (the class of the
+    machine in the file's header), not an engine of their own."""
+    path = tmp_path / "old.jsonl"
+    old_error = {k: v for k, v in cell(device="cuda", video="v2", status="error", error_type="X").items()
+                 if k != "gpu_class"}
+    path.write_text("\n".join(json.dumps(r) for r in (
+        {"type": "header", "machine": {"gpu_class": "sm90"}}, cell(device="cuda"), old_error)) + "\n")
+    from core.report.summary import summarize
+
+    (s,) = summarize(results.load(path))
+    assert s["gpu_class"] == "sm90" and s["errors"] == 1 and s["videos"] == 1
 
 
 def test_importing_report_stays_light() -> None:

@@ -52,8 +52,15 @@ from core.models.families import family
 from core.models.shape import ModelShape
 from core.requests import Generation, LoadInfo, Request
 
-ARCHITECTURES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
-"""vLLM model class per family, for configs that do not name one."""
+ARCHITECTURES = {
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    # The HF-format InternVL (model_type "internvl", transformers' InternVLConfig: what core.models.internvl
+    # writes). vLLM's registry serves this name with its interns1 model; its other InternVL class,
+    # InternVLChatModel, is for the original remote-code format (model_type "internvl_chat"), which
+    # this config is not.
+    "internvl": "InternVLForConditionalGeneration",
+}
+"""vLLM model class per family (``ModelSpec.family``), for configs that do not name one (shape-only specs)."""
 CPU_KV_CACHE_MIN_BYTES = 256 * 2**20
 # CPU: vLLM's compile mode (dynamo + inductor) would compile for minutes on a small CI machine.
 CPU_ENFORCE_EAGER = True
@@ -188,7 +195,7 @@ class VLLMBackend(Backend):
         # A config written straight from a config class (shape-only specs) names no architecture, and
         # vLLM then resolves the bare backbone as a pooling model: name the generative class.
         if not json.loads((directory / "config.json").read_text()).get("architectures"):
-            overrides = {**(overrides or {}), "architectures": [ARCHITECTURES[self.spec.family]]}
+            overrides = {**(overrides or {}), "architectures": [architecture(self.spec)]}
         if overrides:
             kwargs["hf_overrides"] = overrides
         if quant_arg:
@@ -413,6 +420,16 @@ def _engine_timings(metrics, *, start_wall: float, offset: float, total_s: float
     generate = max(total_s - processor, prefill)
     return {"processor_s": processor, "prefill_s": prefill, "decode_s": max(last - first, 0.0),
             "generate_s": generate, "total_s": max(total_s, processor + generate)}
+
+
+def architecture(spec) -> str:
+    """The vLLM model class for ``spec``'s family, named in ``hf_overrides`` when its config names none."""
+    try:
+        return ARCHITECTURES[spec.family]
+    except KeyError:
+        raise Unsupported(f"vllm: {spec.name}'s config.json names no architecture and vqbench knows no vLLM model "
+                          f"class for its family {spec.family!r} (known: {', '.join(sorted(ARCHITECTURES))}): add "
+                          "it to core.backends.vllm.ARCHITECTURES") from None
 
 
 def _context_length(directory: Path, wanted: int, *, shape: bool) -> tuple[int, dict[str, Any] | None]:

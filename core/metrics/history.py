@@ -168,7 +168,8 @@ def cell_name(rec: dict[str, Any]) -> str:
     """The key a cell's history is kept under (model/backend/format/device/task/video)."""
     from core.results import cell_key
 
-    return "/".join(cell_key(rec))
+    key = cell_key(rec)
+    return "/".join(key[:4] + key[5:])  # the GPU class is a column of its own
 
 
 def judge_record(db: History, rec: dict[str, Any], *, run_id: str) -> HistoryVerdict | None:

@@ -66,8 +66,9 @@ class CellChange:
 
     @property
     def name(self) -> str:
-        model, backend, fmt, device, task, video = self.key
-        return f"{model}/{backend}/{fmt}/{device} {task}:{video}"
+        model, backend, fmt, device, gpu_class, task, video = self.key
+        where = f"{device} {gpu_class}" if gpu_class and gpu_class != device else device
+        return f"{model}/{backend}/{fmt}/{where} {task}:{video}"
 
 
 def _change(key: CellKey, ra: dict[str, Any], rb: dict[str, Any], threshold_pct: float) -> CellChange:
@@ -183,7 +184,7 @@ def _secs(x: float | None) -> str:
 
 def compare(a_records: list[dict[str, Any]], b_records: list[dict[str, Any]], *, threshold_pct: float = 5.0,
             fail_on_flip: bool = False) -> Comparison:
-    """Match cells of A (baseline) and B by (model, backend, format, device, task, video) and compare."""
+    """Match cells of A (baseline) and B by (model, backend, format, device, GPU class, task, video) and compare."""
     a = {cell_key(r): r for r in a_records}
     b = {cell_key(r): r for r in b_records}
     changes = [_change(k, a[k], b[k], threshold_pct) if k in a else

@@ -14,7 +14,7 @@ from typing import Any
 
 from core.report.markdown import as_results
 from core.report.sections import sections, setup_lines
-from core.report.summary import REFERENCE_FORMAT, engine_of, real_kernels, reference_engine, summarize
+from core.report.summary import REFERENCE_FORMAT, device_label, engine_of, real_kernels, reference_engine, summarize
 from core.report.tables import FLIP_MARK, Mark, Table
 from core.results import Results
 
@@ -126,7 +126,7 @@ def make_plots(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[P
     summaries = [s for s in summarize(results, reference=reference) if s["videos"] and real_kernels(s)]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in summaries:
-        groups[(s["model"], s["device"])].append(s)
+        groups[(s["model"], device_label(s))].append(s)
     plots = []
     for (model, device), group in groups.items():
         where = f"{model} on {device}"
@@ -266,11 +266,11 @@ def answer_margins(recs: list[dict[str, Any]], *, reference: str
                    ) -> tuple[list[str], list[str], list[list[float | None]], list[list[str]]]:
     """Videos, engine labels, and per (video, engine) the margin of the reference's answer and the label."""
     engines = list(dict.fromkeys(engine_of(r) for r in recs))
-    engines.sort(key=lambda e: (e[3], e[1], e[2] != reference))
+    engines.sort(key=lambda e: (e[3], e[4], e[1], e[2] != reference))
     cells = {(engine_of(r), str(r.get("video"))): r for r in recs}
     videos = list(dict.fromkeys(str(r.get("video")) for r in recs))
-    many = len({e[1] for e in engines}) > 1
-    names = [(f"{e[1]}/" if many else "") + e[2] for e in engines]
+    many, many_where = len({e[1] for e in engines}) > 1, len({e[3:] for e in engines}) > 1
+    names = [(f"{e[1]}/" if many else "") + e[2] + (f"@{e[4] or e[3]}" if many_where else "") for e in engines]
     margins, labels = [], []
     for v in videos:
         mrow, lrow = [], []

@@ -15,6 +15,7 @@ from core.records import CellRecord
 from core.report.summary import (
     REFERENCE_FORMAT,
     EngineKey,
+    device_label,
     engine_of,
     mean,
     ordered_engines,
@@ -75,7 +76,7 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
     for s in native:
         ref = reference_engine(s["engine"], by_eng, reference)
         row: list[str | Mark] = [
-            s["model"], s["backend"], s["format"], s["device"], str(s["videos"]), fmt_s(s["load_s"]), _quant(s),
+            s["model"], s["backend"], s["format"], device_label(s), str(s["videos"]), fmt_s(s["load_s"]), _quant(s),
             fmt_s(s["latency_s"]), fmt_s(s["total_s"]), _versus(s, by_eng[ref] if ref else None), fmt_s(s["ttft_s"]),
             f"{s['decode_tok_s']:.1f}" if s["decode_tok_s"] else "—", fmt_s(s["video_decode_s"]), _peak(s),
             fmt_bytes(s["weight_bytes"])]
@@ -97,10 +98,10 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
         e_headers = ["model", "backend", "format", "device", "mode", "videos", "load s", "quantize s",
                      "emulated latency s/video", "peak memory", "weights", "errors"]
         e_rows: list[list[str | Mark]] = [
-            [s["model"], s["backend"], s["format"], s["device"], s["mode"] or "—", str(s["videos"]), fmt_s(s["load_s"]),
+            [s["model"], s["backend"], s["format"], device_label(s), s["mode"] or "—", str(s["videos"]), fmt_s(s["load_s"]),
              _quant(s), fmt_s(s["latency_s"]), _peak(s), fmt_bytes(s["weight_bytes"]), _errors(s)] for s in emulated]
         tables.append(Table(e_headers, e_rows, caption=EMULATION_NOTE))
-        mode_notes = [(f"{s['backend']}/{s['format']} on {s['device']} is {s['mode']}"
+        mode_notes = [(f"{s['backend']}/{s['format']} on {device_label(s)} is {s['mode']}"
                        + (f": {s['mode_note'].rstrip('.')}" if s["mode_note"] else "") + ".") for s in emulated]
         notes += list(dict.fromkeys(mode_notes))  # once per backend/format/device, not once per model
     return Section("Speed and memory", notes, tables)
@@ -158,9 +159,9 @@ def answers_section(records: list[CellRecord], *, reference: str) -> Section:
         engines = ordered_engines(list(cells.values()), reference)
         videos = list(dict.fromkeys(v for _, v in cells))
         refs = {e: reference_engine(e, engines, reference) for e in engines}
-        many_backends, many_devices = len({e[1] for e in engines}) > 1, len({e[3] for e in engines}) > 1
-        label = {e: (f"{e[1]}/" if many_backends else "") + e[2] + (f"@{e[3]}" if many_devices else "")
-                 for e in engines}
+        many_backends, many_devices = len({e[1] for e in engines}) > 1, len({e[3:] for e in engines}) > 1
+        label = {e: (f"{e[1]}/" if many_backends else "") + e[2]
+                 + (f"@{e[4] if e[4] and e[4] != e[3] else e[3]}" if many_devices else "") for e in engines}
         truth = {v: next((c["truth"] for (_, w), c in cells.items() if w == v and c.get("truth")), None)
                  for v in videos}
         has_truth = any(truth.values())
@@ -202,7 +203,7 @@ def roofline_section(summaries: list[dict[str, Any]]) -> Section | None:
     keys = sorted({k for s in summaries for k in s["roofline"]})
     if not keys:
         return None
-    rows = [[s["model"], s["backend"], s["format"], s["device"], *(fmt_s(s["roofline"].get(k)) for k in keys)]
+    rows = [[s["model"], s["backend"], s["format"], device_label(s), *(fmt_s(s["roofline"].get(k)) for k in keys)]
             for s in summaries if s["roofline"]]
     return Section("Roofline", ["Mean over videos of each cell's roofline figures."],
                    [Table(["model", "backend", "format", "device", *keys], rows)])

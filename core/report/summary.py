@@ -1,7 +1,8 @@
 """Per-engine summaries of a run: latency from timed records only, answers from every cell.
 
-An engine is (model, backend, format, device). Its latency figures come from its timed records
-(``Results.speed()``): a scoring re-run made for goldens or drift never moves them.
+An engine is (model, backend, format, device, GPU class): runs merged from two GPU classes keep
+their engines apart. Its latency figures come from its timed records (``Results.speed()``): a
+scoring re-run made for goldens or drift never moves them.
 """
 
 from __future__ import annotations
@@ -12,17 +13,25 @@ from collections.abc import Iterable
 from typing import Any
 
 from core.records import CellRecord
-from core.results import Results, cell_key, latency_s, rounds_of
+from core.results import Results, cell_key, gpu_class_of, latency_s, rounds_of
 
 REFERENCE_FORMAT = "bf16"
-EngineKey = tuple[str, str, str, str]
+EngineKey = tuple[str, str, str, str, str]
 REAL_KERNEL_MODES = {"native", "export", None}
 """Modes whose latency is the format's own speed ('export' is how older results named checkpoints)."""
 
 
 def engine_of(rec: dict[str, Any]) -> EngineKey:
-    """(model, backend, format, device): what loads once and answers every video."""
-    return tuple(str(rec.get(k)) for k in ("model", "backend", "format", "device"))  # type: ignore[return-value]
+    """(model, backend, format, device, GPU class): what loads once and answers every video, on one
+    class of hardware."""
+    return (*(str(rec.get(k)) for k in ("model", "backend", "format", "device")),  # type: ignore[return-value]
+            gpu_class_of(rec))
+
+
+def device_label(summary: dict[str, Any]) -> str:
+    """The device column of a summary: cpu, or cuda with its GPU class (cuda sm90) where known."""
+    device, gpu_class = summary["device"], summary.get("gpu_class")
+    return f"{device} {gpu_class}" if gpu_class and gpu_class != device else device
 
 
 def mean(xs: Iterable[float | None]) -> float | None:
@@ -34,14 +43,16 @@ def ordered_engines(records: Iterable[dict[str, Any]], reference: str) -> list[E
     first: dict[EngineKey, int] = {}
     for i, rec in enumerate(records):
         first.setdefault(engine_of(rec), i)
-    return sorted(first, key=lambda e: (e[0], e[3], e[1], e[2] != reference, first[e]))
+    return sorted(first, key=lambda e: (e[0], e[3], e[4], e[1], e[2] != reference, first[e]))
 
 
 def reference_engine(eng: EngineKey, engines: Iterable[EngineKey], reference: str) -> EngineKey | None:
-    """The engine a format is compared with: the reference format on the same backend and device,
-    else on the same device (Hugging Face first), else anywhere for the same model."""
+    """The engine a format is compared with: the reference format on the same backend, device and GPU
+    class, else on the same device and GPU class (Hugging Face first), else on the same device, else
+    anywhere for the same model."""
     cands = [e for e in engines if e[0] == eng[0] and e[2] == reference]
-    for same in (lambda e: e[1] == eng[1] and e[3] == eng[3], lambda e: e[3] == eng[3], lambda e: True):
+    for same in (lambda e: e[1] == eng[1] and e[3:] == eng[3:], lambda e: e[3:] == eng[3:], lambda e: e[3] == eng[3],
+                 lambda e: True):
         found = sorted((e for e in cands if same(e)), key=lambda e: (e[1] != "hf", e))
         if found:
             return found[0]
@@ -76,7 +87,7 @@ def summarize(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[di
         every = answered[eng]
         good = [r for r in every if r.get("status", "ok") == "ok"]
         load = next((r["load"] for r in good if r.get("load")), {})
-        lat = {cell_key(r)[4:]: latency_s(r) for r in ok}
+        lat = {cell_key(r)[5:]: latency_s(r) for r in ok}  # (task, video)
         timings = [r.get("timings") or {} for r in ok]
         per_tok = mean(t.get("decode_per_token_s") for t in timings)
         rounds = [rounds_of(r) for r in ok]
@@ -84,6 +95,7 @@ def summarize(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[di
         roof = [r["roofline"] for r in ok if isinstance(r.get("roofline"), dict)]
         out.append({
             "engine": eng, "model": eng[0], "backend": eng[1], "format": eng[2], "device": eng[3],
+            "gpu_class": eng[4] or None,
             "videos": len(ok), "answered": len(good), "errors": len(every) - len(good),
             "mode": next((r["mode"] for r in good if r.get("mode")), None),
             "mode_note": next((r["mode_note"] for r in good if r.get("mode_note")), ""),

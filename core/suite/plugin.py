@@ -9,6 +9,7 @@ live beside this file: ``session`` (state), ``params`` (matrix -> pytest params)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +37,16 @@ MARKERS = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vqbench", "vqbench: video VLM quantization benchmark")
     settings_mod.add_arguments(group.addoption, "pytest")
+    # How `vqbench cluster` plans once and hands each node its tests (plumbing between two vqbench
+    # processes, not settings: no [tool.vqbench] key or VQBENCH_ variable).
+    group.addoption("--unit-plan-out", dest="vqbench_unit_plan_out", metavar="FILE", default=None,
+                    help="write the selected matrix tests, each with its work unit for --unit-workers N workers, "
+                         "and the schedule to FILE as JSON (with --collect-only: what `vqbench cluster` asks one "
+                         "worker for, so units are planned once, with a worker's GPU and packages)")
+    group.addoption("--unit-tests", dest="vqbench_unit_tests", metavar="FILE", default=None,
+                    help="run exactly the tests listed in FILE (JSON {\"unit\": NAME, \"tests\": [node ids]}, "
+                         "written by `vqbench cluster`) without planning units again; a listed test this session "
+                         "did not collect is a usage error")
 
 
 def state(config: pytest.Config) -> VqbenchState:
@@ -107,7 +118,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 0 if params.is_cell(item) else 1, idx)
 
     items[:] = [it for _, it in sorted(enumerate(items), key=key)]
-    if st.settings.unit:
+    listed = config.getoption("vqbench_unit_tests")
+    if listed:
+        if st.settings.unit:
+            raise pytest.UsageError("vqbench: --unit-tests lists a unit's tests; --unit plans them: give one")
+        _keep_listed(config, items, listed)
+    elif st.settings.unit:
         n = st.settings.unit_workers
         keep = [it for it in items if params.plan_of(it) is not None
                 and st.unit_of_param(it.callspec.id, n) == st.settings.unit]
@@ -130,6 +146,63 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if deselected:
             config.hook.pytest_deselected(items=deselected)
         items[:] = keep
+
+
+def _keep_listed(config: pytest.Config, items: list[pytest.Item], path: str) -> None:
+    """Keep the tests a ``--unit-tests`` file lists (in this session's order); any it lists that were
+    not collected here is a usage error naming them (the node differs from the worker the unit was
+    planned on: another GPU class names goldens differently, another checkout has other tests)."""
+    import json
+
+    spec = json.loads(Path(path).read_text(encoding="utf-8"))
+    wanted = set(spec["tests"])
+    keep = [it for it in items if it.nodeid in wanted]
+    missing = sorted(wanted - {it.nodeid for it in keep})
+    if missing:
+        from core import device as devices
+
+        raise pytest.UsageError(
+            f"vqbench: unit {spec.get('unit')} was planned on {spec.get('planned_on') or 'another machine'}; this "
+            f"node ({devices.primary().describe()}) did not collect {len(missing)} of its {len(wanted)} tests: "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. Run units on nodes like the one they were "
+            "planned on (vqbench cluster --resource CLASS)")
+    kept = {id(it) for it in keep}
+    deselected = [it for it in items if id(it) not in kept]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+    items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """With ``--unit-plan-out``: the selected matrix tests with their work units, and the schedule."""
+    target = session.config.getoption("vqbench_unit_plan_out")
+    st = session.config.stash.get(_STATE, None)
+    if not target or st is None:
+        return
+    import json
+    import socket
+
+    from core import capability
+    from core import device as devices
+    from core.runner import cell_identity
+
+    workers = st.settings.unit_workers
+    tests, other = [], 0
+    for item in session.items:
+        plan = params.plan_of(item)
+        if plan is None:
+            other += 1
+            continue
+        cell = item.callspec.params["vqbench_cell"] if params.is_cell(item) else None
+        tests.append({"nodeid": item.nodeid, "unit": st.unit_of_param(item.callspec.id, workers),
+                      "device": plan.engine.device, "runnable": item.get_closest_marker("skip") is None,
+                      "cell": cell_identity(cell) if cell is not None else None})
+    gpu = devices.primary()
+    doc = {"workers": workers, "schedule": st.schedule(workers).summary(), "tests": tests,
+           "not_matrix_tests": other,
+           "planned_on": {"host": socket.gethostname(), "device": gpu.describe(), "gpu_class": gpu.gpu_class,
+                          "packages": sorted(p for p in capability.PACKAGES if capability.installed(p))}}
+    Path(target).write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
 
 
 _PHASE_OF_TEST = {"test_cell": "cells (bookkeeping)", "test_golden": "goldens", "test_drift": "drift"}

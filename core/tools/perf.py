@@ -121,7 +121,7 @@ def summarize(path: Path, reference: str = "bf16") -> list[dict[str, Any]]:
         peak = s["peak"]["nvml"] if s["device"] != "cpu" else s["peak"]["host"]
         ref_engine = reference_engine(s["engine"], by_engine, reference)
         ref_summary = by_engine.get(ref_engine) if ref_engine and ref_engine[1] == s["backend"] else None
-        rows.append({"engine": "-".join(s["engine"]), "mode": s["mode"], "timed": s["videos"], "err": s["errors"],
+        rows.append({"engine": "-".join(s["engine"][:4]), "mode": s["mode"], "timed": s["videos"], "err": s["errors"],
                      "median_s": s["latency_s"], "ttft_s": s["ttft_s"],
                      "decode_ms_tok": 1000 / s["decode_tok_s"] if s["decode_tok_s"] else None,
                      "speedup": speedup(s, ref_summary) if ref_summary and s["latency_s"] else None,
