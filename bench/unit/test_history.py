@@ -12,6 +12,8 @@ from core.metrics import history as h
 
 pytestmark = pytest.mark.cpu
 
+pytest_plugins = ["pytester"]
+
 CLOCKS = {"sm_max_mhz": 1980, "mem_max_mhz": 2619, "sm_app_mhz": 1980, "power_limit_w": 700.0, "sm_mhz": 1980}
 
 
@@ -116,3 +118,44 @@ def test_gpu_clocks_reads_what_nvml_answers(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", types.SimpleNamespace(nvmlInit=unsupported))
     assert h.gpu_clocks(0) == {}
 
+
+# --- --history end to end: child pytest sessions of the suite on the tiny model ---------------------
+
+FAST = 1e-6
+"""A median no real generate call reaches (1 us): earlier runs this fast make any real run a slowdown."""
+
+
+def _suite_run(pytester, db, out):
+    from core import paths
+
+    return pytester.runpytest_subprocess(
+        str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
+        "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"),
+        "--model", "tiny", "--backend", "hf", "--format", "bf16", "--max-videos", "1",
+        "--rounds", "1", "--warmup-rounds", "0",
+        "--history", str(db), "--results", str(out))
+
+
+@pytest.mark.slow
+def test_history_gate_end_to_end_in_pytest_sessions(pytester, tmp_path):
+    from core import results
+
+    db = tmp_path / "history.sqlite"
+    first = _suite_run(pytester, db, tmp_path / "r1.jsonl")
+    first.assert_outcomes(passed=1)
+    (rec,) = results.load(tmp_path / "r1.jsonl").speed()
+    assert rec["history"]["status"] == "insufficient history" and rec["history"]["runs"] == 0, rec["history"]
+    cell = h.cell_name(rec)
+    store = h.History(db)
+    # the first run is in the history: one run of this cell, at its median
+    assert [m for m, _ in store.earlier(cell, "cpu", before_run="-")] == [pytest.approx(rec["history"]["median_s"])]
+    # Four earlier runs far faster than this machine can be: with the first run, five in all.
+    for i in range(4):
+        store.add(f"preloaded{i}", {cell: [FAST] * 2}, gpu_class="cpu", when=i)
+    second = _suite_run(pytester, db, tmp_path / "r2.jsonl")
+    second.assert_outcomes(failed=1)
+    second.stdout.fnmatch_lines(["*latency regression against the history*"])
+    (rec2,) = results.load(tmp_path / "r2.jsonl").speed()
+    verdict = rec2["history"]
+    assert verdict["status"] == "fail" and verdict["runs"] == 5 and verdict["baseline_s"] == FAST, verdict
+    assert len(store.earlier(cell, "cpu", before_run="-")) == 6  # the failing run joined the history too
