@@ -132,7 +132,13 @@ def test_nvml_without_per_process_figures_falls_back_to_device_used_with_a_note(
         nvmlInit=lambda: None, nvmlDeviceGetHandleByIndex=lambda i: "h", nvmlDeviceGetComputeRunningProcesses=running,
         nvmlDeviceGetGraphicsRunningProcesses=lambda h: [],
         nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=state["used"], total=80 * gib)))
-    monkeypatch.setattr(memory, "_WARNED", set())
+    torch = pytest.importorskip("torch", reason="the probe reads torch's CUDA allocator: pip install torch")
+    zero = lambda *_: 0  # noqa: E731 - torch's allocator figures of this process: none
+    monkeypatch.setattr(torch, "cuda", types.SimpleNamespace(
+        is_available=lambda: True, is_initialized=lambda: True, synchronize=lambda *_: None,
+        reset_peak_memory_stats=lambda *_: None, memory_allocated=zero, memory_reserved=zero,
+        max_memory_allocated=zero, max_memory_reserved=zero))
+    monkeypatch.setattr(memory, "_WARNED", set(), raising=False)  # the warning is once per process
     gpu = devices.DeviceInfo(kind="cuda", index=0, name="NVIDIA H100", capability=(9, 0))
     baseline = memory.snapshot(gpu)
     with pytest.warns(RuntimeWarning, match="PID namespace"):
