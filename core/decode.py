@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from core import procs
 from core.errors import VideoError
 from core.sampling import SamplingSpec
 
@@ -154,7 +155,13 @@ class DecodeAhead:
     def in_flight(self) -> int:
         return len(self._futures)
 
+    def helper_pids(self) -> set[int]:
+        """The pool's worker processes now (they belong to no engine: ``core.procs.register_helpers``)."""
+        workers = getattr(self._pool, "_processes", None) if self._pool is not None else None
+        return set(workers.copy()) if workers else set()  # copy(): the pool adds workers as clips are submitted
+
     def _new_pool(self) -> ProcessPoolExecutor:
+        procs.register_helpers(self)
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_worker_init, initargs=(self.nice,))
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+import weakref
+from typing import Any
 
 SHUTDOWN_TIMEOUT_S = 30.0
 
@@ -27,6 +29,27 @@ def started_since(before: set[int]) -> list:
 
     tracker = resource_tracker_pid()
     return [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.pid != tracker]
+
+
+_HELPERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def register_helpers(owner: Any) -> None:
+    """Mark the processes of ``owner`` (its ``helper_pids()``, asked afresh each time) as vqbench's own
+    helpers that belong to no engine, e.g. the decode-ahead workers: engine memory leaves them out."""
+    _HELPERS.add(owner)
+
+
+def helper_pids() -> set[int]:
+    """Descendants of this process that belong to no engine: the registered helpers' processes and
+    multiprocessing's resource tracker."""
+    out: set[int] = set()
+    for owner in list(_HELPERS):
+        out.update(owner.helper_pids())
+    tracker = resource_tracker_pid()
+    if tracker is not None:
+        out.add(tracker)
+    return out
 
 
 def resource_tracker_pid() -> int | None:

@@ -105,5 +105,10 @@ class LoadInfo:
     quantize_s: float = 0.0
     quantize_cached: bool = False
     weight_bytes: int = 0
-    """Bytes of parameters and buffers as stored on the device."""
+    """Bytes of the weights, measured as ``weights_source`` says."""
+    weights_source: str = "device"
+    """Where ``weight_bytes`` comes from: ``device`` (parameters and buffers as stored on the device),
+    ``checkpoint files`` (the safetensors bytes the engine loaded), ``estimate`` (no weights exist, e.g.
+    dummy weights of a shape-only checkpoint: parameters x the format's nominal bytes per weight,
+    nothing measured) or ``none`` (nothing known)."""
     details: dict[str, Any] = field(default_factory=dict)

@@ -145,7 +145,9 @@ class EnginePool:
         info = backend.load_info
         self.load_records[key] = {
             "load_s": info.load_s, "quantize_s": info.quantize_s, "quantize_cached": info.quantize_cached,
-            "weight_bytes": info.weight_bytes, "load_count": self.loads[key], "memory": probe.result,
+            "weight_bytes": info.weight_bytes, "weights_source": info.weights_source,
+            "weight_bytes_estimated": info.weights_source == "estimate",
+            "load_count": self.loads[key], "memory": probe.result,
             "wall_s": time.perf_counter() - t0,
             "details": {k: v for k, v in info.details.items() if k != "quantization"},
             "quantization": _quant_brief(info.details.get("quantization")),

@@ -320,7 +320,7 @@ def test_committed_configs_come_from_real_checkpoints_of_every_recipe():
 
 def test_shape_only_model_gets_a_config_only_checkpoint_for_dummy_weights(tmp_path, monkeypatch):
     pytest.importorskip("transformers", reason="building the shape config needs transformers")
-    from core.backends.vllm import VLLMBackend, _weight_bytes
+    from core.backends.vllm import VLLMBackend, _weights
     from core.models import registry
 
     monkeypatch.setenv("VQBENCH_CACHE", str(tmp_path / "cache"))
@@ -335,7 +335,28 @@ def test_shape_only_model_gets_a_config_only_checkpoint_for_dummy_weights(tmp_pa
     kwargs = VLLMBackend(spec, fmt, H200, EngineOptions()).engine_kwargs(path, "compressed-tensors", dummy=True)
     assert kwargs["load_format"] == "dummy" and kwargs["quantization"] == "compressed-tensors"
     bf16_dir = registry.materialize(spec)
-    assert _weight_bytes(path, spec, fmt) < 0.6 * _weight_bytes(bf16_dir, spec, get_format("bf16"))
+    assert _weights(path, spec, fmt)[0] < 0.6 * _weights(bf16_dir, spec, get_format("bf16"))[0]
+
+
+def test_dummy_weights_are_labelled_estimates(tmp_path, monkeypatch):
+    """A config-only or shape-only checkpoint has no weight files: its weights figure is an estimate
+    (params x nominal bytes per weight) and says so; a checkpoint with files is measured from them."""
+    pytest.importorskip("transformers", reason="building the shape config needs transformers")
+    from core.backends.vllm import _weights
+    from core.models import registry
+
+    monkeypatch.setenv("VQBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(llmc.PYTHON_ENV, str(tmp_path / "no-env"))
+    spec, fmt = registry.resolve("qwen2.5-vl-7b"), get_format("ct_w4a16")
+    config_only, _ = llmc.export(spec, fmt, options=EngineOptions(), device=H200)
+    shape_only = registry.materialize(spec)
+    for directory, f in ((config_only, fmt), (shape_only, get_format("bf16"))):
+        size, source = _weights(directory, spec, f)
+        assert source == "estimate" and size > 2**30, (directory, size, source)
+    files = tmp_path / "with-files"
+    files.mkdir()
+    (files / "model.safetensors").write_bytes(b"\0" * 4096)
+    assert _weights(files, spec, get_format("bf16")) == (4096, "checkpoint files")
 
 
 # --- the HF side -----------------------------------------------------------------------------------------

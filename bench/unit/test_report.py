@@ -108,6 +108,28 @@ def test_gpu_memory_roofline_and_errors_shown() -> None:
     assert md_row(md, "v3")[2] == "*error*"
 
 
+def test_estimated_weights_print_as_estimates() -> None:
+    """Dummy weights have no bytes to measure: their figure is labelled an estimate, in the table and a note."""
+    recs = two_formats()
+    estimate = {"weight_bytes": GIB // 2, "weights_source": "estimate", "weight_bytes_estimated": True}
+    for r in recs:
+        if r["format"] == "int4_awq":
+            r["load"] = {**r["load"], **estimate}
+    md = report.render_markdown(recs)
+    headers = md_headers(md, "model")
+    assert dict(zip(headers, md_row(md, "tiny", "hf", "int4_awq")))["weights"] == "~512.0 MiB (estimate)"
+    assert dict(zip(headers, md_row(md, "tiny", "hf", "bf16")))["weights"] == "1.00 GiB"  # measured: no mark
+    assert "Weights shown as '~X (estimate)' were not measured" in md
+
+
+def test_device_level_nvml_memory_is_labelled() -> None:
+    mem = {"nvml_source": "device", "nvml_peak_over_baseline_bytes": 4 * GIB, "torch_peak_over_baseline_bytes": 0}
+    md = report.render_markdown([cell(device="cuda", video=v, memory=mem) for v in ("v1", "v2")])
+    row = dict(zip(md_headers(md, "model"), md_row(md, "tiny", "hf", "bf16")))
+    assert row["peak memory"] == "torch 0.0 MiB · NVML device used 4.00 GiB"
+    assert "'NVML device used': NVML attributed no memory to the engine's processes" in md
+
+
 def test_fake_quant_is_explained() -> None:
     recs = [cell(fmt="nvfp4", mode="fake-quant", mode_note="real kernels need sm_100, found CPU")]
     md = report.render_markdown(recs)

@@ -45,3 +45,16 @@ def test_two_workers_keep_each_engine_on_one_worker_and_merge_the_json(pytester,
     assert sorted(b["param"] for b in doc["benchmarks"]) == sorted(r["cell"] for r in run.speed())
     assert len(doc["benchmarks"]) == 8 and all(b["stats"]["rounds"] == 2 for b in doc["benchmarks"])
     res.stdout.fnmatch_lines(["*merged 8 timed cells from the xdist workers*", "*engine loads: 4 for 4 engines*"])
+
+
+def test_benchmark_options_that_xdist_switches_off_stop_the_run(pytester):
+    pytest.importorskip("xdist", reason="pytest-xdist not installed: pip install pytest-xdist")
+    res = pytester.runpytest_subprocess(
+        str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
+        "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"), "-n", "2",
+        "--model", "tiny", "--backend", "hf", "--format", "bf16", "--max-videos", "1", "--rounds", "1",
+        "--benchmark-save=baseline", "--benchmark-compare=0001", "--benchmark-compare-fail=median:10%")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR, res.stdout.str()
+    res.stderr.fnmatch_lines(["*--benchmark-save, --benchmark-compare, --benchmark-compare-fail do nothing under -n*"
+                              "--benchmark-json FILE*--history FILE.sqlite*"])
+    assert not (pytester.path / ".benchmarks").exists()

@@ -425,9 +425,12 @@ class TRTLLMBackend(Backend):
                    "video_input": "VideoData" if self._video_data_cls else "list of CHW frames",
                    "llm_args": {k: v for k, v in kwargs.items() if k != "kv_cache_config"},
                    "kv_cache_fraction": kv_fraction, **source_info}
-        weights = sum(f.stat().st_size for f in source.glob("*.safetensors")) if self.spec.kind != "shape" else 0
-        # weight_bytes: the checkpoint's safetensors bytes; TRT-LLM does not report device-side bytes.
-        return LoadInfo(load_s=load_s, weight_bytes=weights, details=details)
+        # weight_bytes: the checkpoint's safetensors bytes; TRT-LLM does not report device-side bytes, and a
+        # shape-only model's dummy weights have no files (nothing known).
+        if self.spec.kind == "shape":
+            return LoadInfo(load_s=load_s, weight_bytes=0, weights_source="none", details=details)
+        weights = sum(f.stat().st_size for f in source.glob("*.safetensors"))
+        return LoadInfo(load_s=load_s, weight_bytes=weights, weights_source="checkpoint files", details=details)
 
     def _source(self) -> tuple[Path, dict[str, Any]]:
         """The HF directory TRT-LLM loads: the model itself (bf16), a pre-quantized checkpoint, or the

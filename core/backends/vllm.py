@@ -148,9 +148,10 @@ class VLLMBackend(Backend):
             details["weights"] = ("dummy quantized weights: a config-only compressed-tensors checkpoint (the "
                                   "recipe's quantization_config) loaded with load_format='dummy'; speed and memory "
                                   "of the format, answers meaningless")
+        weights, source = _weights(directory, self.spec, self.format)
         return LoadInfo(load_s=engine_s + (t1 - t0) - quantize_s, quantize_s=quantize_s,
-                        quantize_cached=bool(report.get("cached")),
-                        weight_bytes=_weight_bytes(directory, self.spec, self.format), details=details)
+                        quantize_cached=bool(report.get("cached")), weight_bytes=weights, weights_source=source,
+                        details=details)
 
     def _checkpoint(self) -> tuple[Path, str | None, dict[str, Any]]:
         """The directory vLLM loads, its ``quantization=`` argument, and the export report."""
@@ -450,21 +451,17 @@ def _cpu_kv_bytes(directory: Path, max_len: int) -> int:
     return int(max(CPU_KV_CACHE_MIN_BYTES, 2 * max_len * ModelShape.from_dir(directory).kv_bytes_per_token(2.0)))
 
 
-def _weight_bytes(directory: Path, spec, fmt) -> int:
-    if spec.prequantized is not None:  # its files are what the engine holds (packed weights and scales)
-        return sum(f.stat().st_size for f in directory.glob("*.safetensors"))
-    return _estimated_weight_bytes(directory, spec, fmt)
-
-
-def _estimated_weight_bytes(directory: Path, spec, fmt) -> int:
-    """Checkpoint bytes on disk (packed low-bit weights count as stored); for a weightless shape-only
-    directory an estimate: language-model linears at the format's storage width, the rest in bf16."""
+def _weights(directory: Path, spec, fmt) -> tuple[int, str]:
+    """The weights' bytes and where they come from (``LoadInfo.weights_source``): the checkpoint's
+    safetensors bytes (packed low-bit weights count as stored; a pre-quantized checkpoint's files are
+    what the engine holds), or, for a weightless shape-only or config-only directory (dummy weights),
+    an estimate: language-model linears at the format's nominal storage width, the rest in bf16."""
     files = list(directory.glob("*.safetensors"))
-    if files:
-        return sum(f.stat().st_size for f in files)
+    if files or spec.prequantized is not None:
+        return sum(f.stat().st_size for f in files), "checkpoint files"
     total = spec.approx_params_b * 1e9
     lm = min(ModelShape.from_dir(directory).lm_params, total) if fmt.quantized else 0
-    return int((total - lm) * 2 + lm * fmt.stored_bytes_per_weight("vllm"))
+    return int((total - lm) * 2 + lm * fmt.stored_bytes_per_weight("vllm")), "estimate"
 
 
 def _memory_hint(exc: BaseException) -> str:

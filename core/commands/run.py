@@ -452,7 +452,8 @@ def _summary(records: list[dict[str, Any]], pool: EnginePool, wall: float, *, an
         "decoder": decoder, "decode_workers": plan.workers if plan else None,
         "decode_ahead": plan.ahead if plan else None,
         "accuracy": sum(r["correct"] for r in truth) / len(truth) if truth else None,
-        "weight_bytes": load.get("weight_bytes"),
+        "weight_bytes": load.get("weight_bytes"), "weights_source": load.get("weights_source"),
+        "weight_bytes_estimated": bool(load.get("weight_bytes_estimated")),
     }
 
 

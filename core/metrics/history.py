@@ -5,9 +5,12 @@ power limits (NVML) are kept with every run, so a clock change is reported as on
 regression.
 
 Noise is measured, not assumed: the robust spread (1.4826 x median absolute deviation) of the
-earlier runs' medians of the cell, doubled (about a 95% band), or the cell's own round-to-round
-spread in this run when that is wider. With fewer than ``MIN_RUNS`` earlier runs there is no
-verdict, only a note.
+earlier runs' medians of the cell, doubled (about a 95% band). Only the history sets the band: the
+run being judged never widens its own band, however noisy its rounds. The baseline and the noise
+come from the earlier runs in the window that ran at the candidate's clock settings (every run of
+the window is compared; the others are left out and named). With fewer than ``MIN_RUNS`` such runs
+there is no verdict: "insufficient history", or "clock change" when runs at other settings were
+left out.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 
 WINDOW = 10
 """Earlier runs a cell is compared with (the most recent ones)."""
-MIN_RUNS = 3
+MIN_RUNS = 5
+"""Earlier runs (at the candidate's clock settings) a verdict needs: the MAD of fewer medians is too unstable."""
 WARN_PCT = 5.0
 FAIL_PCT = 10.0
 CLOCK_KEYS = ("sm_max_mhz", "mem_max_mhz", "sm_app_mhz", "mem_app_mhz", "power_limit_w")
@@ -80,7 +84,7 @@ def clock_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> lis
 
 @dataclass(frozen=True, kw_only=True)
 class HistoryVerdict:
-    """A cell's latency against its history: ok, warn, fail, faster, clock change or no history."""
+    """A cell's latency against its history: ok, warn, fail, faster, clock change or insufficient history."""
 
     status: str
     median_s: float
@@ -88,6 +92,10 @@ class HistoryVerdict:
     delta_pct: float | None = None
     noise_pct: float | None = None
     runs: int = 0
+    """Earlier runs the baseline and noise come from (those at the candidate's clock settings)."""
+    min_runs: int = MIN_RUNS
+    excluded_runs: int = 0
+    """Earlier runs of the window left out because their clock settings differ from the candidate's."""
     clock_changes: tuple[str, ...] = ()
     message: str = ""
 
@@ -100,20 +108,28 @@ def _spread_pct(values: list[float], center: float) -> float:
     return 100.0 * 2 * 1.4826 * mad / center
 
 
-def judge(median_s: float, rounds: list[float], history: list[tuple[float, dict[str, Any]]], *,
-          clocks: dict[str, Any] | None, warn_pct: float = WARN_PCT, fail_pct: float = FAIL_PCT) -> HistoryVerdict:
-    """Judge one cell's median against ``history`` (earlier runs' (median, clocks), newest first)."""
-    runs = len(history)
-    if runs < MIN_RUNS:
-        return HistoryVerdict(status="no history", median_s=median_s, runs=runs,
-                              message=f"{runs} earlier runs on this GPU class (a verdict needs {MIN_RUNS})")
-    medians = [m for m, _ in history]
-    base = statistics.median(medians)
-    noise = _spread_pct(medians, base)
-    if len(rounds) > 1:
-        noise = max(noise, 100.0 * (max(rounds) - min(rounds)) / 2 / statistics.median(rounds))
+def judge(median_s: float, history: list[tuple[float, dict[str, Any]]], *, clocks: dict[str, Any] | None,
+          warn_pct: float = WARN_PCT, fail_pct: float = FAIL_PCT, min_runs: int = MIN_RUNS) -> HistoryVerdict:
+    """Judge one cell's median against ``history`` (earlier runs' (median, clocks), newest first).
+
+    Every run of ``history`` is compared with ``clocks``; runs at other clock settings are left out
+    of the baseline and named. The band is the history's noise only (never this run's spread)."""
+    same = [m for m, c in history if not clock_changes(c, clocks)]
+    changed = tuple(dict.fromkeys(x for _, c in history for x in clock_changes(c, clocks)))
+    excluded = len(history) - len(same)
+    common = dict(median_s=median_s, runs=len(same), min_runs=min_runs, excluded_runs=excluded,
+                  clock_changes=changed)
+    left_out = (f"{excluded} of the {len(history)} earlier runs ran at other clock settings and are left out "
+                f"({', '.join(changed)})") if excluded else ""
+    if len(same) < min_runs:
+        need = f"{len(same)} earlier runs at these settings on this GPU class; a verdict needs at least {min_runs}"
+        if excluded:
+            return HistoryVerdict(status="clock change", **common,
+                                  message=f"the GPU's clock settings changed: {left_out}; {need}")
+        return HistoryVerdict(status="insufficient history", **common, message=need)
+    base = statistics.median(same)
+    noise = _spread_pct(same, base)
     delta = 100.0 * (median_s / base - 1.0)
-    changed = tuple(clock_changes(history[0][1], clocks))
     if delta > noise + fail_pct:
         status = "fail"
     elif delta > noise + warn_pct:
@@ -122,12 +138,10 @@ def judge(median_s: float, rounds: list[float], history: list[tuple[float, dict[
         status = "faster"
     else:
         status = "ok"
-    text = (f"{delta:+.1f}% against the median of {runs} earlier runs ({base:.4g} s; noise +-{noise:.1f}%, "
-            f"warn beyond {noise + warn_pct:.1f}%, fail beyond {noise + fail_pct:.1f}%)")
-    if changed and status in ("fail", "warn", "faster"):
-        status, text = "clock change", text + "; the GPU's clock settings changed since the last run: " + ", ".join(changed)
-    return HistoryVerdict(status=status, median_s=median_s, baseline_s=base, delta_pct=delta, noise_pct=noise,
-                          runs=runs, clock_changes=changed, message=text)
+    text = (f"{delta:+.1f}% against the median of {len(same)} earlier runs ({base:.4g} s; noise of those runs "
+            f"+-{noise:.1f}%, warn beyond {noise + warn_pct:.1f}%, fail beyond {noise + fail_pct:.1f}%)")
+    return HistoryVerdict(status=status, **common, baseline_s=base, delta_pct=delta, noise_pct=noise,
+                          message=text + (f"; {left_out}" if left_out else ""))
 
 
 class History:
@@ -178,7 +192,7 @@ def judge_record(db: History, rec: dict[str, Any], *, run_id: str) -> HistoryVer
     if not rounds:
         return None
     earlier = db.earlier(cell_name(rec), str(rec.get("gpu_class") or "cpu"), before_run=run_id)
-    return judge(statistics.median(rounds), rounds, earlier, clocks=rec.get("gpu_clocks"))
+    return judge(statistics.median(rounds), earlier, clocks=rec.get("gpu_clocks"))
 
 
 def add_records(db: History, records: list[dict[str, Any]], *, run_id: str) -> int:

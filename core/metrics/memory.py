@@ -1,11 +1,16 @@
 """Peak memory of an engine's processes while a piece of work runs, over the engine's own baseline.
 
 An engine may live in several processes (vLLM runs its engine core and workers in children), so
-every figure covers all of them (``Backend.pids`` and their descendants):
+every figure covers all of them (``Backend.pids`` and their descendants), but never vqbench's own
+helpers that belong to no engine (``core.procs.helper_pids``: the decode-ahead workers ``vqbench run``
+starts before the engine loads, multiprocessing's resource tracker):
 
 * on a GPU, NVML's per-process usage summed over the engine's processes (NVML's device-wide "used"
   would count neighbours too), polled by a thread since NVML keeps no peak; torch's allocator
-  figures are added for the in-process part;
+  figures are added for the in-process part. In a container with its own PID namespace NVML names
+  host PIDs, so no process of the engine has a figure: when the device's used memory rose while
+  the engine's processes show none, the figures are the device's used memory instead, labelled
+  ``nvml_source: "device"`` with a note (they include anything else on the GPU);
 * on the host, each process's resident memory, polled, and the kernel's per-process high-water mark
   (``VmHWM``), reset when the probe first sees the process (``/proc/PID/clear_refs``) so it is
   this work's peak and not the process's lifetime maximum.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,34 +41,53 @@ def _physical_index(index: int) -> int:
     return index
 
 
-def nvml_bytes(index: int, pids: set[int]) -> int | None:
-    """GPU memory NVML attributes to ``pids`` on device ``index`` (None without NVML)."""
+def nvml_usage(index: int, pids: set[int]) -> dict[str, Any] | None:
+    """NVML on device ``index``: bytes attributed to ``pids`` (``process_bytes``), whether any of
+    ``pids`` had a figure (``attributed``), and the device's used memory (``device_bytes``, None if
+    unreadable). None without NVML."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
         h = pynvml.nvmlDeviceGetHandleByIndex(_physical_index(index))
-        total = 0
+        total, attributed = 0, False
         for getter in (pynvml.nvmlDeviceGetComputeRunningProcesses, pynvml.nvmlDeviceGetGraphicsRunningProcesses):
             for p in getter(h):
                 if p.pid in pids and p.usedGpuMemory is not None:
                     total += int(p.usedGpuMemory)
-        return total
+                    attributed = True
     except Exception:  # noqa: BLE001 - no NVML, no figure
         return None
+    try:
+        device = int(pynvml.nvmlDeviceGetMemoryInfo(h).used)
+    except Exception:  # noqa: BLE001 - the per-process figures stand without it
+        device = None
+    return {"process_bytes": total, "attributed": attributed, "device_bytes": device}
+
+
+NO_PROCESS_FIGURES_NOTE = (
+    "NVML attributes no memory to the engine's processes while the device's used memory rose by {rise}: NVML "
+    "names processes by host PID, which a container with its own PID namespace does not see. These figures are "
+    "the device's used memory (nvml_source 'device'): they include any other process on this GPU.")
 
 
 # --- CPU: resident memory of a process tree -------------------------------------------------------
 
 def family(pids: list[int]) -> set[int]:
-    """``pids`` and all their descendants, but not multiprocessing's resource tracker (started by the
-    first spawn, it outlives every engine and belongs to none)."""
+    """``pids`` and all their descendants, but not the processes that belong to no engine
+    (``core.procs.helper_pids``: decode-ahead workers, multiprocessing's resource tracker)."""
     try:
         import psutil
     except ImportError:
         return set(pids)
-    from core.procs import resource_tracker_pid
+    from core.procs import helper_pids
 
+    helpers = helper_pids()
+    for pid in list(helpers):  # a helper's own children belong to no engine either
+        try:
+            helpers.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            continue
     out: set[int] = set()
     for pid in pids:
         out.add(pid)
@@ -70,8 +95,7 @@ def family(pids: list[int]) -> set[int]:
             out.update(c.pid for c in psutil.Process(pid).children(recursive=True))
         except psutil.Error:
             continue
-    out.discard(resource_tracker_pid())
-    return out
+    return out - helpers
 
 
 def _status_kib(pid: int, key: str) -> int | None:
@@ -131,9 +155,11 @@ class MemoryProbe:
         self._rss_peak: dict[int, int] = {}
         self._hwm: set[int] = set()
         self._peak_gpu = self._start.get("gpu_bytes") or 0
-        if self.device.kind == "cuda":
-            import torch
-
+        self._peak_device = self._start.get("gpu_device_bytes") or 0
+        self._attributed = False
+        """Whether NVML ever gave a figure for one of the engine's processes."""
+        torch = _cuda_torch() if self.device.kind == "cuda" else None
+        if torch is not None:
             torch.cuda.synchronize(self.device.index)
             torch.cuda.reset_peak_memory_stats(self.device.index)
             self._torch_base = torch.cuda.memory_allocated(self.device.index)
@@ -143,7 +169,7 @@ class MemoryProbe:
         return self
 
     def sample(self) -> None:
-        """Take one sample now: new processes of the engine, their resident memory, NVML's figure."""
+        """Take one sample now: new processes of the engine, their resident memory, NVML's figures."""
         fam = family(self.pids())
         with self._lock:
             for pid in fam:
@@ -152,9 +178,15 @@ class MemoryProbe:
                     self._hwm.add(pid)
                 self._rss_peak[pid] = max(self._rss_peak.get(pid, 0), rss)
             if self.device.kind == "cuda":
-                v = nvml_bytes(self.device.index, set(self._rss_peak))
-                if v is not None:
-                    self._peak_gpu = max(self._peak_gpu, v)
+                self._note_nvml(nvml_usage(self.device.index, set(self._rss_peak)))
+
+    def _note_nvml(self, usage: dict[str, Any] | None) -> None:
+        if usage is None:
+            return
+        self._peak_gpu = max(self._peak_gpu, usage["process_bytes"])
+        self._attributed = self._attributed or usage["attributed"]
+        if usage["device_bytes"] is not None:
+            self._peak_device = max(self._peak_device, usage["device_bytes"])
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
@@ -162,9 +194,8 @@ class MemoryProbe:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        if self.device.kind == "cuda":
-            import torch
-
+        torch = _cuda_torch() if self.device.kind == "cuda" else None
+        if torch is not None:
             torch.cuda.synchronize(self.device.index)
         self._thread.join()
         self.sample()
@@ -179,32 +210,64 @@ class MemoryProbe:
             "host_peak_over_baseline_bytes": max(0, host_peak - (base["host_bytes"] or 0)),
         }
         if self.device.kind == "cuda":
-            import torch
-
             idx = self.device.index
-            end = nvml_bytes(idx, set(peaks))
+            end = nvml_usage(idx, set(peaks))
             if end is not None:
-                gpu_peak = max(self._peak_gpu, end)
-                r.update(nvml_peak_bytes=gpu_peak, nvml_baseline_bytes=base.get("gpu_bytes"),
-                         nvml_peak_over_baseline_bytes=max(0, gpu_peak - (base.get("gpu_bytes") or 0)))
-            r.update(torch_peak_allocated_bytes=torch.cuda.max_memory_allocated(idx),
-                     torch_baseline_allocated_bytes=self._torch_base,
-                     torch_peak_over_baseline_bytes=torch.cuda.max_memory_allocated(idx) - self._torch_base,
-                     torch_peak_reserved_bytes=torch.cuda.max_memory_reserved(idx))
+                self._note_nvml(end)
+                r.update(self._nvml_figures(base))
+            if torch is not None:
+                r.update(torch_peak_allocated_bytes=torch.cuda.max_memory_allocated(idx),
+                         torch_baseline_allocated_bytes=self._torch_base,
+                         torch_peak_over_baseline_bytes=torch.cuda.max_memory_allocated(idx) - self._torch_base,
+                         torch_peak_reserved_bytes=torch.cuda.max_memory_reserved(idx))
         self.result = r
+
+    def _nvml_figures(self, base: dict[str, Any]) -> dict[str, Any]:
+        """NVML's peak over the baseline: the engine's processes' figures, or, when NVML attributes
+        nothing to them while the device's used memory rose, the device's used memory with a note."""
+        base_dev = base.get("gpu_device_bytes")
+        rise = self._peak_device - base_dev if base_dev is not None else 0
+        if self._attributed or self._peak_gpu or base.get("gpu_bytes") or rise <= 0:
+            return {"nvml_source": "processes", "nvml_peak_bytes": self._peak_gpu,
+                    "nvml_baseline_bytes": base.get("gpu_bytes"),
+                    "nvml_peak_over_baseline_bytes": max(0, self._peak_gpu - (base.get("gpu_bytes") or 0))}
+        note = NO_PROCESS_FIGURES_NOTE.format(rise=f"{rise / 2**20:.1f} MiB")
+        _warn_once(note)
+        return {"nvml_source": "device", "nvml_note": note, "nvml_peak_bytes": self._peak_device,
+                "nvml_baseline_bytes": base_dev, "nvml_peak_over_baseline_bytes": rise}
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(note: str) -> None:
+    """Warn about NVML's missing per-process figures once per process (every cell's record has the note)."""
+    if "nvml" not in _WARNED:
+        _WARNED.add("nvml")
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
 
 
 def snapshot(device: DeviceInfo, pids: Callable[[], list[int]] | None = None) -> dict[str, Any]:
-    """Memory held now by ``pids()`` and descendants: host resident bytes and, on a GPU, NVML bytes."""
+    """Memory held now by ``pids()`` and descendants: host resident bytes and, on a GPU, NVML bytes
+    (the processes' own, and the device's used memory)."""
     fam = family((pids or (lambda: [os.getpid()]))())
     out: dict[str, Any] = {"host_bytes": rss_bytes(fam), "processes": len(fam)}
     if device.kind == "cuda":
-        out["gpu_bytes"] = nvml_bytes(device.index, fam)
+        usage = nvml_usage(device.index, fam)
+        out["gpu_bytes"] = None if usage is None else usage["process_bytes"]
+        out["gpu_device_bytes"] = None if usage is None else usage["device_bytes"]
         torch = _torch()
         if torch is not None and torch.cuda.is_initialized():
             out["torch_allocated_bytes"] = torch.cuda.memory_allocated(device.index)
             out["torch_reserved_bytes"] = torch.cuda.memory_reserved(device.index)
     return out
+
+
+def _cuda_torch():
+    """torch, when it can see a CUDA device (the probe's torch figures need one)."""
+    import torch
+
+    return torch if torch.cuda.is_available() else None
 
 
 def _torch():

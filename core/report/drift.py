@@ -75,14 +75,25 @@ def history_section(results: Results) -> Section | None:
         status = Mark(h["status"], kinds[h["status"]]) if h["status"] in kinds else h["status"]
         rows.append([str(r.get("cell")), str(r.get("gpu_class")), _num(h.get("median_s"), ".4g"),
                      _num(h.get("baseline_s"), ".4g"), _num(h.get("delta_pct"), "+.1f"), _num(h.get("noise_pct"), ".1f"),
-                     str(h.get("runs")), status, ", ".join(h.get("clock_changes") or []) or "—"])
+                     _runs(h), status, ", ".join(h.get("clock_changes") or []) or "—"])
     return Section("Latency against the history", [
         "Each timed cell against the median of up to 10 earlier runs on the same GPU class (SQLite history): warn "
-        "beyond noise + 5%, fail beyond noise + 10%; noise is twice the robust spread of the earlier medians or this "
-        "run's round spread, whichever is wider. A change of the GPU's clock settings or power limit (NVML) is shown "
-        "as 'clock change', not as a regression."],
+        "beyond noise + 5%, fail beyond noise + 10%; noise is twice the robust spread (1.4826 x MAD) of those earlier "
+        "medians, never this run's own round spread. Earlier runs at other GPU clock settings or power limits (NVML) "
+        "are left out and named; with fewer than 5 earlier runs at this run's settings there is no verdict "
+        "('insufficient history', or 'clock change' when runs at other settings were left out)."],
         [Table(["cell", "GPU class", "median s", "history s", "change %", "noise ±%", "runs", "verdict",
                 "clock changes"], rows)])
+
+
+def _runs(h: dict[str, Any]) -> str:
+    """Earlier runs behind the verdict, with those left out for other clock settings."""
+    text = str(h.get("runs"))
+    if h.get("status") in ("insufficient history", "clock change") and h.get("min_runs"):
+        text += f" of {h['min_runs']} needed"
+    if h.get("excluded_runs"):
+        text += f" ({h['excluded_runs']} left out: other clocks)"
+    return text
 
 
 def clock_lines(results: Results) -> list[str]:

@@ -228,15 +228,23 @@ def _memory_fig(group: list[dict[str, Any]]):
     labels = [_label(s, many) for s in group]
     gib = 2**30
     weights = [(s["weight_bytes"] or 0) / gib for s in group]
+    estimated = [bool(s.get("weight_bytes_estimated")) for s in group]
     gpu = any(s["device"] != "cpu" for s in group)
-    key, name = (("nvml", "peak over baseline (NVML, engine processes)") if gpu
-                 else ("host", "peak over baseline (resident, engine processes)"))
+    device_used = any(s["peak"].get("nvml_source") == "device" for s in group)
+    key, name = (("nvml", "peak over baseline (NVML, " + ("device used" if device_used else "engine processes") + ")")
+                 if gpu else ("host", "peak over baseline (resident, engine processes)"))
     peaks = [(s["peak"].get(key) or 0) / gib for s in group]
     fig, ax = _figure(max(5.0, 0.9 * len(group) + 2), 3.6)
     x = range(len(group))
-    for offset, vals, label, color in ((-0.2, weights, "weights", "#4C72B0"), (0.2, peaks, name, "#C44E52")):
+    weights_label = "weights (hatched, ~: estimate, not measured)" if any(estimated) else "weights"
+    for offset, vals, label, color in ((-0.2, weights, weights_label, "#4C72B0"), (0.2, peaks, name, "#C44E52")):
         bars = ax.bar([i + offset for i in x], vals, 0.4, label=label, color=color)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+        marks = estimated if vals is weights else [False] * len(vals)
+        for bar, est in zip(bars, marks):
+            if est:
+                bar.set_hatch("//")
+        ax.bar_label(bars, labels=[("~" if m else "") + f"{v:.2f}" for v, m in zip(vals, marks)], fontsize=7,
+                     padding=2)
     ax.set_xticks(list(x), labels, rotation=30, ha="right")
     ax.set_ylabel("GiB")
     ax.legend(fontsize=8)

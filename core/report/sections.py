@@ -40,8 +40,18 @@ EMULATION_NOTE = ("These engines do not run the format's own kernels (fake-quant
 def _peak(s: dict[str, Any]) -> str:
     p = s["peak"]
     if s["device"] != "cpu":
-        return f"torch {fmt_bytes(p['torch'])} · NVML {fmt_bytes(p['nvml'])}"
+        nvml = "NVML device used" if p.get("nvml_source") == "device" else "NVML"
+        return f"torch {fmt_bytes(p['torch'])} · {nvml} {fmt_bytes(p['nvml'])}"
     return f"RSS {fmt_bytes(p['host'])}"
+
+
+def weights_text(s: dict[str, Any]) -> str:
+    """An engine's weights: measured bytes, or "~X (estimate)" where nothing was measured."""
+    if s.get("weights_source") == "none":
+        return "—"
+    if s.get("weight_bytes_estimated"):
+        return f"~{fmt_bytes(s['weight_bytes'])} (estimate)"
+    return fmt_bytes(s["weight_bytes"])
 
 
 def _versus(s: dict[str, Any], ref: dict[str, Any] | None) -> str | Mark:
@@ -79,7 +89,7 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
             s["model"], s["backend"], s["format"], device_label(s), str(s["videos"]), fmt_s(s["load_s"]), _quant(s),
             fmt_s(s["latency_s"]), fmt_s(s["total_s"]), _versus(s, by_eng[ref] if ref else None), fmt_s(s["ttft_s"]),
             f"{s['decode_tok_s']:.1f}" if s["decode_tok_s"] else "—", fmt_s(s["video_decode_s"]), _peak(s),
-            fmt_bytes(s["weight_bytes"])]
+            weights_text(s)]
         if roof:
             ratio = s["roofline"].get("ratio")
             row.append(f"{ratio:.2f}" if ratio is not None else "—")
@@ -90,6 +100,14 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
         notes.append("GPU peak memory is the engine's peak over the memory its processes held before it loaded, "
                      "summed over every process of the engine (vLLM runs its engine core in a child process): "
                      "torch's allocator (this process) and NVML's per-process figures.")
+    if any(s["peak"].get("nvml_source") == "device" for s in summaries):
+        notes.append("'NVML device used': NVML attributed no memory to the engine's processes (a container with its "
+                     "own PID namespace hides their host PIDs from it), so the figure is the device's used memory over "
+                     "its pre-load baseline, which includes any other process on the GPU.")
+    if any(s.get("weight_bytes_estimated") for s in summaries):
+        notes.append("Weights shown as '~X (estimate)' were not measured: a shape-only or config-only checkpoint "
+                     "loads dummy weights and has no weight files, so the figure is the parameter count times the "
+                     "format's nominal bytes per weight.")
     if any(s["device"] == "cpu" for s in summaries):
         notes.append("CPU peak memory is the engine's own peak resident memory over the baseline its processes "
                      "held before it loaded, summed over every process of the engine.")
@@ -99,7 +117,7 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
                      "emulated latency s/video", "peak memory", "weights", "errors"]
         e_rows: list[list[str | Mark]] = [
             [s["model"], s["backend"], s["format"], device_label(s), s["mode"] or "—", str(s["videos"]), fmt_s(s["load_s"]),
-             _quant(s), fmt_s(s["latency_s"]), _peak(s), fmt_bytes(s["weight_bytes"]), _errors(s)] for s in emulated]
+             _quant(s), fmt_s(s["latency_s"]), _peak(s), weights_text(s), _errors(s)] for s in emulated]
         tables.append(Table(e_headers, e_rows, caption=EMULATION_NOTE))
         mode_notes = [(f"{s['backend']}/{s['format']} on {device_label(s)} is {s['mode']}"
                        + (f": {s['mode_note'].rstrip('.')}" if s["mode_note"] else "") + ".") for s in emulated]

@@ -101,6 +101,8 @@ def summarize(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[di
             "mode_note": next((r["mode_note"] for r in good if r.get("mode_note")), ""),
             "load_s": load.get("load_s"), "quantize_s": load.get("quantize_s"),
             "quantize_cached": load.get("quantize_cached"), "weight_bytes": load.get("weight_bytes"),
+            "weights_source": load.get("weights_source"),
+            "weight_bytes_estimated": bool(load.get("weight_bytes_estimated")),
             "latency": lat, "latency_s": mean(lat.values()), "total_s": sum(v for v in lat.values() if v) or None,
             "latency_lo_s": mean(min(x) for x in rounds if x),
             "latency_hi_s": mean(max(x) for x in rounds if x),
@@ -113,6 +115,7 @@ def summarize(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[di
             "peak": {
                 "torch": _peak(mem, "torch_peak_over_baseline_bytes"),
                 "nvml": _peak(mem, "nvml_peak_over_baseline_bytes"),
+                "nvml_source": "device" if any(m.get("nvml_source") == "device" for m in mem) else "processes",
                 "host": _peak(mem, "host_peak_over_baseline_bytes", "rss_peak_bytes"),
             },
             "roofline": {k: mean(r.get(k) for r in roof) for k in sorted({k for r in roof for k, v in r.items()

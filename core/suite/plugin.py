@@ -61,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     enforce_offline()
     xdist.configure_worker(config)
     if xdist.is_controller(config):
+        xdist.refuse_benchmark_options(config)
         xdist.configure_controller(config)
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")

@@ -8,7 +8,9 @@
   xdist 3.8 sets ``item._nodeid``, which pytest 9.2 no longer reads.)
 * pytest-benchmark switches itself off under xdist; the workers time cells with the same rounds and
   append them to one shared results file, and the controller writes every worker's timed cells as
-  one pytest-benchmark document into ``--benchmark-json``.
+  one pytest-benchmark document into ``--benchmark-json``. pytest-benchmark's other outputs (saved
+  runs, comparisons and their failure gate, histograms, CSV, cProfile) would silently do nothing, so
+  giving one with ``-n`` is a usage error that says what works instead.
 """
 
 from __future__ import annotations
@@ -57,6 +59,29 @@ def configure_worker(config: pytest.Config) -> None:
     worker = worker_id()
     if worker:
         pin_worker_gpu(worker)
+
+
+OFF_UNDER_XDIST = {
+    "benchmark_save": "--benchmark-save", "benchmark_autosave": "--benchmark-autosave",
+    "benchmark_save_data": "--benchmark-save-data", "benchmark_compare": "--benchmark-compare",
+    "benchmark_compare_fail": "--benchmark-compare-fail", "benchmark_histogram": "--benchmark-histogram",
+    "benchmark_csv": "--benchmark-csv", "benchmark_cprofile": "--benchmark-cprofile",
+}
+"""pytest-benchmark options (dest -> flag) that do nothing once xdist has switched pytest-benchmark off."""
+
+
+def refuse_benchmark_options(config: pytest.Config) -> None:
+    """Under -n, stop with a usage error on pytest-benchmark options that would silently do nothing."""
+    given = [flag for dest, flag in OFF_UNDER_XDIST.items() if getattr(config.option, dest, None)]
+    if not given:
+        return
+    raise pytest.UsageError(
+        f"vqbench: {', '.join(given)} {'does' if len(given) == 1 else 'do'} nothing under -n: pytest-benchmark "
+        "switches itself off under xdist, so no run would be saved or compared. Drop -n to use "
+        f"{'it' if len(given) == 1 else 'them'}, or keep -n with what works there: --benchmark-json FILE (every "
+        "worker's timed cells merged into one pytest-benchmark document; compare two such files with "
+        "`vqbench compare OLD.json NEW.json` or `pytest-benchmark compare`) or --history FILE.sqlite (the "
+        "latency gate against earlier runs).")
 
 
 def configure_controller(config: pytest.Config) -> None:

@@ -125,7 +125,9 @@ def summarize(path: Path, reference: str = "bf16") -> list[dict[str, Any]]:
                      "median_s": s["latency_s"], "ttft_s": s["ttft_s"],
                      "decode_ms_tok": 1000 / s["decode_tok_s"] if s["decode_tok_s"] else None,
                      "speedup": speedup(s, ref_summary) if ref_summary and s["latency_s"] else None,
-                     "weights_MiB": (s["weight_bytes"] or 0) / 2**20, "quant_s": s["quantize_s"],
+                     "weights_MiB": (s["weight_bytes"] or 0) / 2**20,
+                     "weights_estimated": s["weight_bytes_estimated"],  # dummy weights: params x nominal bytes
+                     "quant_s": s["quantize_s"],
                      "peak_GiB": (peak or 0) / 2**30, "x_floor": s["roofline"].get("ratio"),
                      "agree": f"{sum(mine[k] == ref[k] for k in both)}/{len(both)}" if both else "-"})
     return rows
