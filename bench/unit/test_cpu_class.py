@@ -19,6 +19,8 @@ from core.formats import get_format
 
 pytestmark = pytest.mark.cpu
 
+pytest_plugins = ["pytester"]
+
 AVX2_EPYC = ("model name\t: AMD EPYC\nflags\t\t: fpu sse sse2 ssse3 fma cx16 sse4_1 sse4_2 avx f16c avx2 bmi1 bmi2 "
              "adx sha_ni\n")
 SAPPHIRE = ("model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq "
@@ -112,3 +114,27 @@ def test_doctor_names_the_cpu_and_its_compute_dtype(capsys):
     cpu = devices.CPU
     assert f"torch dispatches to {cpu.isa}" in out and f"compute in {cpu.dtype} (goldens: {cpu.gpu_class})" in out
     assert ("bf16 EMULATED" in out) == (not cpu.bf16_native)
+
+
+@pytest.mark.slow
+def test_the_avx2_path_runs_green_on_any_host(pytester):
+    """CI lands on AVX2-only hosts and on AVX-512 ones: on a host with bf16 arithmetic, the AVX2 path
+    (float32 compute, cpu_fp32 goldens, drift) runs here under the caps torch and oneDNN read, so a
+    change cannot break the other host class unseen. On an AVX2 host the tier itself is that path."""
+    if devices.CPU.gpu_class == "cpu_fp32":
+        pytest.skip(f"this host already computes in float32 ({devices.CPU.isa}, bf16 emulated): the tier's own "
+                    "cells, goldens and drift are the AVX2 path")
+    from core import paths
+
+    root = paths.PROJECT_ROOT
+    pytester.monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    pytester.monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    res = pytester.runpytest_subprocess(
+        str(root / "bench" / "test_cells.py"), str(root / "bench" / "test_golden.py"),
+        str(root / "bench" / "test_drift.py"), "-p", "no:cacheprovider", "--rootdir", str(root),
+        "-c", str(root / "pyproject.toml"), "-m", "cpu", "--model", "tiny-trained", "--backend", "hf",
+        "--format", "bf16", "--format", "int8_weight_only", "-v")
+    res.stdout.fnmatch_lines(["*test_golden*tiny-trained-hf-bf16-cpu_fp32-anomaly* PASSED*",
+                              "*test_golden*tiny-trained-hf-int8_weight_only-cpu_fp32-anomaly* PASSED*",
+                              "*test_drift*tiny-trained-hf-int8_weight_only-cpu_fp32-anomaly* PASSED*"])
+    res.assert_outcomes(passed=12 * 2 + 2 + 2)
