@@ -21,6 +21,7 @@ from core.models.shape import ModelShape
 from core.quant import quantizer
 from core.quant.base import QuantContext
 from core.requests import Generation, LoadInfo, Request
+from core.safety import use_safetensors
 
 
 class _PrefillMark:
@@ -127,7 +128,8 @@ class HFBackend(Backend):
         else:
             kwargs: dict[str, Any] = {
                 "dtype": dtype, "attn_implementation": self.options.attn_implementation, "local_files_only": True,
-                "trust_remote_code": self.options.trust_remote_code, "use_safetensors": not self.options.allow_pickle,
+                "trust_remote_code": self.options.trust_remote_code,
+                "use_safetensors": use_safetensors(self.options.allow_pickle),
             }
             if self.spec.prequantized is None:
                 # A pre-quantized checkpoint loads with its own quantization_config (from config.json).

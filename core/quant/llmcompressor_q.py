@@ -198,7 +198,7 @@ def export(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]:
     t0 = time.perf_counter()
 
     def build(tmp: Path) -> dict[str, Any]:
-        job = job_for(spec, fmt, directory=directory, calib=calib, out=tmp)
+        job = job_for(spec, fmt, directory=directory, calib=calib, out=tmp, allow_pickle=options.allow_pickle)
         with timeline.phase("calibration + quantize"):
             worker = run_worker(python, job, out=tmp, cpu_only=device.kind == "cpu",
                                 what=f"{fmt.id} of {spec.name}")
@@ -217,12 +217,12 @@ def export(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]:
                   "calibration": record.get("calibration"), "worker": record.get("worker")}
 
 
-def job_for(spec, fmt, *, directory: Path, calib, out: Path) -> dict[str, Any]:
+def job_for(spec, fmt, *, directory: Path, calib, out: Path, allow_pickle: bool = False) -> dict[str, Any]:
     """What the worker is asked to do (written as JSON beside its output)."""
     return {"model": str(directory), "format": fmt.id, "family": spec.family, "recipe": recipe(fmt).document(),
             "calibration": calib.describe() if calib is not None else None,
             "sequential_targets": SEQUENTIAL_TARGETS.get(spec.family), "max_seq_length": MAX_SEQ_LENGTH,
-            "out": str(out)}
+            "allow_pickle": allow_pickle, "out": str(out)}
 
 
 def run_worker(python: Path, job: dict[str, Any], *, out: Path, cpu_only: bool, what: str) -> dict[str, Any]:
