@@ -120,8 +120,11 @@ def latency_s(rec: dict[str, Any]) -> float | None:
 
 @dataclass
 class Results:
-    """The records of one or more runs, by kind. Later records of a cell replace earlier ones of the
-    same kind only: a scoring re-run never replaces a timed measurement."""
+    """The records of one or more runs, by kind. Each cell's records are replayed oldest first (by
+    their ``time``; in the order read where a record has none) and the newest outcome wins: a
+    success replaces an earlier error and the earlier record of its own kind only (a scoring re-run
+    never replaces a timed measurement); an error replaces every earlier record of the cell, so an
+    older run's latency or answer can never stand in for a cell whose latest attempt failed."""
 
     timed: dict[CellKey, CellRecord] = field(default_factory=dict)
     scoring: dict[CellKey, CellRecord] = field(default_factory=dict)
@@ -130,16 +133,15 @@ class Results:
     drift: list[dict[str, Any]] = field(default_factory=list)
     sessions: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, Any]] = field(default_factory=list)
+    _history: dict[CellKey, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    """Every record of a cell in the order read (``timed``/``scoring``/``errors`` are replayed from it)."""
 
     def add(self, rec: dict[str, Any]) -> None:
         kind = rec.get("type", "cell")
         if kind == "cell":
             key = cell_key(rec)
-            if rec.get("status", "ok") != "ok":
-                self.errors[key] = rec  # type: ignore[assignment]
-                return
-            self.errors.pop(key, None)
-            (self.timed if kind_of(rec) == "timed" else self.scoring)[key] = rec  # type: ignore[assignment]
+            self._history.setdefault(key, []).append(rec)
+            self._replay(key)
         elif kind == "engine":
             self.engines.append(rec)
         elif kind == "drift":
@@ -149,9 +151,22 @@ class Results:
         elif kind == "header":
             self.headers.append(rec)
 
+    def _replay(self, key: CellKey) -> None:
+        for book in (self.timed, self.scoring, self.errors):
+            book.pop(key, None)
+        for rec in _chronological(self._history[key]):
+            if rec.get("status", "ok") != "ok":
+                self.timed.pop(key, None)
+                self.scoring.pop(key, None)
+                self.errors[key] = rec  # type: ignore[assignment]
+            else:
+                self.errors.pop(key, None)
+                (self.timed if kind_of(rec) == "timed" else self.scoring)[key] = rec  # type: ignore[assignment]
+
     def extend(self, other: Results) -> None:
-        for attr in ("timed", "scoring", "errors"):
-            getattr(self, attr).update(getattr(other, attr))
+        for key, recs in other._history.items():
+            self._history.setdefault(key, []).extend(recs)
+            self._replay(key)
         for attr in ("engines", "drift", "sessions", "headers"):
             getattr(self, attr).extend(getattr(other, attr))
 
@@ -170,6 +185,14 @@ class Results:
 
     def __bool__(self) -> bool:
         return bool(self.timed or self.scoring or self.errors)
+
+
+def _chronological(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A cell's records oldest first: by ``time`` when every one has it (ties keep the order read),
+    else in the order read (a pytest-benchmark JSON's cells carry no time)."""
+    if all(isinstance(r.get("time"), (int, float)) for r in recs):
+        return sorted(recs, key=lambda r: r["time"])  # stable: equal times keep the order read
+    return list(recs)
 
 
 def from_records(records: Iterable[dict[str, Any]]) -> Results:
