@@ -44,9 +44,11 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-def run_unit(unit: str, workers: int, pytest_args: list[str], repo: str | None) -> Iterator[dict[str, Any]]:
+def run_unit(unit: str, workers: int, pytest_args: list[str], repo: str | None,
+             run_id: str | None = None) -> Iterator[dict[str, Any]]:
     """The body of a unit's Ray task: run pytest on the unit and yield each record as it is written,
-    then one ``unit`` record with the exit status and where it ran."""
+    then one ``unit`` record with the exit status and where it ran. The unit's pytest stamps its
+    records with the cluster run's ``run_id`` (``VQBENCH_RUN_ID``)."""
     import socket
 
     cwd = repo or os.getcwd()
@@ -59,6 +61,8 @@ def run_unit(unit: str, workers: int, pytest_args: list[str], repo: str | None) 
         cmd = [sys.executable, "-m", "pytest", *pytest_args, "-p", "no:cacheprovider", "-q",
                "--unit", unit, "--unit-workers", str(workers), "--results", str(results)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [cwd, os.environ.get("PYTHONPATH")]))}
+        if run_id is not None:
+            env["VQBENCH_RUN_ID"] = run_id
         t0 = time.perf_counter()
         with open(Path(tmp) / "pytest.log", "w") as log, open(results, encoding="utf-8") as feed:
             proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -136,9 +140,10 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
     task = ray.remote(run_unit).options(num_returns="streaming", num_gpus=gpus_per_unit, max_retries=max_retries,
                                         resources=resources or None)
     repo = None if ship else str(paths.PROJECT_ROOT)
-    streams = {task.remote(u, workers, pytest_args, repo): u for u in units}
+    run_id = f"cluster-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    streams = {task.remote(u, workers, pytest_args, repo, run_id): u for u in units}
     writer = ResultsWriter(results_path, header={"command": "cluster", "pytest_args": pytest_args,
-                                                 "workers": workers, "schedule": plan.summary()})
+                                                 "workers": workers, "schedule": plan.summary()}, run_id=run_id)
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     outcome: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
@@ -196,8 +201,15 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
         from core import results
         from core.suite.benchjson import to_document
 
-        benchmark_json.write_text(json.dumps(to_document(results.load(results_path).speed(), machine_info={
-            "vqbench": {"cluster": {"workers": workers, "units": len(units)}}}), indent=2, default=str))
+        # This run's cells only (as pytest-benchmark writes), even when --results names a file that
+        # earlier runs appended to.
+        try:
+            timed = results.load(results_path, run_id=run_id).speed()
+        except results.ReportInputError:
+            timed = []  # every unit was lost or deselected: no cell
+        benchmark_json.write_text(json.dumps(to_document(timed, machine_info={
+            "vqbench": {"cluster": {"workers": workers, "units": len(units), "run_id": run_id}}}),
+            indent=2, default=str))
     # exit 5: pytest collected nothing for the unit (its cells are deselected, e.g. by -m)
     failed = [u for u in units if (outcome.get(u) or {}).get("exit") not in (0, 5)]
     _print_summary(units, outcome, wall, workers)

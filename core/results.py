@@ -31,10 +31,14 @@ class ReportInputError(VqbenchError):
 
 class ResultsWriter:
     """Append-only JSON-lines writer; each record is one ``write`` of one line on an O_APPEND file,
-    so several processes (xdist workers) can share one file without tearing each other's lines."""
+    so several processes (xdist workers) can share one file without tearing each other's lines.
 
-    def __init__(self, path: Path | str, *, header: dict[str, Any] | None = None) -> None:
+    ``run_id`` is stamped on the header and every record that has none: a results file reused by
+    several sessions keeps each session's records apart (``load(path, run_id=...)``)."""
+
+    def __init__(self, path: Path | str, *, header: dict[str, Any] | None = None, run_id: str | None = None) -> None:
         self.path = Path(path)
+        self.run_id = run_id
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -44,6 +48,8 @@ class ResultsWriter:
             self.write({"type": "header", "schema": SCHEMA, **header})
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.run_id is not None and "run_id" not in record:
+            record = {**record, "run_id": self.run_id}
         line = (json.dumps(record, sort_keys=True, default=_default) + "\n").encode()
         with self._lock:
             if self._fd < 0:
@@ -202,8 +208,10 @@ def from_records(records: Iterable[dict[str, Any]]) -> Results:
     return res
 
 
-def load(path: Path | str) -> Results:
-    """The records of a vqbench results file (JSON lines) or a pytest-benchmark JSON, auto-detected."""
+def load(path: Path | str, *, run_id: str | None = None) -> Results:
+    """The records of a vqbench results file (JSON lines) or a pytest-benchmark JSON, auto-detected;
+    with ``run_id``, only the records one session (or ``vqbench cluster`` run) wrote into a results
+    file that other sessions appended to as well (a pytest-benchmark JSON holds one session)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -217,7 +225,7 @@ def load(path: Path | str) -> Results:
     if isinstance(doc, dict) and "benchmarks" in doc:
         res = from_records(_from_benchmark_json(doc))
     else:
-        res = from_records(read(path))
+        res = from_records(r for r in read(path) if run_id is None or r.get("run_id") == run_id)
     if not res:
         raise ReportInputError(
             f"{path}: no benchmark cells found (is it empty, a truncated pytest-benchmark JSON, or another "
@@ -252,6 +260,7 @@ def _from_benchmark_json(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield rec
 
 
-def load_sessions(path: Path | str) -> list[dict[str, Any]]:
-    """The session records of a results file (one per process that ran cells)."""
-    return [r for r in read(path) if r.get("type") == "session"]
+def load_sessions(path: Path | str, *, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The session records of a results file (one per process that ran cells); with ``run_id``, of
+    that run only."""
+    return [r for r in read(path) if r.get("type") == "session" and (run_id is None or r.get("run_id") == run_id)]
