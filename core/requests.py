@@ -102,6 +102,7 @@ class LoadInfo:
     load_s: float
     quantize_s: float = 0.0
     quantize_cached: bool = False
-    weight_bytes: int = 0
-    """Bytes of parameters and buffers as stored on the device."""
+    weight_bytes: int | None = 0
+    """Bytes of parameters and buffers as stored on the device; None when they could not be read
+    (``details["weight_bytes_note"]`` says why)."""
     details: dict[str, Any] = field(default_factory=dict)

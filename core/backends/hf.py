@@ -92,15 +92,18 @@ class HFBackend(Backend):
             model.generation_config.cache_implementation = "static"
         self.model = model
         self._sync()
-        from core.quant.inspect import weight_bytes
+        from core.quant.inspect import weight_size
 
+        size = weight_size(model)
         details: dict[str, Any] = {"directory": str(directory), "dtype": "bfloat16",
                                    "attn_implementation": self.options.attn_implementation}
+        if size.note:
+            details["weight_bytes_note"] = size.note
         if applied.report or export:
             details["quantization"] = {**applied.report, **({"export": export} if export else {})}
         return LoadInfo(load_s=load_s, quantize_s=quantize_s,
                         quantize_cached=applied.cached or bool(export.get("cached")),
-                        weight_bytes=weight_bytes(model), details=details)
+                        weight_bytes=size.bytes, details=details)
 
     def _checkpoint(self) -> tuple[Any, dict[str, Any]]:
         """The directory to load and, for formats HF loads as a checkpoint their tool writes
@@ -217,7 +220,8 @@ class HFBackend(Backend):
         return ModelShape.from_config(self.model.config.to_dict())
 
     def lm_weight_bytes(self) -> float:
-        """Exact bytes of the language model's 2-D weights on the device (packed formats as packed)."""
+        """Exact bytes of the language model's 2-D weights on the device (packed formats as packed);
+        PackedSizeUnknown when a packed size cannot be read (the roofline records that as its error)."""
         from core.quant.inspect import tensor_bytes
 
         return float(sum(tensor_bytes(p) for name, p in self.model.named_parameters()

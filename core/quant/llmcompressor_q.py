@@ -336,7 +336,7 @@ class LLMCompressorQuantizer(Quantizer):
     def apply(self, model, fmt, ctx: QuantContext) -> Applied:
         from collections import Counter
 
-        from core.quant.inspect import weight_bytes
+        from core.quant.inspect import weight_size
 
         statuses: Counter[str] = Counter()
         parts: Counter[str] = Counter()
@@ -353,7 +353,7 @@ class LLMCompressorQuantizer(Quantizer):
         if parts["vision"]:
             raise ArtifactError(f"{parts['vision']} vision-tower layers were loaded quantized; the checkpoint's "
                                 f"ignore list lacks {HF_IGNORE_FIX!r}")
-        packed = weight_bytes(model)
+        packed = weight_size(model)
         hf_quantizer = getattr(model, "hf_quantizer", None)
         compressor = getattr(hf_quantizer, "compressor", None)
         t0 = time.perf_counter()
@@ -369,7 +369,8 @@ class LLMCompressorQuantizer(Quantizer):
             "how": ("weights unpacked to bf16 at load (compressed-tensors' decompress_model, which transformers "
                     "would run at the first forward); " + ("input activations fake-quantized on every forward"
                                                            if activations else "activations in bf16")),
-            "packed_weight_bytes": packed, "decompress_s": decompress_s, "layers": dict(parts),
+            "packed_weight_bytes": packed.bytes, **({"packed_weight_bytes_note": packed.note} if packed.note else {}),
+            "decompress_s": decompress_s, "layers": dict(parts),
             "status_at_load": dict(statuses),
             "dequantize": getattr(qcfg, "dequantize", None),
             "use_optimized_inference": getattr(qcfg, "use_optimized_inference", None),
