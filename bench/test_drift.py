@@ -5,17 +5,21 @@ accurate; a verdict from a clip set too small to see its limits is INCONCLUSIVE 
 ``--drift-inconclusive fail``), with the clips needed. Fails when a format exceeds its thresholds (core.metrics.verdict; override them with
 ``--threshold FORMAT.METRIC=VALUE`` or ``[tool.vqbench.thresholds]``), printing the statistics
 behind the decision and the offending videos side by side. The reference itself is checked for
-run-to-run noise instead: on CPU two runs must agree exactly. A pre-quantized checkpoint is compared
-with the model it was quantized from (``--reference-model``), in the reference format. Engines whose drift cannot be judged
+run-to-run noise instead: on CPU two runs must agree exactly; on a GPU a label flip, a log-prob
+difference beyond the golden tolerance or a video lost on one run fails, and smaller differences
+are reported as RunToRunNoise warnings (core.metrics.drift.judge_run_to_run). A pre-quantized
+checkpoint is compared with the model it was quantized from (``--reference-model``), in the reference format. Engines whose drift cannot be judged
 (random weights, a reference that cannot run) are skipped by the plan, with the reason.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from core.matrix import Cell
-from core.metrics.drift import compare_formats, run_to_run, usable_inputs
+from core.metrics.drift import RunToRunNoise, compare_formats, judge_run_to_run, usable_inputs
 from core.metrics.verdict import evaluate, thresholds_for
 
 
@@ -28,13 +32,15 @@ def test_drift(vqbench_engine, vqbench_state, record_property):
         first = [st.answer(c) for c in cells]
         second = [st.rerun(c) for c in cells]  # a fresh generation of every clip, compared with the first
         first, second = usable_inputs(first, second)
-        noise = run_to_run(first, second)
+        # What may differ is fixed before comparing (exact on CPU; on a GPU log-probs within the golden
+        # tolerance and tokens that keep the label), never an imperative xfail that xfail_strict cannot see.
+        noise, failures, notes = judge_run_to_run(first, second, exact=plan.engine.device == "cpu",
+                                                  tolerance=st.settings.golden_tolerance_for(ref_fmt))
         record_property("run_to_run", noise)
-        if plan.engine.device == "cpu":
-            assert noise["identical"], f"{ref_fmt} is not deterministic on CPU: {noise}"
-        elif not noise["identical"]:
-            # GPU kernels may be non-deterministic: report it, never hide it.
-            pytest.xfail(f"run-to-run differences on GPU (reported, not hidden): {noise['differing_videos']}")
+        for note in notes:
+            warnings.warn(RunToRunNoise(f"{plan.engine.id} {task.name}: {note}"), stacklevel=1)
+        if failures:
+            pytest.fail(f"{ref_fmt} run to run on {plan.engine.device}: " + "; ".join(failures), pytrace=False)
         return
     # The same model in the reference format, or (a pre-quantized checkpoint) the --reference-model's engine.
     ref_plan = next(p for p in st.plans if p.engine == plan.reference)

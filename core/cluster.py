@@ -53,8 +53,10 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-def _pytest(args: list[str], cwd: str, log: Path) -> subprocess.Popen:
+def _pytest(args: list[str], cwd: str, log: Path, run_id: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [cwd, os.environ.get("PYTHONPATH")]))}
+    if run_id is not None:
+        env["VQBENCH_RUN_ID"] = run_id  # the unit's records are stamped with the cluster run's id
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=cwd, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, preexec_fn=_set_parent_death_signal)
@@ -82,9 +84,10 @@ def plan_units(workers: int, pytest_args: list[str], repo: str | None) -> dict[s
 
 
 def run_unit(unit: str, tests: list[str], pytest_args: list[str], repo: str | None,
-             planned_on: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+             planned_on: dict[str, Any] | None = None, run_id: str | None = None) -> Iterator[dict[str, Any]]:
     """The body of a unit's Ray task: run pytest on exactly ``tests`` (node ids) and yield each record
-    as it is written, then one ``unit`` record with the exit status and where it ran."""
+    as it is written, then one ``unit`` record with the exit status and where it ran. The unit's pytest
+    stamps its records with the cluster run's ``run_id``."""
     import socket
 
     cwd = repo or os.getcwd()
@@ -105,7 +108,7 @@ def run_unit(unit: str, tests: list[str], pytest_args: list[str], repo: str | No
         t0 = time.perf_counter()
         with open(results, encoding="utf-8") as feed:
             proc = _pytest([*pytest_args, "-p", "no:cacheprovider", "-q", "--unit-tests", str(listed),
-                            "--results", str(results)], cwd, log)
+                            "--results", str(results)], cwd, log, run_id)
             buffer = ""
             while True:
                 done = proc.poll() is not None
@@ -173,15 +176,16 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
         return 5
     gpu_units = {u for u in units if any(t["device"] == "cuda" for t in tests_of[u])}
     task = ray.remote(run_unit)
+    run_id = f"cluster-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     streams = {}
     for u in units:
         opts = {"num_returns": "streaming", "max_retries": max_retries, "resources": resources or None,
                 "num_gpus": gpus_per_unit if u in gpu_units else 0}  # CPU cells hold no GPU
         streams[task.options(**opts).remote(u, [t["nodeid"] for t in tests_of[u]], pytest_args, repo,
-                                            plan.get("planned_on"))] = u
+                                            plan.get("planned_on"), run_id)] = u
     writer = ResultsWriter(results_path, header={
         "command": "cluster", "pytest_args": pytest_args, "workers": workers, "schedule": plan.get("schedule"),
-        "planned_on": plan.get("planned_on"), "units": units, "gpu_units": sorted(gpu_units)})
+        "planned_on": plan.get("planned_on"), "units": units, "gpu_units": sorted(gpu_units)}, run_id=run_id)
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     outcome: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
@@ -242,8 +246,15 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
         from core import results
         from core.suite.benchjson import to_document
 
-        benchmark_json.write_text(json.dumps(to_document(results.load(results_path).speed(), machine_info={
-            "vqbench": {"cluster": {"workers": workers, "units": len(units)}}}), indent=2, default=str))
+        # This run's cells only (as pytest-benchmark writes), even when --results names a file that
+        # earlier runs appended to.
+        try:
+            timed = results.load(results_path, run_id=run_id).speed()
+        except results.ReportInputError:
+            timed = []  # every unit was lost: no cell
+        benchmark_json.write_text(json.dumps(to_document(timed, machine_info={
+            "vqbench": {"cluster": {"workers": workers, "units": len(units), "run_id": run_id}}}),
+            indent=2, default=str))
     # Only exit 0 passes: every unit was planned with tests, so "no tests ran" (5) is a failure too.
     failed = [u for u in units if (outcome.get(u) or {}).get("exit") != 0]
     _print_summary(units, outcome, wall, workers)

@@ -8,7 +8,8 @@ A cell record says what kind of measurement it is:
   run-to-run check); its answers count, its timings are never reported as latency.
 
 Readers never pick "the last record of a cell id" blindly: ``core.results.Results`` keeps timed
-and scoring records apart, so a scoring re-run cannot replace a timed figure.
+and scoring records apart, so a scoring re-run cannot replace a timed figure; an error record (of
+either kind) is the cell's newest outcome and replaces every earlier record of it.
 """
 
 from __future__ import annotations

@@ -104,8 +104,9 @@ class LoadInfo:
     load_s: float
     quantize_s: float = 0.0
     quantize_cached: bool = False
-    weight_bytes: int = 0
-    """Bytes of the weights, measured as ``weights_source`` says."""
+    weight_bytes: int | None = 0
+    """Bytes of the weights, measured as ``weights_source`` says; None when they could not be read
+    (``details["weight_bytes_note"]`` says why)."""
     weights_source: str = "device"
     """Where ``weight_bytes`` comes from: ``device`` (parameters and buffers as stored on the device),
     ``checkpoint files`` (the safetensors bytes the engine loaded), ``estimate`` (no weights exist, e.g.

@@ -31,10 +31,14 @@ class ReportInputError(VqbenchError):
 
 class ResultsWriter:
     """Append-only JSON-lines writer; each record is one ``write`` of one line on an O_APPEND file,
-    so several processes (xdist workers) can share one file without tearing each other's lines."""
+    so several processes (xdist workers) can share one file without tearing each other's lines.
 
-    def __init__(self, path: Path | str, *, header: dict[str, Any] | None = None) -> None:
+    ``run_id`` is stamped on the header and every record that has none: a results file reused by
+    several sessions keeps each session's records apart (``load(path, run_id=...)``)."""
+
+    def __init__(self, path: Path | str, *, header: dict[str, Any] | None = None, run_id: str | None = None) -> None:
         self.path = Path(path)
+        self.run_id = run_id
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -44,6 +48,8 @@ class ResultsWriter:
             self.write({"type": "header", "schema": SCHEMA, **header})
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.run_id is not None and "run_id" not in record:
+            record = {**record, "run_id": self.run_id}
         line = (json.dumps(record, sort_keys=True, default=_default) + "\n").encode()
         with self._lock:
             if self._fd < 0:
@@ -128,8 +134,11 @@ def latency_s(rec: dict[str, Any]) -> float | None:
 
 @dataclass
 class Results:
-    """The records of one or more runs, by kind. Later records of a cell replace earlier ones of the
-    same kind only: a scoring re-run never replaces a timed measurement."""
+    """The records of one or more runs, by kind. Each cell's records are replayed oldest first (by
+    their ``time``; in the order read where a record has none) and the newest outcome wins: a
+    success replaces an earlier error and the earlier record of its own kind only (a scoring re-run
+    never replaces a timed measurement); an error replaces every earlier record of the cell, so an
+    older run's latency or answer can never stand in for a cell whose latest attempt failed."""
 
     timed: dict[CellKey, CellRecord] = field(default_factory=dict)
     scoring: dict[CellKey, CellRecord] = field(default_factory=dict)
@@ -140,6 +149,8 @@ class Results:
     headers: list[dict[str, Any]] = field(default_factory=list)
     _machine_class: str = field(default="", repr=False, compare=False)
     """The GPU class of the machine named by the last header read (a file's own run)."""
+    _history: dict[CellKey, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    """Every record of a cell in the order read (``timed``/``scoring``/``errors`` are replayed from it)."""
 
     def add(self, rec: dict[str, Any]) -> None:
         kind = rec.get("type", "cell")
@@ -148,11 +159,8 @@ class Results:
                 # written before error records named their GPU class: the class of the run's machine
                 rec = {**rec, "gpu_class": self._machine_class}  # type: ignore[assignment]
             key = cell_key(rec)
-            if rec.get("status", "ok") != "ok":
-                self.errors[key] = rec  # type: ignore[assignment]
-                return
-            self.errors.pop(key, None)
-            (self.timed if kind_of(rec) == "timed" else self.scoring)[key] = rec  # type: ignore[assignment]
+            self._history.setdefault(key, []).append(rec)
+            self._replay(key)
         elif kind == "engine":
             self.engines.append(rec)
         elif kind == "drift":
@@ -163,9 +171,22 @@ class Results:
             self.headers.append(rec)
             self._machine_class = str((rec.get("machine") or {}).get("gpu_class") or "")
 
+    def _replay(self, key: CellKey) -> None:
+        for book in (self.timed, self.scoring, self.errors):
+            book.pop(key, None)
+        for rec in _chronological(self._history[key]):
+            if rec.get("status", "ok") != "ok":
+                self.timed.pop(key, None)
+                self.scoring.pop(key, None)
+                self.errors[key] = rec  # type: ignore[assignment]
+            else:
+                self.errors.pop(key, None)
+                (self.timed if kind_of(rec) == "timed" else self.scoring)[key] = rec  # type: ignore[assignment]
+
     def extend(self, other: Results) -> None:
-        for attr in ("timed", "scoring", "errors"):
-            getattr(self, attr).update(getattr(other, attr))
+        for key, recs in other._history.items():
+            self._history.setdefault(key, []).extend(recs)
+            self._replay(key)
         for attr in ("engines", "drift", "sessions", "headers"):
             getattr(self, attr).extend(getattr(other, attr))
 
@@ -186,6 +207,14 @@ class Results:
         return bool(self.timed or self.scoring or self.errors)
 
 
+def _chronological(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A cell's records oldest first: by ``time`` when every one has it (ties keep the order read),
+    else in the order read (a pytest-benchmark JSON's cells carry no time)."""
+    if all(isinstance(r.get("time"), (int, float)) for r in recs):
+        return sorted(recs, key=lambda r: r["time"])  # stable: equal times keep the order read
+    return list(recs)
+
+
 def from_records(records: Iterable[dict[str, Any]]) -> Results:
     res = Results()
     for rec in records:
@@ -193,8 +222,10 @@ def from_records(records: Iterable[dict[str, Any]]) -> Results:
     return res
 
 
-def load(path: Path | str) -> Results:
-    """The records of a vqbench results file (JSON lines) or a pytest-benchmark JSON, auto-detected."""
+def load(path: Path | str, *, run_id: str | None = None) -> Results:
+    """The records of a vqbench results file (JSON lines) or a pytest-benchmark JSON, auto-detected;
+    with ``run_id``, only the records one session (or ``vqbench cluster`` run) wrote into a results
+    file that other sessions appended to as well (a pytest-benchmark JSON holds one session)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -208,7 +239,7 @@ def load(path: Path | str) -> Results:
     if isinstance(doc, dict) and "benchmarks" in doc:
         res = from_records(_from_benchmark_json(doc))
     else:
-        res = from_records(read(path))
+        res = from_records(r for r in read(path) if run_id is None or r.get("run_id") == run_id)
     if not res:
         raise ReportInputError(
             f"{path}: no benchmark cells found (is it empty, a truncated pytest-benchmark JSON, or another "
@@ -243,6 +274,7 @@ def _from_benchmark_json(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield rec
 
 
-def load_sessions(path: Path | str) -> list[dict[str, Any]]:
-    """The session records of a results file (one per process that ran cells)."""
-    return [r for r in read(path) if r.get("type") == "session"]
+def load_sessions(path: Path | str, *, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The session records of a results file (one per process that ran cells); with ``run_id``, of
+    that run only."""
+    return [r for r in read(path) if r.get("type") == "session" and (run_id is None or r.get("run_id") == run_id)]

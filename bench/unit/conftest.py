@@ -1,9 +1,10 @@
 """Unit tests run children (pytest sessions, `vqbench run`) that must see the environment a user
 would, not the outer session's. Under `pytest -n N` the outer workers carry xdist's variables (a
 child pytest would take itself for a worker and leave the merged --benchmark-json to a controller it
-does not have) and VQBENCH_RESULTS, the results file the controller hands its workers
+does not have), VQBENCH_RESULTS, the results file the controller hands its workers
 (core/suite/xdist.py; a child would write its records there instead of where its test looks), and
-VQBENCH_RUN_ID, the outer session's run id (every child would be one run of the latency history)."""
+VQBENCH_RUN_ID, the outer session's run id (every child session would stamp its records with it,
+and two children sharing a results file could not be told apart)."""
 
 import shutil
 

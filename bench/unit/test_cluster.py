@@ -215,3 +215,22 @@ def test_units_run_as_ray_tasks_and_a_lost_worker_is_retried(local_ray, tmp_path
     assert units == {"group:cpu-tiny-hf", "group:cpu-tiny-trained-hf"}
     doc = json.loads(bench_json.read_text())
     assert sorted(b["param"] for b in doc["benchmarks"]) == sorted(r["cell"] for r in cells)
+
+
+def test_benchmark_json_holds_only_this_runs_cells_of_a_reused_results_file(local_ray, tmp_path, monkeypatch):
+    """The JSON was built from the whole --results file, so an earlier run's cells came into it."""
+    from core import cluster
+
+    monkeypatch.chdir(paths.PROJECT_ROOT)
+    out, bench_json = tmp_path / "r.jsonl", tmp_path / "b.json"
+    earlier = {"type": "cell", "kind": "timed", "cell": "tiny-hf-bf16-cpu-anomaly-old_clip", "model": "tiny",
+               "backend": "hf", "format": "bf16", "device": "cpu", "task": "anomaly", "video": "old_clip",
+               "status": "ok", "rounds_s": [9.0] * 5, "time": 1.0}
+    out.write_text(json.dumps(earlier) + "\n")
+    args = ["bench/test_cells.py", "-m", "cpu", "--model", "tiny", "--backend", "hf", "--format", "bf16",
+            "--max-videos", "1", "--rounds", "1", "--warmup-rounds", "0"]
+    assert cluster.run(args, workers=1, gpus_per_unit=0, results_path=out, benchmark_json=bench_json) == 0
+    doc = json.loads(bench_json.read_text())
+    assert [b["param"] for b in doc["benchmarks"]] == ["tiny-hf-bf16-cpu-anomaly-normal_01"]
+    assert doc["benchmarks"][0]["stats"]["rounds"] == 1
+    assert {r["video"] for r in results.load(out).speed()} == {"old_clip", "normal_01"}  # the file keeps both

@@ -165,6 +165,12 @@ def test_checkpoint_is_made_once_then_reused(fake_env):
     assert (path / "vqbench-job.json").is_file() and (path / "llmcompressor.log").is_file()
 
 
+def test_the_job_tells_the_worker_whether_pickle_weights_are_allowed(fake_env):
+    export("ct_fp8_dynamic")
+    export("ct_w8a8", calibration="captions", calib_size=4, allow_pickle=True)
+    assert [job["allow_pickle"] for job in jobs(fake_env)] == [False, True]
+
+
 def test_cache_key_follows_calibration_format_and_tool_versions(fake_env, monkeypatch):
     base = export("ct_w8a8", calibration="captions", calib_size=4)[1]["artifact_key"]
     assert export("ct_w8a8", calibration="captions", calib_size=8)[1]["artifact_key"] != base

@@ -175,6 +175,58 @@ def test_an_untimed_scoring_rerun_cannot_change_a_reported_latency(tmp_path: Pat
     assert results.from_records([timed, legacy]).speed()[0]["rounds_s"] == [1.0, 1.1, 0.9]
 
 
+def _failed(rec: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The error record core.runner.error_record() writes for ``rec``'s cell."""
+    keep = ("type", "cell", "model", "backend", "format", "device", "task", "video")
+    return {**{k: rec[k] for k in keep}, "kind": "timed", "status": "error", "error_type": "RuntimeError",
+            "error": "CUDA error: an illegal memory access", **extra}
+
+
+def test_a_later_failure_replaces_an_earlier_success_everywhere(tmp_path: Path) -> None:
+    """--results appends across sessions: a cell that succeeded in one session and failed in the
+    next used to keep the old latency and answer, and the summary showed 0 errors."""
+    from core.report.summary import summarize
+    from core.suite.benchjson import to_document
+
+    ok = cell(video="v1", rounds=[1.0, 1.0, 1.0], kind="timed", time=100.0)
+    other = cell(video="v2", rounds=[2.0, 2.0, 2.0], kind="timed", time=100.5)
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (ok, other, _failed(ok, time=200.0))))
+    res = results.load(path)
+    (s,) = summarize(res)
+    assert (s["errors"], s["answered"], s["videos"]) == (1, 1, 1)
+    assert s["latency_s"] == pytest.approx(2.0)  # v2 only: v1's old latency is gone
+    assert [r["video"] for r in res.speed()] == ["v2"]
+    assert {r["video"]: r["status"] for r in res.answers()} == {"v1": "error", "v2": "ok"}
+    assert [b["extra_info"]["video"] for b in to_document(res.speed(), machine_info={})["benchmarks"]] == ["v2"]
+    # an untimed scoring error (goldens, drift) is the cell's newest outcome too
+    scoring_err = _failed(ok, kind="scoring", time=200.0)
+    assert list(results.from_records([ok, scoring_err]).errors.values()) == [scoring_err]
+    assert not results.from_records([ok, scoring_err]).speed()
+
+
+def test_a_later_success_replaces_an_earlier_failure() -> None:
+    ok = cell(video="v1", rounds=[1.0, 1.0, 1.0], kind="timed", time=300.0)
+    res = results.from_records([_failed(ok, time=200.0), ok])
+    assert not res.errors and res.speed() == [ok] and res.answers() == [ok]
+
+
+def test_the_newest_outcome_wins_whatever_order_the_files_are_read_in(tmp_path: Path) -> None:
+    """`vqbench report old.jsonl new.jsonl` and `new old` agree: records are ordered by their time."""
+    old_ok = cell(video="v1", kind="timed", time=100.0)
+    new_err = _failed(old_ok, time=200.0)
+    for first, second in ((old_ok, new_err), (new_err, old_ok)):
+        a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+        a.write_text(json.dumps(first) + "\n")
+        b.write_text(json.dumps(second) + "\n")
+        merged = results.load_many([a, b])
+        assert list(merged.errors.values()) == [new_err] and not merged.speed() and not merged.scoring
+    # error, then success, then error again: the last one stands
+    again = _failed(old_ok, time=300.0, error="again")
+    assert list(results.from_records([again, new_err, cell(video="v1", kind="timed", time=250.0)])
+                .errors.values()) == [again]
+
+
 def test_fake_quant_latency_is_shown_apart_and_never_ranked() -> None:
     recs = two_formats()
     recs += [cell(fmt="fp8", video=v, rounds=[3.0, 3.1, 2.9], mode="fake-quant", mode_note="ModelOpt fake-quant")

@@ -58,3 +58,39 @@ def test_benchmark_options_that_xdist_switches_off_stop_the_run(pytester):
     res.stderr.fnmatch_lines(["*--benchmark-save, --benchmark-compare, --benchmark-compare-fail do nothing under -n*"
                               "--benchmark-json FILE*--history FILE.sqlite*"])
     assert not (pytester.path / ".benchmarks").exists()
+
+
+def _old_timed(video: str, rounds: list[float], **extra) -> dict:
+    """A timed tiny/hf/bf16 cell record as an earlier session left it in the results file."""
+    return {"type": "cell", "kind": "timed", "cell": f"tiny-hf-bf16-cpu-anomaly-{video}", "engine": "tiny-hf-bf16-cpu",
+            "model": "tiny", "backend": "hf", "format": "bf16", "device": "cpu", "task": "anomaly", "video": video,
+            "status": "ok", "rounds_s": rounds, "time": 1.0, **extra}
+
+
+def test_merged_json_holds_only_this_sessions_cells_of_a_reused_results_file(pytester, tmp_path):
+    """--results appends across sessions; the merged --benchmark-json was built from the whole file,
+    so an earlier session's cells (other clips, older rounds of the same cell) came into it. Without
+    -n pytest-benchmark writes this session's cells only; under -n it must be the same."""
+    pytest.importorskip("xdist", reason="pytest-xdist not installed: pip install pytest-xdist")
+    out, bench_json = tmp_path / "r.jsonl", tmp_path / "b.json"
+    earlier = [{"type": "header", "settings": {}, "worker": "main"},  # a session before run ids existed
+               _old_timed("normal_01", [9.0] * 5), _old_timed("old_clip", [9.0] * 5),
+               {"type": "session", "worker": "main", "gpu": None, "wall_s": 1.0, "phases": {}, "unattributed_s": 0.0,
+                "loads": {"tiny-hf-bf16-cpu": 1}, "engines": []},
+               # and one that had an id of its own
+               _old_timed("other_clip", [8.0] * 5, run_id="20261201T000000-1")]
+    out.write_text("".join(json.dumps(r) + "\n" for r in earlier))
+    args = [str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
+            "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"), "-n", "2",
+            "--model", "tiny", "--model", "tiny-trained", "--backend", "hf", "--format", "bf16",
+            "--max-videos", "1", "--rounds", "2", "--warmup-rounds", "0",
+            "--results", str(out), "--benchmark-json", str(bench_json)]
+    res = pytester.runpytest_subprocess(*args)
+    res.assert_outcomes(passed=2)
+    doc = json.loads(bench_json.read_text())
+    assert sorted(b["param"] for b in doc["benchmarks"]) == [
+        "tiny-hf-bf16-cpu-anomaly-normal_01", "tiny-trained-hf-bf16-cpu-anomaly-normal_01"]
+    assert all(b["stats"]["rounds"] == 2 for b in doc["benchmarks"])  # not the earlier session's 5
+    res.stdout.fnmatch_lines(["*merged 2 timed cells from the xdist workers*", "*workers: 2;*"])
+    # the file still holds every session: reports over it see the old clips as well
+    assert {r["video"] for r in results.load(out).speed()} == {"normal_01", "old_clip", "other_clip"}

@@ -21,6 +21,7 @@ from core.models.shape import ModelShape
 from core.quant import quantizer
 from core.quant.base import QuantContext
 from core.requests import Generation, LoadInfo, Request
+from core.safety import use_safetensors
 
 
 class _PrefillMark:
@@ -91,15 +92,18 @@ class HFBackend(Backend):
             model.generation_config.cache_implementation = "static"
         self.model = model
         self._sync()
-        from core.quant.inspect import weight_bytes
+        from core.quant.inspect import weight_size
 
+        size = weight_size(model)
         details: dict[str, Any] = {"directory": str(directory), "dtype": self.device.dtype, **_cpu_facts(self.device, torch),
                                    "attn_implementation": self.options.attn_implementation}
+        if size.note:
+            details["weight_bytes_note"] = size.note
         if applied.report or export:
             details["quantization"] = {**applied.report, **({"export": export} if export else {})}
         return LoadInfo(load_s=load_s, quantize_s=quantize_s,
                         quantize_cached=applied.cached or bool(export.get("cached")),
-                        weight_bytes=weight_bytes(model), details=details)
+                        weight_bytes=size.bytes, details=details)
 
     def _checkpoint(self) -> tuple[Any, dict[str, Any]]:
         """The directory to load and, for formats HF loads as a checkpoint their tool writes
@@ -128,7 +132,8 @@ class HFBackend(Backend):
         else:
             kwargs: dict[str, Any] = {
                 "dtype": dtype, "attn_implementation": self.options.attn_implementation, "local_files_only": True,
-                "trust_remote_code": self.options.trust_remote_code, "use_safetensors": not self.options.allow_pickle,
+                "trust_remote_code": self.options.trust_remote_code,
+                "use_safetensors": use_safetensors(self.options.allow_pickle),
             }
             if self.spec.prequantized is None:
                 # A pre-quantized checkpoint loads with its own quantization_config (from config.json).
@@ -216,7 +221,8 @@ class HFBackend(Backend):
         return ModelShape.from_config(self.model.config.to_dict())
 
     def lm_weight_bytes(self) -> float:
-        """Exact bytes of the language model's 2-D weights on the device (packed formats as packed)."""
+        """Exact bytes of the language model's 2-D weights on the device (packed formats as packed);
+        PackedSizeUnknown when a packed size cannot be read (the roofline records that as its error)."""
         from core.quant.inspect import tensor_bytes
 
         return float(sum(tensor_bytes(p) for name, p in self.model.named_parameters()

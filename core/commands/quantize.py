@@ -44,7 +44,9 @@ def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, 
     with backend:
         info = backend.load_info
         q = info.details.get("quantization", {})
-    print(f"{spec.name} {fmt.id} on {dev.describe()}: weights {info.weight_bytes / 2**20:.2f} MiB on the device")
+    weights = (f"{info.weight_bytes / 2**20:.2f} MiB" if info.weight_bytes is not None
+               else f"unknown ({info.details.get('weight_bytes_note')})")
+    print(f"{spec.name} {fmt.id} on {dev.describe()}: weights {weights} on the device")
     if "enabled_quantizers" in q:  # a calibrated, cached quantization (ModelOpt)
         state = "reused from the artifact cache" if info.quantize_cached else f"calibrated in {info.quantize_s:.1f}s"
         print(f"  ModelOpt {q['config']}: {q['enabled_quantizers']} quantizers enabled {q['by_kind']} ({state})")

@@ -104,7 +104,8 @@ def discard(k: str, *, reason: str) -> None:
 def cacheable(model) -> bool:
     from core.quant.inspect import weight_bytes
 
-    return weight_bytes(model) <= MAX_CACHED_BYTES
+    size = weight_bytes(model)
+    return size is not None and size <= MAX_CACHED_BYTES
 
 
 def store_modelopt(model, k: str, *, record: dict[str, Any]) -> Path:
@@ -129,8 +130,14 @@ def restore_modelopt(model, entry: Path):
     import torch
     from safetensors.torch import load_file
 
-    # Our own file, written by store_modelopt into the content-addressed cache (not user input).
-    state = torch.load(entry / "modelopt_state.pt", weights_only=False, map_location="cpu")
+    # weights_only: the digests verify() checks live in the same directory, so they prove the entry is
+    # whole, not who wrote it; a cache directory others can write to (a shared VQBENCH_CACHE) must not
+    # be able to run code here. ModelOpt's state needs no pickle: for ModelOpt 0.47 every preset
+    # (fp8, nvfp4, int8_sq, int4_awq, w4a8_awq, with +vit and +kv_fp8) stores only dicts, lists,
+    # tuples, strings, numbers and tensors (torch.serialization.get_unsafe_globals_in_checkpoint finds
+    # no other global), so no class is allowlisted. A state that needs one fails to load here; the
+    # quantizer then discards the entry and calibrates again (modelopt_q.apply), never unpickles it.
+    state = torch.load(entry / "modelopt_state.pt", weights_only=True, map_location="cpu")
     mto.restore_from_modelopt_state(model, state)
     tensors = load_file(str(entry / "weights.safetensors"), device=str(next(model.parameters()).device))
     missing, unexpected = model.load_state_dict(tensors, strict=False)

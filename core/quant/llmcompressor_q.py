@@ -198,7 +198,8 @@ def export(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]:
     t0 = time.perf_counter()
 
     def build(tmp: Path) -> dict[str, Any]:
-        job = job_for(spec, fmt, directory=directory, calib=calib, out=tmp, dtype=device.dtype)
+        job = job_for(spec, fmt, directory=directory, calib=calib, out=tmp, allow_pickle=options.allow_pickle,
+                      dtype=device.dtype)
         with timeline.phase("calibration + quantize"):
             worker = run_worker(python, job, out=tmp, cpu_only=device.kind == "cpu",
                                 what=f"{fmt.id} of {spec.name}")
@@ -217,13 +218,14 @@ def export(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]:
                   "calibration": record.get("calibration"), "worker": record.get("worker")}
 
 
-def job_for(spec, fmt, *, directory: Path, calib, out: Path, dtype: str = "bfloat16") -> dict[str, Any]:
+def job_for(spec, fmt, *, directory: Path, calib, out: Path, allow_pickle: bool = False,
+            dtype: str = "bfloat16") -> dict[str, Any]:
     """What the worker is asked to do (written as JSON beside its output); ``dtype``: what calibration
     computes in (the device's: float32 on a CPU without bf16 arithmetic, where bf16 is ~100x slower)."""
     return {"dtype": dtype, "model": str(directory), "format": fmt.id, "family": spec.family, "recipe": recipe(fmt).document(),
             "calibration": calib.describe() if calib is not None else None,
             "sequential_targets": SEQUENTIAL_TARGETS.get(spec.family), "max_seq_length": MAX_SEQ_LENGTH,
-            "out": str(out)}
+            "allow_pickle": allow_pickle, "out": str(out)}
 
 
 def run_worker(python: Path, job: dict[str, Any], *, out: Path, cpu_only: bool, what: str) -> dict[str, Any]:
@@ -337,7 +339,7 @@ class LLMCompressorQuantizer(Quantizer):
     def apply(self, model, fmt, ctx: QuantContext) -> Applied:
         from collections import Counter
 
-        from core.quant.inspect import weight_bytes
+        from core.quant.inspect import weight_size
 
         statuses: Counter[str] = Counter()
         parts: Counter[str] = Counter()
@@ -354,7 +356,7 @@ class LLMCompressorQuantizer(Quantizer):
         if parts["vision"]:
             raise ArtifactError(f"{parts['vision']} vision-tower layers were loaded quantized; the checkpoint's "
                                 f"ignore list lacks {HF_IGNORE_FIX!r}")
-        packed = weight_bytes(model)
+        packed = weight_size(model)
         hf_quantizer = getattr(model, "hf_quantizer", None)
         compressor = getattr(hf_quantizer, "compressor", None)
         t0 = time.perf_counter()
@@ -370,7 +372,8 @@ class LLMCompressorQuantizer(Quantizer):
             "how": ("weights unpacked to bf16 at load (compressed-tensors' decompress_model, which transformers "
                     "would run at the first forward); " + ("input activations fake-quantized on every forward"
                                                            if activations else "activations in bf16")),
-            "packed_weight_bytes": packed, "decompress_s": decompress_s, "layers": dict(parts),
+            "packed_weight_bytes": packed.bytes, **({"packed_weight_bytes_note": packed.note} if packed.note else {}),
+            "decompress_s": decompress_s, "layers": dict(parts),
             "status_at_load": dict(statuses),
             "dequantize": getattr(qcfg, "dequantize", None),
             "use_optimized_inference": getattr(qcfg, "use_optimized_inference", None),

@@ -54,6 +54,20 @@ def quantized_layers(model) -> dict[str, int]:
     return parts
 
 
+def load(job: dict[str, Any], *, torch, auto_model, auto_processor):
+    """The model (in the job's dtype: bf16, or float32 for a CPU without bf16 arithmetic) and its
+    processor from the job's local directory, as the rest of the suite
+    loads them: never from the hub (``local_files_only``) and safetensors first (pickle weights only
+    when the job says ``--allow-pickle`` and there are no safetensors)."""
+    from core.safety import use_safetensors
+
+    directory = job["model"]
+    model = auto_model.from_pretrained(directory, dtype=getattr(torch, job.get("dtype", "bfloat16")), local_files_only=True,
+                                       use_safetensors=use_safetensors(bool(job.get("allow_pickle"))))
+    processor = auto_processor.from_pretrained(directory, local_files_only=True)
+    return model, processor
+
+
 def run(job: dict[str, Any]) -> dict[str, Any]:
     from core.quant.llmcompressor_q import with_ignore_fix
 
@@ -68,8 +82,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 
     times = {"import_s": time.perf_counter() - t0}
     t = time.perf_counter()
-    model = AutoModelForImageTextToText.from_pretrained(job["model"], dtype=getattr(torch, job.get("dtype", "bfloat16")))
-    processor = AutoProcessor.from_pretrained(job["model"])
+    model, processor = load(job, torch=torch, auto_model=AutoModelForImageTextToText, auto_processor=AutoProcessor)
     times["load_s"] = time.perf_counter() - t
     kwargs: dict[str, Any] = {}
     if job["calibration"]:

@@ -12,7 +12,7 @@ from typing import Any
 from core.errors import ArtifactError
 from core.formats import QuantFormat
 from core.quant.base import Applied, QuantContext, Quantizer
-from core.quant.inspect import linear_dtypes, weight_bytes
+from core.quant.inspect import linear_dtypes, weight_size
 
 RECIPES: dict[str, Callable[[Any], Any]] = {
     "float8_dynamic_per_row": lambda q: q.Float8DynamicActivationFloat8WeightConfig(granularity=q.PerRow()),
@@ -46,15 +46,18 @@ def apply(model, fmt: QuantFormat) -> dict[str, Any]:
     import torch
     from torchao.quantization import quantize_
 
-    before = weight_bytes(model)
+    before = weight_size(model)
     lm = language_model(model)
     quantize_(lm, _config(fmt), filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear))
     quantized = sum(1 for m in lm.modules()
                     if isinstance(m, torch.nn.Linear) and type(m.weight).__name__ not in {"Parameter", "Tensor"})
     if quantized == 0:
         raise ArtifactError(f"torchao {fmt.name} converted no linear layer")
-    return {"tool": "torchao", "quantized_linear_layers": quantized, "weight_bytes_before": before,
-            "weight_bytes_after": weight_bytes(model), "linear_modules": linear_dtypes(model)}
+    after = weight_size(model)
+    notes = [n for n in (before.note, after.note) if n]
+    return {"tool": "torchao", "quantized_linear_layers": quantized, "weight_bytes_before": before.bytes,
+            "weight_bytes_after": after.bytes, **({"weight_bytes_note": "; ".join(notes)} if notes else {}),
+            "linear_modules": linear_dtypes(model)}
 
 
 class TorchAOQuantizer(Quantizer):

@@ -231,7 +231,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if st is None:
         return
     if xdist.is_controller(config):
-        merged = xdist.write_benchmark_json(config)
+        merged = xdist.write_benchmark_json(config, st.run_id)
         if merged:
             terminalreporter.write_line(merged)
         summary = st.sessions_summary()

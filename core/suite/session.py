@@ -35,7 +35,8 @@ class VqbenchState:
         self.frames = None
         self.writer = None
         self.run_id = os.environ.setdefault("VQBENCH_RUN_ID", f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-        """One id for the whole run (xdist workers inherit it): the latency history's run."""
+        """One id for the whole run (xdist workers inherit it): the latency history's run, and the id
+        stamped on every record this session writes (the merged --benchmark-json takes only these)."""
         self.timed: dict[str, CellRecord] = {}
         self.scoring: dict[str, CellRecord] = {}
         self.errors: dict[str, CellRecord] = {}
@@ -61,8 +62,8 @@ class VqbenchState:
             from core.suite.xdist import machine_info
 
             self.writer = (ResultsWriter(self.settings.results, header={
-                "settings": self.settings.to_dict(), "machine": machine_info(), "worker": _worker()})
-                if self.settings.results else None)
+                "settings": self.settings.to_dict(), "machine": machine_info(), "worker": _worker()},
+                run_id=self.run_id) if self.settings.results else None)
             self.pool, self.frames = EnginePool(self.settings, on_event=self._write), FrameCache()
         return self.pool, self.frames
 
@@ -168,7 +169,7 @@ class VqbenchState:
 
         if not self.settings.results or not Path(self.settings.results).exists():
             return []
-        sessions = [s for s in results.load_sessions(self.settings.results)]
+        sessions = results.load_sessions(self.settings.results, run_id=self.run_id)
         if not sessions:
             return []
         lines = []

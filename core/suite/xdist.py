@@ -146,8 +146,10 @@ class XdistHooks:
         return EngineGroupScheduling(config, log)
 
 
-def write_benchmark_json(config: pytest.Config) -> str | None:
-    """Under xdist, every worker's timed cells as one pytest-benchmark document in --benchmark-json."""
+def write_benchmark_json(config: pytest.Config, run_id: str) -> str | None:
+    """Under xdist, every worker's timed cells as one pytest-benchmark document in --benchmark-json:
+    this session's cells only (``run_id``), as pytest-benchmark writes without -n, even when
+    ``--results`` names a file earlier sessions appended to."""
     target = getattr(config.option, "benchmark_json", None)
     source = config.getoption("vqbench_results") or os.environ.get("VQBENCH_RESULTS")
     if not (is_controller(config) and target and source and Path(source).exists()):
@@ -155,7 +157,11 @@ def write_benchmark_json(config: pytest.Config) -> str | None:
     from core import results
     from core.suite.benchjson import to_document
 
-    doc = to_document(results.load(source).speed(), machine_info={"vqbench": machine_info()})
+    try:
+        timed = results.load(source, run_id=run_id).speed()
+    except results.ReportInputError:
+        timed = []  # this session wrote no cell (all deselected or skipped)
+    doc = to_document(timed, machine_info={"vqbench": machine_info()})
     data = json.dumps(doc, indent=2, default=str)
     if hasattr(target, "write"):  # older pytest-benchmark: an open file (argparse FileType('wb'))
         try:
