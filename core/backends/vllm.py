@@ -142,6 +142,8 @@ class VLLMBackend(Backend):
             "multiproc_method": os.environ.get("VLLM_WORKER_MULTIPROC_METHOD"),
             "engine_pids": [p.pid for p in self._engine_procs],
         }
+        if self.device.kind == "cpu":
+            details["cpu"] = _cpu_facts(self.device)
         if report:
             details["quantization"] = report  # the export's report, where the HF backend keeps its own
         if report.get("dummy_weights"):
@@ -470,3 +472,21 @@ def _memory_hint(exc: BaseException) -> str:
         return ("; it looks like memory: lower max_model_len or gpu_memory_utilization, or free the device "
                 "(on CPU set VLLM_CPU_KVCACHE_SPACE in GiB)")
     return ""
+
+
+def _cpu_facts(device) -> dict[str, Any]:
+    """On a CPU: the ISA and bf16 facts the suite read, the dtype the engine computes in, and the kernel
+    library vLLM loaded here with the operators it lacks (asked of the build: core.backends.vllm_cpu_kernels)."""
+    from core.backends import vllm_cpu_kernels
+
+    found = vllm_cpu_kernels.probe()
+    facts: dict[str, Any] = {"name": device.name, "isa": device.isa, "bf16_native": device.bf16_native,
+                             "bf16": device.bf16_why, "compute_dtype": device.dtype}
+    if "error" in found:
+        facts["kernels_error"] = found["error"]
+    else:
+        facts["kernel_library"] = [Path(p).name for p in found.get("loaded", [])]
+        facts["missing_ops"] = [op for op, ok in found["ops"].items() if not ok]
+        facts["torch_cpu_capability"] = found.get("torch_cpu_capability")
+    return facts
+
