@@ -7,7 +7,8 @@ accurate; a verdict from a clip set too small to see its limits is INCONCLUSIVE 
 behind the decision and the offending videos side by side. The reference itself is checked for
 run-to-run noise instead: on CPU two runs must agree exactly. A pre-quantized checkpoint is compared
 with the model it was quantized from (``--reference-model``), in the reference format. Engines whose drift cannot be judged
-(random weights, a reference that cannot run) are skipped by the plan, with the reason.
+here (a reference that cannot run here, no ``--reference-model``) are skipped by the plan, with the reason;
+those never judged anywhere (random weights) are deselected, counted in the summary.
 """
 
 from __future__ import annotations
