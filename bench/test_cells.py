@@ -1,7 +1,9 @@
 """The benchmark matrix: every (model, backend, format, task, clip) cell, timed and recorded.
 
 CPU cells (``-m cpu``) run the embedded tiny models; GPU cells (``-m gpu``) add the shape-only
-3B/7B models. Cells that cannot run here are skipped with the capability table's reason.
+3B/7B models. Cells that cannot run here are skipped with the capability table's reason; cells that
+can never run on their device kind (TensorRT-LLM on a CPU, a format with no route on a backend) are
+deselected, one summary line per reason.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ behind the decision and the offending videos side by side. The reference itself 
 run-to-run noise instead: on CPU two runs must agree exactly; on a GPU a label flip, a log-prob
 difference beyond the golden tolerance or a video lost on one run fails, and smaller differences
 are reported as RunToRunNoise warnings (core.metrics.drift.judge_run_to_run). A pre-quantized
-checkpoint is compared with the model it was quantized from (``--reference-model``), in the reference format. Engines whose drift cannot be judged
-(random weights, a reference that cannot run) are skipped by the plan, with the reason.
+checkpoint is compared with the model it was quantized from (``--reference-model``), in the reference
+format. Engines whose drift cannot be judged here (a reference that cannot run here, no
+``--reference-model``) are skipped by the plan, with the reason; those never judged anywhere (random
+weights) are deselected, counted in the summary.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Golden answers per engine: labels exact, label log-probs within a tolerance (``golden/``).
 
 After a deliberate re-quantization or model change: ``pytest bench --snapshot-update``. Engines
-whose goldens cannot be judged here (shape-only models, a GPU class with no goldens yet) are
-skipped by the plan, with the reason.
+whose goldens cannot be judged here (a GPU class with no goldens yet) are skipped by the plan, with
+the reason; those never judged anywhere (shape-only models) are deselected, counted in the summary.
 """
 
 from __future__ import annotations

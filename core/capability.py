@@ -5,6 +5,12 @@ and ``drift_verdict`` judge what the suite does with it. They read the facts the
 and formats declare about themselves (``core.backends.BACKENDS``, ``core.quant.QUANTIZERS``,
 ``core.formats.FORMATS``) and are the only producers of ``Verdict``s: the suite turns a "no" into
 a skip mark carrying the reason, ``vqbench run`` into an error, ``vqbench doctor`` into its table.
+
+A "no" is *structural* when it holds on every device of that kind in every environment (the backend
+has no CPU path, the format has no route on the backend, the format needs CUDA, a model the suite
+never judges by design): the suite deselects those tests, counted per reason in one summary, and
+keeps skips for what a user can change (a missing package or tool environment, no goldens recorded
+yet, a GPU too old or too small, no GPU at all).
 """
 
 from __future__ import annotations
@@ -101,6 +107,12 @@ class Verdict:
     GPU without bf16 tensor cores, FP4 emulated before Blackwell); fake-quant: ModelOpt emulation in
     bf16 (accuracy yes, speed and memory no)."""
 
+    structural: bool = False
+    """A "no" that holds on every device of this kind, whatever is installed: the combination can never
+    run (or be judged) there. The suite deselects such tests instead of skipping them; a "no" that
+    depends on the environment (a package, a tool environment, goldens, the GPU's sm or memory) is not
+    structural and stays a skip with its reason."""
+
     def __bool__(self) -> bool:
         return self.runnable
 
@@ -111,50 +123,37 @@ class Verdict:
 
 
 def no(reason: str) -> Verdict:
+    """A "no" that depends on this environment (what is installed, which GPU): a skip with the reason."""
     return Verdict(False, reason)
+
+
+def impossible(reason: str) -> Verdict:
+    """A structural "no": true on every device of the kind judged, in every environment."""
+    return Verdict(False, reason, structural=True)
 
 
 def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec | None = None,
           check_packages: bool = True, tool_environment: bool = True) -> Verdict:
     """Can ``backend`` run ``fmt`` (for ``spec``, when given) on ``device``? Reasons name the fix or
     the hardware needed. ``tool_environment=False`` leaves out whether the quantizing tool's own
-    environment is ready: what an engine can serve once a checkpoint exists."""
+    environment is ready: what an engine can serve once a checkpoint exists. Structural reasons
+    (``structural_verdict``) come before those of this environment, so a combination that can never
+    run gets the same verdict everywhere."""
     info = backend_info(backend)
+    if spec is not None and spec.kind == "unknown":
+        return no(spec.description)
+    never = structural_verdict(backend, fmt, device.kind, spec=spec)
+    if never is not None:
+        return never
     if spec is not None:
-        gate = _model_gate(spec, device)
+        gate = _memory_gate(spec, device)
         if gate is not None:
             return gate
     prequantized = spec is not None and spec.prequantized is not None
-    if spec is not None:
-        mismatch = _prequantized_gate(spec, fmt)
-        if mismatch is not None:
-            return mismatch
-    routes, reasons = fmt.routes(prequantized=prequantized or fmt.checkpoint_only)
-    what = f"{fmt.id} checkpoints" if prequantized or fmt.checkpoint_only else fmt.id
-    if backend in reasons:
-        return no(f"{backend} cannot run {what}: {reasons[backend]}")
-    route = routes.get(backend)
-    if route is None:
-        return no(f"{backend} has no path for {what}")
-    # A checkpoint quantized elsewhere: the tool that made it never runs here (no packages, no recipes).
+    routes, _ = fmt.routes(prequantized=prequantized or fmt.checkpoint_only)
+    route = routes[backend]
     tool = quantizer_info("prequantized" if prequantized else fmt.tool)
-    if spec is not None:
-        if tool.families and spec.family not in tool.families:
-            return no(f"{fmt.tool}'s recipes here are written for {', '.join(tool.families)} (SmoothQuant mappings, "
-                      f"sequential targets, ignore patterns); {spec.name} is {spec.family}")
-        if spec.kind == "shape" and route.shape:
-            return no(f"{backend} cannot run {fmt.id} for shape-only {spec.name}: {route.shape}")
     sm = device.sm
-    if device.kind == "cpu":
-        if info.cpu:
-            return no(info.cpu)
-        if route.cpu:
-            return no(f"{route.cpu}; {fmt.id} cannot run there")
-        if fmt.kv_cache and info.cpu_kv_fp8:
-            return no(info.cpu_kv_fp8)
-        if fmt.needs_cuda:
-            what = f"{fmt.tool} fake-quant" if route.how == "fake-quant" else fmt.tool
-            return no(f"{fmt.id} needs a CUDA GPU even for emulation ({what} fails with 'CUDA is not available' on CPU)")
     slow_bf16 = device.kind == "cuda" and sm is not None and sm < BF16_MIN_SM
     if slow_bf16 and info.bf16_tensor_cores:
         return no(f"{backend} needs bfloat16 support (sm_{BF16_MIN_SM}+, Ampere or newer) for this suite's bf16 "
@@ -193,6 +192,49 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
     return Verdict(True, bf16_note)
 
 
+def structural_verdict(backend: str, fmt: QuantFormat, device_kind: str, *,
+                       spec: ModelSpec | None = None) -> Verdict | None:
+    """The structural "no" for ``backend`` x ``fmt`` (x ``spec``) on a device of ``device_kind``
+    ("cpu" or "cuda"), or None: only facts the backends, formats, quantizers and the model declare,
+    never what is installed or which GPU this is, so the answer is the same in every environment."""
+    info = backend_info(backend)
+    if spec is not None and spec.kind != "unknown":
+        if device_kind == "cpu" and spec.needs_gpu:
+            return impossible(f"{spec.name} is shape-only: its random weights are created on a GPU; run it with "
+                              "-m gpu")
+        mismatch = _prequantized_gate(spec, fmt)
+        if mismatch is not None:
+            return mismatch
+    prequantized = spec is not None and spec.prequantized is not None
+    routes, reasons = fmt.routes(prequantized=prequantized or fmt.checkpoint_only)
+    what = f"{fmt.id} checkpoints" if prequantized or fmt.checkpoint_only else fmt.id
+    if backend in reasons:
+        return impossible(f"{backend} cannot run {what}: {reasons[backend]}")
+    route = routes.get(backend)
+    if route is None:
+        return impossible(f"{backend} has no path for {what}")
+    # A checkpoint quantized elsewhere: the tool that made it never runs here (no packages, no recipes).
+    tool = quantizer_info("prequantized" if prequantized else fmt.tool)
+    if spec is not None and spec.kind != "unknown":
+        if tool.families and spec.family not in tool.families:
+            return impossible(f"{fmt.tool}'s recipes here are written for {', '.join(tool.families)} (SmoothQuant "
+                              f"mappings, sequential targets, ignore patterns); {spec.name} is {spec.family}")
+        if spec.kind == "shape" and route.shape:
+            return impossible(f"{backend} cannot run {fmt.id} for shape-only {spec.name}: {route.shape}")
+    if device_kind == "cpu":
+        if info.cpu:
+            return impossible(info.cpu)
+        if route.cpu:
+            return impossible(f"{route.cpu}; {fmt.id} cannot run there")
+        if fmt.kv_cache and info.cpu_kv_fp8:
+            return impossible(info.cpu_kv_fp8)
+        if fmt.needs_cuda:
+            how = f"{fmt.tool} fake-quant" if route.how == "fake-quant" else fmt.tool
+            return impossible(f"{fmt.id} needs a CUDA GPU even for emulation ({how} fails with 'CUDA is not "
+                              "available' on CPU)")
+    return None
+
+
 def cpu_bf16_note(device: DeviceInfo) -> str:
     """What a CPU without bf16 arithmetic does to a cell ('' where bf16 is native)."""
     if device.kind != "cpu" or device.bf16_native is not False:
@@ -207,20 +249,16 @@ def _prequantized_gate(spec: ModelSpec, fmt: QuantFormat) -> Verdict | None:
     """A pre-quantized checkpoint runs in its own format only; a checkpoint-only format needs one."""
     detected = spec.detected_format
     if detected is not None and fmt.id != detected:
-        return no(f"{spec.name} is a checkpoint already quantized as {detected} ({spec.prequantized.source}): it "
-                  f"runs as {detected} only, never quantized again")
+        return impossible(f"{spec.name} is a checkpoint already quantized as {detected} "
+                          f"({spec.prequantized.source}): it runs as {detected} only, never quantized again")
     if detected is None and fmt.checkpoint_only:
-        return no(f"{fmt.id} is read from checkpoints quantized elsewhere (vqbench does not make it): pass "
-                  f"--model PATH of such a checkpoint; {spec.name} is not one")
+        return impossible(f"{fmt.id} is read from checkpoints quantized elsewhere (vqbench does not make it): pass "
+                          f"--model PATH of such a checkpoint; {spec.name} is not one")
     return None
 
 
-def _model_gate(spec: ModelSpec, device: DeviceInfo) -> Verdict | None:
-    """Reasons that depend on the model alone: unresolved, shape-only on a CPU, too big for the GPU."""
-    if spec.kind == "unknown":
-        return no(spec.description)
-    if device.kind == "cpu" and spec.needs_gpu:
-        return no(f"{spec.name} is shape-only: its random weights are created on a GPU; run it with -m gpu")
+def _memory_gate(spec: ModelSpec, device: DeviceInfo) -> Verdict | None:
+    """A model too big for this GPU (another GPU may hold it: not structural)."""
     if device.kind == "cuda" and spec.weight_gib_bf16() > (device.memory_gib or 0) * MEMORY_HEADROOM:
         return no(f"{spec.name} needs ~{spec.weight_gib_bf16():.0f} GiB in bf16; {device.describe()} has too little "
                   "memory")
@@ -242,9 +280,10 @@ def task_verdict(task: str, clips) -> Verdict:
 
 def golden_verdict(spec: ModelSpec, device_class: str, *, recorded_classes: set[str], updating: bool) -> Verdict:
     """Whether an engine's answers are checked against goldens here."""
-    if spec.kind == "shape":
-        return no(f"{spec.name} is shape-only: random weights give near-tied labels that GPU kernels flip run to "
-                  "run, so a golden would test noise; goldens cover tiny, tiny-trained and real checkpoints")
+    if spec.kind == "shape":  # by design, on every GPU
+        return impossible(f"{spec.name} is shape-only: random weights give near-tied labels that GPU kernels flip "
+                          "run to run, so a golden would test noise; goldens cover tiny, tiny-trained and real "
+                          "checkpoints")
     if not updating and device_class not in recorded_classes:
         return no(f"no goldens recorded for device class {device_class} yet (goldens are per GPU class); record "
                   "them once with `pytest bench -m gpu --snapshot-update`")
@@ -260,18 +299,19 @@ def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str,
                   f"model it was quantized from; name that with --reference-model PATH (its {reference_format} "
                   "parent)")
     if fmt_id == reference_format:
-        if spec.kind == "shape":
-            return no(f"{spec.name} is shape-only: random weights give near-tied labels, so a run-to-run check of "
-                      f"its {reference_format} answers would test noise (its cells are still timed)")
+        if spec.kind == "shape":  # by design, on every GPU
+            return impossible(f"{spec.name} is shape-only: random weights give near-tied labels, so a run-to-run "
+                              f"check of its {reference_format} answers would test noise (its cells are still timed)")
         return Verdict(True)  # the reference gets its run-to-run check
-    if spec.random_weights:
-        return no(f"{spec.name} has random weights (near-tied labels): its answers carry no meaning, so drift "
-                  f"against {reference_format} is not judged; tiny-trained and real checkpoints are")
+    if spec.random_weights:  # by design, on every device
+        return impossible(f"{spec.name} has random weights (near-tied labels): its answers carry no meaning, so "
+                          f"drift against {reference_format} is not judged; tiny-trained and real checkpoints are")
     if reference is None:
         if spec.prequantized is not None:
             return no(f"reference {reference_id} cannot run: not in the matrix (its backend or device is not "
                       "planned)")
         return no(f"reference {reference_id} cannot run: not in the matrix (add --format {reference_format})")
-    if not reference.runnable:
-        return no(f"reference {reference_id} cannot run: {reference.reason}")
+    if not reference.runnable:  # as structural as the reference's own verdict
+        return Verdict(False, f"reference {reference_id} cannot run: {reference.reason}",
+                       structural=reference.structural)
     return Verdict(True)

@@ -3,7 +3,7 @@
 An ``Engine`` is what loads once (model, backend, format, device); a ``Cell`` is an engine asked
 about one clip with one task. Each plan carries the verdicts ``core.capability`` gave it (can it
 run here; are its goldens and its drift judged here), so the suite skips with the reason before
-any backend code runs.
+any backend code runs, or deselects what can never run on that device kind (a structural verdict).
 """
 
 from __future__ import annotations
@@ -129,7 +129,10 @@ def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[
                         continue
                     seen.add(eng)
                     if dev_kind == "cuda" and gpu.kind == "cpu":
-                        verdict = capability.no_device(devices.no_gpu_reason())
+                        # what no GPU could run is structural; the rest waits for a GPU
+                        never = (capability.structural_verdict(backend, fmt, "cuda", spec=spec)
+                                 if spec.kind != "unknown" else None)
+                        verdict = never if never is not None else capability.no_device(devices.no_gpu_reason())
                     else:
                         verdict = capability.check(backend, fmt, dev, spec=spec)
                     plans.append(EnginePlan(eng, spec, fmt, verdict, device_class=_device_class(dev_kind, dev)))

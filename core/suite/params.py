@@ -1,9 +1,13 @@
 """The matrix as pytest parameters: each cell or engine becomes a ``pytest.param`` whose marks carry
 its device and backend, its xdist group, and a skip with the capability table's reason when it
-cannot run (or be judged) here. Test bodies never decide to skip."""
+cannot run (or be judged) here. A structural "no" (it never runs on that device kind, whatever is
+installed) also carries ``vqbench_structural``: the plugin deselects those and counts them per
+reason. Test bodies never decide to skip."""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -16,14 +20,28 @@ GOLDEN_TESTS = {"test_golden"}
 """Tests whose engine parameter is judged by the plan's golden verdict (the rest by its drift verdict)."""
 
 
+STRUCTURAL = "vqbench_structural"
+"""Marker of a matrix test whose verdict is structural (``vqbench_structural(reason)``): deselected."""
+
+
 def _param(plan: EnginePlan, id_: str, values: tuple, *, extra: capability.Verdict | None = None) -> Any:
     marks = [getattr(pytest.mark, m) for m in plan.marks]
     marks.append(pytest.mark.xdist_group(plan.group))
-    for verdict in (plan.verdict, extra):
-        if verdict is not None and not verdict.runnable:
-            marks.append(pytest.mark.skip(reason=verdict.reason))
-            break
+    nos = [v for v in (plan.verdict, extra) if v is not None and not v.runnable]
+    # a structural "no" wins over one of this environment (no GPU here, a missing package): the test is
+    # deselected wherever it is collected, not only where everything else is in place
+    never = next((v for v in nos if v.structural), None)
+    if never is not None:
+        marks += [pytest.mark.skip(reason=never.reason), getattr(pytest.mark, STRUCTURAL)(never.reason)]
+    elif nos:
+        marks.append(pytest.mark.skip(reason=nos[0].reason))
     return pytest.param(*values, id=id_, marks=marks)
+
+
+def structural_reason(item: pytest.Item) -> str | None:
+    """The reason a matrix test can never run on its device kind (None when it can, or may elsewhere)."""
+    mark = item.get_closest_marker(STRUCTURAL)
+    return mark.args[0] if mark is not None else None
 
 
 def cell_params(state) -> list[Any]:
@@ -63,3 +81,41 @@ def plan_of(item: pytest.Item) -> EnginePlan | None:
 
 def is_cell(item: pytest.Item) -> bool:
     return isinstance(getattr(getattr(item, "callspec", None), "params", {}).get("vqbench_cell"), Cell)
+
+
+_DEVICE_WORDS = {"cpu": "a CPU", "cuda": "a GPU"}
+_FORMAT, _MODEL = "\0", "\1"
+
+
+def _name(name: str) -> str:
+    """A regex for ``name`` standing alone (not inside tiny-trained, ct_fp8_dynamic or int8_sq+kv_fp8)."""
+    return rf"(?<![\w+.-]){re.escape(name)}(?![\w+.-])"
+
+
+def deselection_summary(deselected: list[tuple[str, str, str, str]]) -> list[str]:
+    """The terminal summary of structurally deselected tests, from (reason, model, format id, device
+    kind) per test: a header with the total, then one line per reason with its count, most first.
+    Reasons that differ only in the format or model they name share a line that lists them
+    (``fp8/nvfp4``)."""
+    if not deselected:
+        return []
+    counts: Counter[str] = Counter()
+    names: dict[str, dict[str, dict[str, None]]] = {}
+    for reason, model, fmt_id, _ in deselected:
+        template = re.sub(_name(fmt_id), _FORMAT, reason) if fmt_id else reason
+        template = re.sub(_name(model), _MODEL, template, count=1) if model else template
+        counts[template] += 1
+        seen = names.setdefault(template, {_FORMAT: {}, _MODEL: {}})
+        seen[_FORMAT][fmt_id] = seen[_MODEL][model] = None
+    kinds = sorted({kind for *_, kind in deselected})
+    where = " or ".join(_DEVICE_WORDS.get(k, k) for k in kinds)
+    lines = [f"vqbench deselected {len(deselected)} matrix tests that can never run (or be judged) on {where}, "
+             f"whatever is installed ({len(counts)} reasons; `vqbench doctor` shows the whole table):"]
+    shown = []
+    for template, n in counts.items():
+        text = template
+        for sentinel, seen in names[template].items():
+            text = text.replace(sentinel, "/".join(sorted(seen)))
+        shown.append((n, text))
+    lines += [f"{n:>6}  {text}" for n, text in sorted(shown, key=lambda nt: (-nt[0], nt[1]))]
+    return lines

@@ -2,9 +2,11 @@
 
 Any project can use it: install vqbench and write tests that take the ``vqbench_cell`` or
 ``vqbench_engine`` fixtures; cells are parametrized from the settings, skipped with their reason
-when they cannot run here, ordered so each engine loads once, and optionally sharded. The pieces
-live beside this file: ``session`` (state), ``params`` (matrix -> pytest params), ``xdist``
-(several GPUs), ``timing`` (how a cell is timed).
+when they cannot run here, ordered so each engine loads once, and optionally sharded. Cells that
+can never run on their device kind (a structural verdict: TensorRT-LLM on a CPU, a format with no
+route on a backend) are deselected instead, with one summary line per reason. The pieces live
+beside this file: ``session`` (state), ``params`` (matrix -> pytest params), ``xdist`` (several
+GPUs), ``timing`` (how a cell is timed).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from core.suite import params, xdist
 from core.suite.session import VqbenchState
 
 _STATE = pytest.StashKey[VqbenchState]()
+_STRUCTURAL = pytest.StashKey[list]()
+"""(reason, model, format id, device kind) of every test deselected as structurally impossible."""
 
 MARKERS = {
     "cpu": "runs without a GPU (structural tests and CPU cells of the tiny model)",
@@ -29,6 +33,8 @@ MARKERS = {
     "vllm": "a cell of the vLLM backend",
     "trtllm": "a cell of the TensorRT-LLM backend",
     "slow": "takes more than a few seconds on CPU",
+    params.STRUCTURAL: f"{params.STRUCTURAL}(reason): a matrix test that can never run (or be judged) on its "
+                       "device kind, whatever is installed; deselected, with a summary line per reason",
     "xdist_group": "xdist_group(name): cells of one model/backend run on one xdist worker (registered here "
                    "so --strict-markers works without pytest-xdist)",
 }
@@ -65,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
         xdist.configure_controller(config)
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
+    config.pluginmanager.register(StructuralDeselection(config), "vqbench-structural")
     try:
         config.stash[_STATE] = st = VqbenchState(config)
     except VqbenchError as exc:
@@ -147,6 +154,41 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if deselected:
             config.hook.pytest_deselected(items=deselected)
         items[:] = keep
+
+
+class StructuralDeselection:
+    """Deselects matrix tests whose verdict is structural (they can never run on that device kind, in any
+    environment), after ``-m``/``-k`` have chosen (trylast), so the summary counts only what was asked for.
+    Skips that a user can act on (a missing package, no goldens yet, a GPU too old) stay skips. Under
+    xdist the workers collect and deselect; each hands its list to the controller (``workeroutput``),
+    which prints the summary (every worker collects the same tests: the first list is kept)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        listed = (getattr(node, "workeroutput", None) or {}).get("vqbench_structural")
+        if listed is not None and _STRUCTURAL not in self.config.stash:
+            self.config.stash[_STRUCTURAL] = [tuple(t) for t in listed]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        keep, gone, why = [], [], config.stash.setdefault(_STRUCTURAL, [])
+        for item in items:
+            reason = params.structural_reason(item)
+            if reason is None:
+                keep.append(item)
+                continue
+            gone.append(item)
+            plan = params.plan_of(item)
+            e = plan.engine if plan is not None else None
+            why.append((reason, e.model if e else "", e.format if e else "", e.device if e else ""))
+        if gone:
+            config.hook.pytest_deselected(items=gone)
+            items[:] = keep
+        if hasattr(config, "workeroutput"):  # an xdist worker: the controller prints the summary
+            config.workeroutput["vqbench_structural"] = [list(t) for t in why]
 
 
 def _keep_listed(config: pytest.Config, items: list[pytest.Item], path: str) -> None:
@@ -237,6 +279,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         summary = st.sessions_summary()
     else:
         summary = st.session_summary()
+    for line in params.deselection_summary(config.stash.get(_STRUCTURAL, [])):
+        terminalreporter.write_line(line)
     if summary:
         terminalreporter.section("vqbench session")
         for line in summary:

@@ -18,7 +18,7 @@ import argparse
 import difflib
 import re
 import sys
-from dataclasses import MISSING
+from dataclasses import MISSING, replace
 
 from core import paths
 from core.device import DeviceInfo
@@ -101,8 +101,7 @@ def support_matrix() -> str:
                 v = capability.check(b, fmt, t, check_packages=False)
                 cpu_note = capability.cpu_bf16_note(t)
                 if cpu_note and v.reason != cpu_note:  # said once, below the table, for every other format
-                    v = capability.Verdict(v.runnable, v.reason.replace(f"; {cpu_note}", "").replace(cpu_note, ""),
-                                           mode=v.mode)
+                    v = replace(v, reason=v.reason.replace(f"; {cpu_note}", "").replace(cpu_note, ""))
                 text = _cell(v)
                 if not v.runnable:
                     text = f"✘ {reasons.setdefault(_generic(v.reason, fmt.id, b), f'n{len(reasons) + 1}')}"
