@@ -148,14 +148,14 @@ def test_history_gate_end_to_end_in_pytest_sessions(pytester, tmp_path):
     cell = h.cell_name(rec)
     store = h.History(db)
     # the first run is in the history: one run of this cell, at its median
-    assert [m for m, _ in store.earlier(cell, "cpu", before_run="-")] == [pytest.approx(rec["history"]["median_s"])]
+    assert [m for m, _ in store.earlier(cell, rec["gpu_class"], before_run="-")] == [pytest.approx(rec["history"]["median_s"])]
     # Four earlier runs far faster than this machine can be: with the first run, five in all.
     for i in range(4):
-        store.add(f"preloaded{i}", {cell: [FAST] * 2}, gpu_class="cpu", when=i)
+        store.add(f"preloaded{i}", {cell: [FAST] * 2}, gpu_class=rec["gpu_class"], when=i)
     second = _suite_run(pytester, db, tmp_path / "r2.jsonl")
     second.assert_outcomes(failed=1)
     second.stdout.fnmatch_lines(["*latency regression against the history*"])
     (rec2,) = results.load(tmp_path / "r2.jsonl").speed()
     verdict = rec2["history"]
     assert verdict["status"] == "fail" and verdict["runs"] == 5 and verdict["baseline_s"] == FAST, verdict
-    assert len(store.earlier(cell, "cpu", before_run="-")) == 6  # the failing run joined the history too
+    assert len(store.earlier(cell, rec["gpu_class"], before_run="-")) == 6  # the failing run joined the history too

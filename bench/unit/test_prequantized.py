@@ -242,7 +242,8 @@ def test_the_matrix_plans_only_the_detected_format(checkpoints):
     by_backend = {p.engine.backend: p for p in plans}
     assert "loads ModelOpt exports" in by_backend["trtllm"].verdict.reason
     assert all(p.reference is None for p in plans)
-    assert by_backend["hf"].golden_id("anomaly") == "Qwen2.5-VL-tiny-ct-w8a8-hf-ct_w8a8-cpu-anomaly"
+    # goldens are keyed by the CPU's class: cpu (bf16 compute) or cpu_fp32 (where bf16 is emulated)
+    assert by_backend["hf"].golden_id("anomaly") == f"Qwen2.5-VL-tiny-ct-w8a8-hf-ct_w8a8-{device.CPU.gpu_class}-anomaly"
     # no --reference-model: drift skipped, saying how to name one
     assert all(not p.drift and "--reference-model PATH" in p.drift.reason for p in plans)
 
@@ -319,7 +320,7 @@ def test_golden_payload_records_the_reference_and_the_fingerprint(checkpoints):
     plans = _plans(models=[str(d)], backends=["hf"], reference_model="tiny-trained")
     plan = next(p for p in plans if p.spec.prequantized is not None)
     payload = engine_payload(plan, "anomaly", [])
-    assert payload["engine"] == "Qwen2.5-VL-tiny-ct-w4a16-hf-ct_w4a16-cpu-anomaly"
+    assert payload["engine"] == f"Qwen2.5-VL-tiny-ct-w4a16-hf-ct_w4a16-{device.CPU.gpu_class}-anomaly"
     assert payload["format"] == "ct_w4a16" and payload["model"] == "Qwen2.5-VL-tiny-ct-w4a16"
     pq = payload["prequantized"]
     assert pq["reference_model"] == "tiny-trained" and pq["fingerprint"] == plan.spec.prequantized.fingerprint
@@ -392,7 +393,7 @@ def test_a_bnb_checkpoint_runs_as_it_is_with_drift_against_its_parent_in_pytest(
     res.assert_outcomes(passed=2)
     # the parent's engine first, then the checkpoint's: each loaded once
     res.stdout.fnmatch_lines(["*engine loads: 2 for 2 engines*",
-                              "PASSED*test_drift*Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-cpu-anomaly*"])
+                              f"PASSED*test_drift*Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-{device.CPU.gpu_class}-anomaly*"])
     r = results.load(out)
     engines = {c["engine"] for c in r.cells()}
     assert engines == {"Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-cpu", "tiny-trained-hf-bf16-cpu"}
