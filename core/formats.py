@@ -51,6 +51,11 @@ class Route:
     cpu_kernels: tuple[str, ...] = ()
     """On a CPU: the operators the backend's CPU kernel library must register for this route (asked of
     the installed build by the backend's ``cpu_kernels`` probe; a build for another ISA may lack them)."""
+    kernels: str = ""
+    """The kernel family (a key of ``core.kernels.FAMILIES``) whose kernels are this format's own on this
+    backend: what an engine load observes is checked against it, so a "native" verdict whose engine ran
+    another kernel is recorded as emulated. '' = no table (nothing judged: fake-quant and decompressing
+    routes, loaders whose kernels are not listed)."""
     auto: bool = False
     """For checkpoints: the engine reads the method from the checkpoint's config (vLLM's auto-detection,
     which picks the fastest kernel family for the GPU, e.g. AWQ -> awq_marlin on sm_80+); ``quantization``
@@ -174,14 +179,16 @@ FORMATS: dict[str, QuantFormat] = {
         QuantFormat(
             name="bf16", description="BF16 weights and activations (the reference)", tool="none",
             weight_bits=16, act_bits=16, scope="nothing is quantized",
-            backends={"hf": Route(how="native"), "vllm": Route(how="native"), "trtllm": Route(how="native")},
+            backends={"hf": Route(how="native", kernels="hf:linear"), "vllm": Route(how="native", kernels="vllm:unquantized"),
+                      "trtllm": Route(how="native")},
         ),
         QuantFormat(
             name="fp8", description="W8A8 FP8 (E4M3), per-tensor scales (ModelOpt FP8_DEFAULT_CFG)",
             tool="modelopt", recipe="FP8_DEFAULT_CFG", weight_bits=8, act_bits=8, real_kernels_min_sm=89,
             lm_bytes_per_weight=1.0,
             backends={"hf": Route(how="fake-quant"),
-                      "vllm": Route(how="checkpoint", quantization="modelopt", cpu=_NO_MODELOPT_ON_VLLM_CPU),
+                      "vllm": Route(how="checkpoint", quantization="modelopt", cpu=_NO_MODELOPT_ON_VLLM_CPU,
+                                    kernels="vllm:fp8_w8a8"),
                       "trtllm": Route(how="checkpoint", quantization="FP8")},
             prequantized_not_supported=dict(_NO_MODELOPT_ON_HF),
         ),
@@ -191,7 +198,8 @@ FORMATS: dict[str, QuantFormat] = {
             needs_cuda=True, lm_bytes_per_weight=0.5625,
             backends={"hf": Route(how="fake-quant"),
                       "vllm": Route(how="checkpoint", quantization="modelopt_fp4", cpu=_NO_MODELOPT_ON_VLLM_CPU,
-                                    below_min_sm="emulated", emulation="vLLM emulates it (weight-only FP4 Marlin)"),
+                                    below_min_sm="emulated", emulation="vLLM emulates it (weight-only FP4 Marlin)",
+                                    kernels="vllm:fp4_w4a4"),
                       "trtllm": Route(how="checkpoint", quantization="NVFP4")},
             prequantized_not_supported=dict(_NO_MODELOPT_ON_HF),
         ),
@@ -222,29 +230,29 @@ FORMATS: dict[str, QuantFormat] = {
         QuantFormat(
             name="bnb_int8", description="bitsandbytes LLM.int8() 8-bit weights (Linear8bitLt)",
             tool="bitsandbytes", recipe="int8", weight_bits=8, act_bits=16, lm_bytes_per_weight=1.0,
-            backends={"hf": Route(how="native")}, not_supported=dict(_BNB),
+            backends={"hf": Route(how="native", kernels="hf:bnb_int8")}, not_supported=dict(_BNB),
         ),
         QuantFormat(
             name="bnb_nf4", description="bitsandbytes 4-bit NF4 weights (Linear4bit), bf16 compute",
             tool="bitsandbytes", recipe="nf4", weight_bits=4, act_bits=16, lm_bytes_per_weight=0.53,
-            backends={"hf": Route(how="native")}, not_supported=dict(_BNB),
+            backends={"hf": Route(how="native", kernels="hf:bnb_4bit")}, not_supported=dict(_BNB),
         ),
         QuantFormat(
             name="fp8_dynamic", description="torchao FP8 dynamic activations + FP8 weights, per-row scales",
             tool="torchao", recipe="float8_dynamic_per_row", weight_bits=8, act_bits=8, real_kernels_min_sm=89,
             needs_cuda=True, lm_bytes_per_weight=1.0,
-            backends={"hf": Route(how="native")}, not_supported=dict(_TORCHAO),
+            backends={"hf": Route(how="native", kernels="hf:torchao_fp8")}, not_supported=dict(_TORCHAO),
         ),
         QuantFormat(
             name="int8_weight_only", description="torchao INT8 weight-only, per-channel",
             tool="torchao", recipe="int8_weight_only", weight_bits=8, act_bits=16, lm_bytes_per_weight=1.0,
-            backends={"hf": Route(how="native")}, not_supported=dict(_TORCHAO),
+            backends={"hf": Route(how="native", kernels="hf:torchao_int8")}, not_supported=dict(_TORCHAO),
         ),
         QuantFormat(
             name="int4_weight_only", description="torchao INT4 weight-only, group size 128 (tinygemm kernels)",
             tool="torchao", recipe="int4_weight_only_tinygemm", weight_bits=4, act_bits=16, real_kernels_min_sm=80,
             needs_cuda=True, lm_bytes_per_weight=0.53,
-            backends={"hf": Route(how="native")}, not_supported=dict(_TORCHAO),
+            backends={"hf": Route(how="native", kernels="hf:torchao_int4")}, not_supported=dict(_TORCHAO),
         ),
         # llm-compressor (vLLM's own toolchain) writes compressed-tensors checkpoints; min SMs are vLLM's
         # scheme minimums (compressed_tensors/schemes/*.get_min_capability, vLLM 0.32).
@@ -254,14 +262,16 @@ FORMATS: dict[str, QuantFormat] = {
             tool="llmcompressor", recipe="W8A8_SQ_GPTQ", weight_bits=8, act_bits=8, real_kernels_min_sm=75,
             lm_bytes_per_weight=1.0,
             backends={"hf": _ct_hf(activations=True),
-                      "vllm": _ct_vllm(cpu_kernels=("create_onednn_scaled_mm_handler", "onednn_scaled_mm"))},
+                      "vllm": _ct_vllm(cpu_kernels=("create_onednn_scaled_mm_handler", "onednn_scaled_mm"),
+                                       kernels="vllm:int8_w8a8")},
             not_supported={"trtllm": _CT_TRTLLM},
         ),
         QuantFormat(
             name="ct_w4a16", description="W4A16 INT4 compressed-tensors: GPTQ, group size 128 (llm-compressor)",
             tool="llmcompressor", recipe="W4A16_GPTQ", weight_bits=4, act_bits=16, real_kernels_min_sm=75,
             lm_bytes_per_weight=0.5 + 2 / 128,
-            backends={"hf": _ct_hf(activations=False), "vllm": _ct_vllm(cpu_kernels=("cpu_gemm_wna16",))},
+            backends={"hf": _ct_hf(activations=False),
+                      "vllm": _ct_vllm(cpu_kernels=("cpu_gemm_wna16",), kernels="vllm:w4a16")},
             not_supported={"trtllm": _CT_TRTLLM},
         ),
         QuantFormat(
@@ -270,7 +280,7 @@ FORMATS: dict[str, QuantFormat] = {
             tool="llmcompressor", recipe="FP8_DYNAMIC", weight_bits=8, act_bits=8, real_kernels_min_sm=89,
             lm_bytes_per_weight=1.0,
             backends={"hf": _ct_hf(activations=True),
-                      "vllm": _ct_vllm(below_min_sm="emulated",
+                      "vllm": _ct_vllm(below_min_sm="emulated", kernels="vllm:fp8_w8a8",
                                        emulation="vLLM runs it weight-only (FP8 Marlin W8A16: activations stay bf16)",
                                        cpu_emulation="vLLM 0.32's own CPU FP8 kernel needs AMX-FP8 (Intel Diamond "
                                                      "Rapids); other CPUs get ChannelWiseTorchFP8ScaledMMLinearKernel "
@@ -285,7 +295,7 @@ FORMATS: dict[str, QuantFormat] = {
             backends={"hf": _ct_hf(activations=True),
                       "vllm": _ct_vllm(cpu="vLLM 0.32's NVFP4 kernel table has CUDA and ROCm entries only ('Failed "
                                            "to find a kernel that can implement the NVFP4 linear layer')",
-                                       below_min_sm="emulated",
+                                       below_min_sm="emulated", kernels="vllm:fp4_w4a4",
                                        emulation="vLLM runs it weight-only (FP4 Marlin: FP4 weights, bf16 "
                                                  "activations)")},
             not_supported={"trtllm": _CT_TRTLLM},
@@ -299,7 +309,7 @@ FORMATS: dict[str, QuantFormat] = {
             tool="prequantized", scope=_PREQ_SCOPE, weight_bits=4, act_bits=16, real_kernels_min_sm=75, lm_bytes_per_weight=0.5 + 4 / 128,
             backends={"hf": Route(how="checkpoint", quantization="awq", packages=("gptqmodel", "accelerate"),
                                   shape=_PREQ_NO_SHAPE),
-                      "vllm": Route(how="checkpoint", quantization="awq", auto=True)},
+                      "vllm": Route(how="checkpoint", quantization="awq", auto=True, kernels="vllm:w4a16")},
             not_supported={"trtllm": _PREQ_TRTLLM},
         ),
         QuantFormat(
@@ -308,7 +318,7 @@ FORMATS: dict[str, QuantFormat] = {
             tool="prequantized", scope=_PREQ_SCOPE, weight_bits=4, act_bits=16, real_kernels_min_sm=60, lm_bytes_per_weight=0.5 + 4 / 128,
             backends={"hf": Route(how="checkpoint", quantization="gptq",
                                   packages=("optimum", "gptqmodel", "accelerate"), shape=_PREQ_NO_SHAPE),
-                      "vllm": Route(how="checkpoint", quantization="gptq", auto=True)},
+                      "vllm": Route(how="checkpoint", quantization="gptq", auto=True, kernels="vllm:w4a16")},
             not_supported={"trtllm": _PREQ_TRTLLM},
         ),
         QuantFormat(
@@ -321,7 +331,7 @@ FORMATS: dict[str, QuantFormat] = {
                                   emulation="transformers dequantizes FP8 checkpoints to bf16 below sm_89",
                                   cpu_emulation="transformers dequantizes FP8 checkpoints to bf16 on a CPU "
                                                 "(FineGrainedFP8HfQuantizer: 'default to dequantizing')"),
-                      "vllm": Route(how="checkpoint", quantization="fp8",
+                      "vllm": Route(how="checkpoint", quantization="fp8", kernels="vllm:fp8_w8a8",
                                     cpu="vLLM 0.32's CPU backend has no kernels for FP8 checkpoints (it runs "
                                         "compressed-tensors W8A8, AWQ and GPTQ there)",
                                     below_min_sm="emulated",

@@ -79,6 +79,9 @@ class CellRecord(TypedDict):
     mode: NotRequired[str]
     """native, export, emulated or fake-quant: whether the latency is the format's own kernels."""
     mode_note: NotRequired[str]
+    mode_observed: NotRequired[bool]
+    """Whether the engine's observed kernels confirm ``mode`` (``core.kernels.record_mode``): a declared
+    "native" whose engine ran another kernel is recorded as "emulated", its note naming the kernel."""
     roofline: NotRequired[dict[str, Any] | None]
     extra: NotRequired[dict[str, Any]]
     vocab: NotRequired[dict[str, Any]]
@@ -132,8 +135,8 @@ class SessionRecord(TypedDict):
 
 BENCHMARK_EXTRA_KEYS = ("kind", "model", "backend", "format", "device", "gpu_class", "task", "video", "truth",
                         "predicted", "parsed", "correct", "answer", "candidate_logprobs", "timings", "tokens", "load",
-                        "memory", "frames", "mode", "mode_note", "rounds_s", "roofline", "gpu_name", "status",
-                        "gpu_clocks", "history")
+                        "memory", "frames", "mode", "mode_note", "mode_observed", "rounds_s", "roofline", "gpu_name",
+                        "status", "gpu_clocks", "history")
 """The cell-record fields that go into pytest-benchmark's ``extra_info``."""
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core import device as devices
-from core import timeline
+from core import kernels, timeline
 from core.backends import backend_class
 from core.backends.base import Backend
 from core.errors import VideoError, VqbenchError
@@ -143,7 +143,13 @@ class EnginePool:
         self.current, self.current_plan = backend, plan
         self.baselines[key] = baseline
         info = backend.load_info
+        observed = kernels.observe_mode(info.details.get("kernels"), fmt=plan.fmt, backend=plan.engine.backend,
+                                        device_kind=dev.kind)
         self.load_records[key] = {
+            "model": plan.engine.model, "backend": plan.engine.backend, "format": plan.engine.format,
+            "device_class": dev.gpu_class, "device_name": dev.name,
+            # what ran against what the capability verdict declared (core.kernels.check)
+            "observed_mode": {**observed, "declared": plan.verdict.mode},
             "load_s": info.load_s, "quantize_s": info.quantize_s, "quantize_cached": info.quantize_cached,
             "weight_bytes": info.weight_bytes, "weights_source": info.weights_source,
             "weight_bytes_estimated": info.weights_source == "estimate",
@@ -233,7 +239,9 @@ def record(cell: Cell, gen: Generation, frames: Frames, backend: Backend, pool: 
         "timings": t, "rounds_s": rounds,  # type: ignore[typeddict-item]
         "tokens": {"prompt": gen.prompt_tokens, "video": gen.video_tokens, "new": gen.new_tokens},
         "load": pool.load_records.get(eng.id, {}), "memory": memory, "frames": frames.summary(),
-        "mode": cell.plan.verdict.mode, "mode_note": cell.plan.verdict.reason,
+        # the verdict's mode, unless the load observed the engine run other kernels (core.kernels.record_mode)
+        **kernels.record_mode(cell.plan.verdict.mode, cell.plan.verdict.reason,
+                              pool.load_records.get(eng.id, {}).get("observed_mode")),
         "status": "ok", "time": time.time(),
     }
     if gen.extra:

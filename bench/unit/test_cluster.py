@@ -123,7 +123,8 @@ def test_units_are_planned_on_a_worker_the_driver_does_not_resemble(gpu_node_ray
     assert units["group:cpu-tiny-hf"]["exit"] == 0 and units["group:cpu-tiny-hf"]["gpus_held"] == []
     cells = results.load(out).speed()
     assert sorted(r["cell"] for r in cells) == [f"tiny-hf-bf16-cpu-anomaly-normal_0{i}" for i in (1, 2)]
-    assert all(r["status"] == "ok" and r["gpu_class"] in ("cpu", "cpu_fp32") for r in cells)
+    assert all(r["status"] == "ok" and r["gpu_class"] in ("cpu", "cpu_fp32") for r in cells), \
+        [(r["status"], r.get("gpu_class"), r.get("error")) for r in cells]
 
 
 def test_the_readme_example_runs_every_unit_a_gpu_worker_planned(gpu_node_ray, tmp_path, monkeypatch):

@@ -99,6 +99,7 @@ class HFBackend(Backend):
                                    "attn_implementation": self.options.attn_implementation}
         if size.note:
             details["weight_bytes_note"] = size.note
+        details["kernels"] = _observe_kernels(model)
         if applied.report or export:
             details["quantization"] = {**applied.report, **({"export": export} if export else {})}
         return LoadInfo(load_s=load_s, quantize_s=quantize_s,
@@ -227,6 +228,17 @@ class HFBackend(Backend):
 
         return float(sum(tensor_bytes(p) for name, p in self.model.named_parameters()
                          if "language_model" in name and p.dim() == 2 and "embed" not in name))
+
+
+def _observe_kernels(model) -> dict[str, Any]:
+    """What holds the language model's linear weights, as loaded (``core.kernels.observe_hf``: module
+    class and weight dtype or tensor subclass, e.g. ``Linear8bitLt/int8``); never fails the load."""
+    from core import kernels
+
+    try:
+        return kernels.observe_hf(model)
+    except Exception as exc:  # noqa: BLE001 - an aid to the record, not part of the model
+        return {"source": "none", "note": f"observing the model's linear layers failed: {type(exc).__name__}: {exc}"}
 
 
 def _cpu_facts(device, torch) -> dict[str, Any]:

