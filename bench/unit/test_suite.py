@@ -8,6 +8,7 @@ import json
 import pytest
 
 from core import dataset, results
+from core import device as devices
 
 pytestmark = [pytest.mark.cpu, pytest.mark.slow]
 
@@ -51,4 +52,4 @@ def test_cells_record_everything_and_isolate_a_broken_clip(pytester, clip_dir, t
         assert set(x["candidate_logprobs"]) == {"Normal", "Anomaly"}
         assert {"video_decode_s", "processor_s", "prefill_s", "decode_s", "total_s"} <= set(x["timings"])
         assert x["tokens"]["video"] > 0 and b["stats"]["rounds"] == 2
-    assert data["machine_info"]["vqbench"]["gpu_class"] == "cpu"
+    assert data["machine_info"]["vqbench"]["gpu_class"] == devices.CPU.gpu_class  # cpu, or cpu_fp32 (bf16 emulated)

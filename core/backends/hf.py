@@ -143,6 +143,8 @@ class HFBackend(Backend):
                 model = transformers.AutoModelForImageTextToText.from_pretrained(directory, device_map=dev, **kwargs)
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load {directory} with transformers: {exc}") from exc
+            if self.spec.prequantized is not None and dtype != torch.bfloat16:
+                _unify_float_dtype(model, dtype, torch)
         return model.eval()
 
     def generate(self, request: Request) -> Generation:
@@ -254,3 +256,19 @@ def _cpu_facts(device, torch) -> dict[str, Any]:
     except (AttributeError, RuntimeError) as exc:  # older torch: say so rather than guess
         facts["cpu"]["torch_cpu_capability"] = f"unknown ({exc})"
     return facts
+
+
+def _unify_float_dtype(model, dtype, torch) -> None:
+    """A checkpoint quantized elsewhere, loaded to compute in float32 (a CPU without bf16 arithmetic):
+    transformers 5.23 keeps the modules its quantizer skips (vision tower, lm_head of a bitsandbytes
+    checkpoint) in the checkpoint's bf16 whatever ``dtype`` says, and the mixed model fails ('self and
+    mat2 must have the same dtype'). Plain floating parameters and buffers follow ``dtype``; the
+    quantizer's own tensors (Int8Params, packed weights: subclasses or integer dtypes) stay as loaded."""
+    for module in model.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            if type(p) is torch.nn.Parameter and p.is_floating_point() and p.dtype != dtype:
+                p.data = p.data.to(dtype)
+        for name, b in list(module.named_buffers(recurse=False)):
+            if type(b) is torch.Tensor and b.is_floating_point() and b.dtype != dtype:
+                module._buffers[name] = b.to(dtype)
+
