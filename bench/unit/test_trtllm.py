@@ -298,8 +298,10 @@ def test_parse_output_without_scores_says_what_to_request():
 
 @pytest.fixture
 def fake_trtllm(monkeypatch):
-    """A stand-in ``tensorrt_llm`` with the few names the backend uses; records what LLM was given."""
-    calls: dict = {}
+    """A stand-in ``tensorrt_llm`` with the few names the backend uses; records what LLM was given and
+    the SamplingParams of every request (``calls["requests"]``, in order). Like the real engine, it
+    returns generation logits, log-probs and perf metrics only to a request that asks for them."""
+    calls: dict = {"requests": []}
 
     class KvCacheConfig:
         def __init__(self, **kw):
@@ -317,14 +319,21 @@ def fake_trtllm(monkeypatch):
             self.vocab = json.loads((Path(model) / "config.json").read_text())["vocab_size"]
 
         def generate(self, inputs, params, use_tqdm=True):
-            calls["inputs"], calls["params"] = inputs, params.kw
+            calls["inputs"] = inputs
+            calls["requests"].append(dict(params.kw))
             time.sleep(0.02)
             logits = np.zeros((2, self.vocab), dtype=np.float32)
             logits[0, 263], logits[1, 508] = 5.0, 5.0
+            logprobs = None
+            if params.kw.get("logprobs"):  # the sampled token's entry of each step
+                logprobs = [{t: types.SimpleNamespace(logprob=float(log_softmax(row)[t]), rank=1)}
+                            for row, t in zip(logits, (263, 508))]
             perf = types.SimpleNamespace(timing_metrics=types.SimpleNamespace(
                 arrival_time=timedelta(seconds=1.0), first_token_time=timedelta(seconds=1.005),
                 last_token_time=timedelta(seconds=1.008)))
-            return fake_output(logits, token_ids=(263, 508), prompt=[510, 641, 641, 641, 511], perf=perf)
+            return fake_output(logits if params.kw.get("return_generation_logits") else None,
+                               token_ids=(263, 508), prompt=[510, 641, 641, 641, 511], logprobs=logprobs,
+                               perf=perf if params.kw.get("return_perf_metrics") else None)
 
         def shutdown(self):
             calls["shutdown"] = True
@@ -412,7 +421,7 @@ def test_backend_wiring_with_a_fake_tensorrt_llm(fake_trtllm, tiny_dir):
                   candidates=["Normal", "Anomaly"], max_new_tokens=2)
     gen = b.answer(req)
     assert "<|video_pad|>" in fake_trtllm["inputs"]["prompt"]
-    assert fake_trtllm["params"]["return_generation_logits"] and fake_trtllm["params"]["max_tokens"] == 2
+    assert [r["max_tokens"] for r in fake_trtllm["requests"]] == [2, 2]  # the timed request, then scoring
     assert gen.token_ids == [263, 508] and gen.predicted == "Normal"
     assert gen.candidate_logprobs["Normal"] > gen.candidate_logprobs["Anomaly"]
     assert (gen.prompt_tokens, gen.video_tokens) == (5, 3)
@@ -421,3 +430,37 @@ def test_backend_wiring_with_a_fake_tensorrt_llm(fake_trtllm, tiny_dir):
     assert gen.extra["timing_source"] == "request_perf_metrics"
     b.close()
     assert fake_trtllm["shutdown"] and not hasattr(b, "llm")
+
+
+def test_timed_request_is_plain_and_scoring_is_a_separate_request(fake_trtllm, tiny_dir):
+    """Audit finding 14: the timed request asks for no logits and no log-probs (as vLLM's timed request),
+    so its latency holds no full-vocabulary logits copy; the candidates' scores come from a second,
+    untimed request that asks for them, and the record says so."""
+    pytest.importorskip("torch")
+    b = backend()
+    b.load()
+    clip = VideoClip(path=Path("clip.mp4"), id="clip0")
+    req = Request(clip=clip, frames=make_frames(), messages=AnomalyTask().messages(clip),
+                  candidates=["Normal", "Anomaly"], max_new_tokens=2)
+    try:
+        gen = b.generate(req)
+        (timed,) = fake_trtllm["requests"]
+        assert not timed.get("return_generation_logits") and timed.get("logprobs") is None, timed
+        assert not timed.get("return_context_logits")
+        assert timed["max_tokens"] == 2 and timed["return_perf_metrics"]
+        assert gen.token_ids == [263, 508] and not gen.scored and gen.top_logprobs == []
+        assert "logprob_source" not in gen.extra and "candidate_scoring" not in gen.extra
+
+        gen = b.score(req, gen)
+        assert len(fake_trtllm["requests"]) == 2
+        scoring = fake_trtllm["requests"][1]
+        assert scoring["return_generation_logits"] and scoring["logprobs"] == EngineOptions().top_k
+        assert scoring["max_tokens"] == 2
+        assert gen.predicted == "Normal" and len(gen.top_logprobs) == 2
+        assert gen.candidate_logprobs["Normal"] > gen.candidate_logprobs["Anomaly"]
+        assert gen.extra["candidate_scoring"] == "untimed scoring request (generation_logits)"
+        assert gen.extra["logprob_source"] == "generation_logits" and gen.extra["greedy_consistent"] is True
+        assert "scoring_tokens_differ" not in gen.extra
+        assert gen.timings["prefill_s"] == pytest.approx(0.005)  # the timed request's, untouched by scoring
+    finally:
+        b.close()

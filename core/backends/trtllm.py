@@ -6,8 +6,14 @@ whose files 4.x-based TRT-LLM misreads; the *view* is a cache directory whose JS
 the way TRT-LLM expects and whose weights are symlinks to the original. ModelOpt exports are made in
 the main environment (ModelOpt 0.47 list-form configs) by ``export_for_trtllm`` and picked up here.
 
+What a timed round measures. ``generate`` sends a plain greedy request (no generation logits, no
+log-probs; only ``return_perf_metrics`` for the engine's own TTFT split), as a bare ``LLM.generate``
+loop would, so its latency compares with vLLM's timed request. ``score`` sends the same prompt again,
+untimed, with ``return_generation_logits=True`` and ``logprobs=top_k``, and takes the candidates'
+log-probs and the per-step top-k from that answer (``extra['candidate_scoring']`` says so).
+
 Sources read for each API detail are named where the detail is used ("TRT-LLM <path>"); none of
-this has run against a real TensorRT-LLM install yet (see the GPU test in bench/unit/test_trtllm.py).
+this has run against a real TensorRT-LLM install yet (see the GPU test in bench/test_trtllm_gpu.py).
 """
 
 from __future__ import annotations
@@ -312,13 +318,10 @@ def _logprob_map(entry: Any, token_id: int) -> dict[int, float]:
     return {int(token_id): float(entry)}
 
 
-def parse_output(output: Any, candidate_ids: dict[str, int], top_k: int, *,
-                 vocab_size: int | None = None, where: str = "trtllm") -> dict[str, Any]:
-    """Tokens, candidate log-probs, per-step top-k and token counts from a ``RequestOutput``-like object.
+def parse_answer(output: Any, *, vocab_size: int | None = None, where: str = "trtllm") -> dict[str, Any]:
+    """Text, tokens, token counts, engine timings and finish reason from a ``RequestOutput``-like object
+    (what the timed request returns: no logits or log-probs are needed).
 
-    Candidate log-probs are the log-softmax of the first step's full-vocab ``generation_logits``
-    (as the HF backend does). Without generation logits they come from the first step's returned
-    top-k ``logprobs``, and a candidate outside that top-k is an error, not a guess.
     Video tokens: TRT-LLM replaces them in ``prompt_token_ids`` by out-of-vocabulary ids
     (``vocab_size + 1``, modeling_qwen2vl.py ``_postprocess``), counted as ids >= ``vocab_size``.
     """
@@ -326,7 +329,27 @@ def parse_output(output: Any, candidate_ids: dict[str, int], top_k: int, *,
     if not completions:
         raise ModelError(f"{where}: TensorRT-LLM returned no completion")
     out = completions[0]
-    token_ids = [int(t) for t in (getattr(out, "token_ids", None) or [])]
+    prompt_ids = [int(t) for t in (getattr(output, "prompt_token_ids", None) or [])]
+    prefill, decode = _metric_timings(getattr(out, "request_perf_metrics", None))
+    return {
+        "text": getattr(out, "text", "") or "", "token_ids": [int(t) for t in (getattr(out, "token_ids", None) or [])],
+        "prompt_tokens": len(prompt_ids),
+        "video_tokens": sum(t >= vocab_size for t in prompt_ids) if vocab_size else 0,
+        "prefill_s": prefill, "decode_s": decode, "finish_reason": getattr(out, "finish_reason", None),
+    }
+
+
+def parse_output(output: Any, candidate_ids: dict[str, int], top_k: int, *,
+                 vocab_size: int | None = None, where: str = "trtllm") -> dict[str, Any]:
+    """``parse_answer`` plus candidate log-probs and per-step top-k (what the scoring request returns).
+
+    Candidate log-probs are the log-softmax of the first step's full-vocab ``generation_logits``
+    (as the HF backend does). Without generation logits they come from the first step's returned
+    top-k ``logprobs``, and a candidate outside that top-k is an error, not a guess.
+    """
+    answer = parse_answer(output, vocab_size=vocab_size, where=where)
+    out = output.outputs[0]
+    token_ids = answer["token_ids"]
     logits = getattr(out, "generation_logits", None)
     if logits is not None:
         lp = _log_softmax(_logits_rows(logits, len(token_ids)))
@@ -352,15 +375,8 @@ def parse_output(output: Any, candidate_ids: dict[str, int], top_k: int, *,
         top = [sorted(((t, round(v, 6)) for t, v in s.items()), key=lambda p: -p[1])[:top_k] for s in steps]
         source, consistent = "logprobs", None
     check_finite(list(cand.values()), where=where)
-    prompt_ids = [int(t) for t in (getattr(output, "prompt_token_ids", None) or [])]
-    prefill, decode = _metric_timings(getattr(out, "request_perf_metrics", None))
-    return {
-        "text": getattr(out, "text", "") or "", "token_ids": token_ids, "candidate_logprobs": cand,
-        "top_logprobs": top, "prompt_tokens": len(prompt_ids),
-        "video_tokens": sum(t >= vocab_size for t in prompt_ids) if vocab_size else 0,
-        "logprob_source": source, "greedy_consistent": consistent, "prefill_s": prefill, "decode_s": decode,
-        "finish_reason": getattr(out, "finish_reason", None),
-    }
+    return {**answer, "candidate_logprobs": cand, "top_logprobs": top,
+            "logprob_source": source, "greedy_consistent": consistent}
 
 
 # --- the backend ----------------------------------------------------------------------------------
@@ -415,7 +431,14 @@ class TRTLLMBackend(Backend):
             "attn_backend": "TRTLLM",  # Qwen2VLModelBase asserts it (modeling_qwen2vl.py)
             "max_seq_len": self.options.max_model_len,
             "max_num_tokens": self.options.max_model_len,
-            "gather_generation_logits": True,  # BaseLlmArgs, llmapi/llm_args.py
+            # An engine-level switch (BaseLlmArgs, llmapi/llm_args.py), fixed when the LLM is built: the
+            # LLM API wants it on for a request's return_generation_logits to be honoured (TRT-LLM's own
+            # test_generate_with_return_logits builds with it whenever it asks for them), so it stays on
+            # for the untimed scoring request in score(). It should cost the timed request no time:
+            # generation logits are gathered per request, only for one whose SamplingParams sets
+            # return_generation_logits, and the timed one does not; it may reserve buffer memory
+            # (TRT-LLM's tests cap max_batch_size for that). Not verified on a real install.
+            "gather_generation_logits": True,
         }
         if self.spec.kind == "shape":
             kwargs["load_format"] = "dummy"  # random weights: quickstart_advanced.py --load_format
@@ -464,27 +487,33 @@ class TRTLLMBackend(Backend):
         return directory, {"source": "modelopt export", "quant_algo": quant.get("quant_algo"),
                            "export": atomic.read_marker(directory)}
 
-    def _sampling_params(self, max_new_tokens: int):
+    def _sampling_params(self, max_new_tokens: int, *, scoring: bool = False):
+        """Greedy params. The timed request asks for no logits and no log-probs (a plain request, as
+        vLLM's timed one), only the engine's per-request timestamps; the untimed scoring request asks
+        for the full-vocabulary generation logits and the top-k log-probs."""
         from tensorrt_llm import SamplingParams  # sampling_params.py
 
         # top_k/top_p/temperature left unset is greedy (SamplingParams._greedy_decoding).
-        params = SamplingParams(max_tokens=max_new_tokens, ignore_eos=self.options.ignore_eos,
-                                logprobs=self.options.top_k, return_generation_logits=True,
-                                return_perf_metrics=True)
+        if scoring:
+            params = SamplingParams(max_tokens=max_new_tokens, ignore_eos=self.options.ignore_eos,
+                                    logprobs=self.options.top_k, return_generation_logits=True)
+        else:
+            params = SamplingParams(max_tokens=max_new_tokens, ignore_eos=self.options.ignore_eos,
+                                    return_perf_metrics=True)
         if getattr(params, "_greedy_decoding", True) is not True:
             raise ConfigError("TensorRT-LLM SamplingParams are not greedy; vqbench compares greedy answers")
         return params
 
     def generate(self, request: Request) -> Generation:
+        """The timed request: plain greedy decoding, no logits or log-probs (those come in ``score``)."""
         t0 = time.perf_counter()
         prompt = self.family.prompt(self.processor, request)
         inputs = build_inputs(prompt, request.frames, video_data_cls=self._video_data_cls)
-        cand_ids = candidate_token_ids(self.tokenizer, request.candidates)
         params = self._sampling_params(request.max_new_tokens)
         t1 = time.perf_counter()
         output = self.llm.generate(inputs, params, use_tqdm=False)  # blocks until done (llmapi/llm.py)
         t2 = time.perf_counter()
-        parsed = parse_output(output, cand_ids, self.options.top_k, vocab_size=self.vocab_size,
+        parsed = parse_answer(output, vocab_size=self.vocab_size,
                               where=f"{self.spec.name}/{self.format.id} on {request.clip.id}")
         generate_s = t2 - t1
         if parsed["prefill_s"] is not None and parsed["prefill_s"] <= generate_s:
@@ -492,16 +521,33 @@ class TRTLLMBackend(Backend):
         else:
             prefill, decode, source = generate_s, 0.0, "host clock (no per-request metrics: no TTFT split)"
         return Generation(
-            text=parsed["text"], token_ids=parsed["token_ids"], candidate_logprobs=parsed["candidate_logprobs"],
-            top_logprobs=parsed["top_logprobs"], prompt_tokens=parsed["prompt_tokens"],
+            text=parsed["text"], token_ids=parsed["token_ids"], prompt_tokens=parsed["prompt_tokens"],
             video_tokens=parsed["video_tokens"],
             timings={"processor_s": t1 - t0, "prefill_s": prefill, "decode_s": decode,
                      "generate_s": generate_s, "total_s": t2 - t0},
-            extra={"timing_source": source, "logprob_source": parsed["logprob_source"],
-                   "greedy_consistent": parsed["greedy_consistent"], "finish_reason": parsed["finish_reason"],
+            extra={"timing_source": source, "finish_reason": parsed["finish_reason"],
                    # TRT-LLM runs the HF processor inside generate(): it is in generate_s, not processor_s.
                    "processor_in_generate": True},
         )
+
+    def score(self, request: Request, generation: Generation) -> Generation:
+        """Candidate log-probs and per-step top-k from an untimed scoring request: the same greedy
+        prompt again, with generation logits and top-k log-probs (as vLLM's ``score`` does)."""
+        where = f"{self.spec.name}/{self.format.id} on {request.clip.id} (scoring)"
+        prompt = self.family.prompt(self.processor, request)
+        inputs = build_inputs(prompt, request.frames, video_data_cls=self._video_data_cls)
+        cand_ids = candidate_token_ids(self.tokenizer, request.candidates)
+        output = self.llm.generate(inputs, self._sampling_params(request.max_new_tokens, scoring=True),
+                                   use_tqdm=False)
+        parsed = parse_output(output, cand_ids, self.options.top_k, vocab_size=self.vocab_size, where=where)
+        if parsed["token_ids"] != generation.token_ids:
+            generation.extra["scoring_tokens_differ"] = True  # reported: greedy runs should agree
+        generation.candidate_logprobs = parsed["candidate_logprobs"]
+        generation.top_logprobs = parsed["top_logprobs"]
+        generation.extra.update(
+            candidate_scoring=f"untimed scoring request ({parsed['logprob_source']})",
+            logprob_source=parsed["logprob_source"], greedy_consistent=parsed["greedy_consistent"])
+        return generation
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
