@@ -52,6 +52,11 @@ class DeviceInfo:
     def torch_device(self) -> str:
         return "cpu" if self.kind == "cpu" else f"cuda:{self.index}"
 
+    def cpu_record(self) -> dict[str, object]:
+        """What records and doctor say about a CPU device: name, ISA, bf16 native or emulated, compute dtype."""
+        return {"name": self.name, "isa": self.isa, "bf16_native": self.bf16_native, "bf16": self.bf16_why,
+                "compute_dtype": self.dtype}
+
     def describe(self) -> str:
         if self.kind == "cpu":
             return "CPU" if self.dtype == "bfloat16" else f"CPU (computing in {self.dtype})"

@@ -14,14 +14,19 @@ pytestmark = [pytest.mark.cpu, pytest.mark.slow]
 pytest_plugins = ["pytester"]
 
 
+def _cells_under_two_workers(*extra: str) -> list[str]:
+    """A child session of this checkout's test_cells.py on the CPU with ``-n 2``, then ``extra``."""
+    return [str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
+            "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"), "-n", "2", *extra]
+
+
 def test_two_workers_keep_each_engine_on_one_worker_and_merge_the_json(pytester, tmp_path):
     pytest.importorskip("xdist", reason="pytest-xdist not installed: pip install pytest-xdist")
     out, bench_json = tmp_path / "r.jsonl", tmp_path / "b.json"
-    args = [str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
-            "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"), "-n", "2",
-            "--model", "tiny", "--model", "tiny-trained", "--backend", "hf", "--format", "bf16",
-            "--format", "int8_weight_only", "--max-videos", "2", "--rounds", "2",
-            "--results", str(out), "--benchmark-json", str(bench_json)]
+    args = _cells_under_two_workers(
+        "--model", "tiny", "--model", "tiny-trained", "--backend", "hf", "--format", "bf16",
+        "--format", "int8_weight_only", "--max-videos", "2", "--rounds", "2",
+        "--results", str(out), "--benchmark-json", str(bench_json))
     res = pytester.runpytest_subprocess(*args)
     res.assert_outcomes(passed=8)
     run = results.load(out)
@@ -49,11 +54,9 @@ def test_two_workers_keep_each_engine_on_one_worker_and_merge_the_json(pytester,
 
 def test_benchmark_options_that_xdist_switches_off_stop_the_run(pytester):
     pytest.importorskip("xdist", reason="pytest-xdist not installed: pip install pytest-xdist")
-    res = pytester.runpytest_subprocess(
-        str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
-        "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"), "-n", "2",
+    res = pytester.runpytest_subprocess(*_cells_under_two_workers(
         "--model", "tiny", "--backend", "hf", "--format", "bf16", "--max-videos", "1", "--rounds", "1",
-        "--benchmark-save=baseline", "--benchmark-compare=0001", "--benchmark-compare-fail=median:10%")
+        "--benchmark-save=baseline", "--benchmark-compare=0001", "--benchmark-compare-fail=median:10%"))
     assert res.ret == pytest.ExitCode.USAGE_ERROR, res.stdout.str()
     res.stderr.fnmatch_lines(["*--benchmark-save, --benchmark-compare, --benchmark-compare-fail do nothing under -n*"
                               "--benchmark-json FILE*--history FILE.sqlite*"])
@@ -80,11 +83,10 @@ def test_merged_json_holds_only_this_sessions_cells_of_a_reused_results_file(pyt
                # and one that had an id of its own
                _old_timed("other_clip", [8.0] * 5, run_id="20261201T000000-1")]
     out.write_text("".join(json.dumps(r) + "\n" for r in earlier))
-    args = [str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
-            "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"), "-n", "2",
-            "--model", "tiny", "--model", "tiny-trained", "--backend", "hf", "--format", "bf16",
-            "--max-videos", "1", "--rounds", "2", "--warmup-rounds", "0",
-            "--results", str(out), "--benchmark-json", str(bench_json)]
+    args = _cells_under_two_workers(
+        "--model", "tiny", "--model", "tiny-trained", "--backend", "hf", "--format", "bf16",
+        "--max-videos", "1", "--rounds", "2", "--warmup-rounds", "0",
+        "--results", str(out), "--benchmark-json", str(bench_json))
     res = pytester.runpytest_subprocess(*args)
     res.assert_outcomes(passed=2)
     doc = json.loads(bench_json.read_text())

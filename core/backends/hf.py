@@ -248,8 +248,7 @@ def _cpu_facts(device, torch) -> dict[str, Any]:
     read from /proc/cpuinfo, so a record shows the kernels the cell really ran on."""
     if device.kind != "cpu":
         return {}
-    facts: dict[str, Any] = {"cpu": {"name": device.name, "isa": device.isa, "bf16_native": device.bf16_native,
-                                     "bf16": device.bf16_why, "compute_dtype": device.dtype}}
+    facts: dict[str, Any] = {"cpu": device.cpu_record()}
     try:
         facts["cpu"]["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         facts["cpu"]["onednn_bf16"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -492,8 +492,7 @@ def _cpu_facts(device) -> dict[str, Any]:
     from core.backends import vllm_cpu_kernels
 
     found = vllm_cpu_kernels.probe()
-    facts: dict[str, Any] = {"name": device.name, "isa": device.isa, "bf16_native": device.bf16_native,
-                             "bf16": device.bf16_why, "compute_dtype": device.dtype}
+    facts: dict[str, Any] = device.cpu_record()
     if "error" in found:
         facts["kernels_error"] = found["error"]
     else:

@@ -53,8 +53,7 @@ def _cpu() -> dict:
     from pathlib import Path
 
     cpu = devices.CPU
-    out = {"name": cpu.name, "isa": cpu.isa, "bf16_native": cpu.bf16_native, "bf16": cpu.bf16_why,
-           "compute_dtype": cpu.dtype, "golden_class": cpu.gpu_class}
+    out = {**cpu.cpu_record(), "golden_class": cpu.gpu_class}
     if capability.installed("vllm"):
         from core.backends import vllm_cpu_kernels
 
