@@ -73,6 +73,16 @@ def parse_nframes(text: str | int | None) -> int | None:
     return _positive(int)(str(text))
 
 
+LOAD_SCENARIOS = ("offline", "server", "camera", "sweep")
+
+
+def parse_scenario(text: str) -> str:
+    value = text.strip().lower()
+    if value not in (*LOAD_SCENARIOS, "all"):
+        raise ValueError(f"expected a load scenario: {', '.join(LOAD_SCENARIOS)} or all, got {text!r}")
+    return value
+
+
 def parse_fraction(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
@@ -317,6 +327,34 @@ class Settings:
                                "noise; a clock change is reported as such) and this run is added")
     results: str = option("", flags=("--results",), fronts=RUN_FRONTS, metavar="FILE",
                           help="JSON-lines file every finished cell is appended to")
+
+    # --- load (a real vLLM server under load: core.load) -------------------------------------------
+    load: list[str] = option(factory=list, flags=("--load",), kind="list", parse=parse_scenario, metavar="S",
+                             help="serve each vLLM engine from a real `vllm serve` process and run load scenario S on "
+                                  "it: offline, server, camera, sweep or all (repeatable; default: "
+                                  "none, and bench/test_load.py collects nothing)")
+    load_requests: int = option(64, flags=("--load-requests",), parse=_positive(int), metavar="N",
+                                help="requests per load point (offline, server, each sweep point; default 64; p99 "
+                                     "needs >= 100, fewer are judged on the max, which is said)")
+    load_rate: float | None = option(None, flags=("--load-rate",), parse=_positive(float), metavar="R",
+                                     help="Poisson arrival rate of the server scenario, requests/s (default: half "
+                                          "the engine's offline videos/s)")
+    load_slo: float = option(1.0, flags=("--load-slo",), parse=_positive(float), metavar="SECONDS",
+                             help="SLO of the server scenario and the sweep: p99 end-to-end latency (default 1.0 s)")
+    camera_period: float = option(2.0, flags=("--camera-period",), parse=_positive(float), metavar="SECONDS",
+                                  help="camera scenario: each stream sends its next clip every SECONDS (default 2.0)")
+    camera_clips: int = option(5, flags=("--camera-clips",), parse=_positive(int), metavar="N",
+                               help="camera scenario: clips each stream sends per point (default 5)")
+    load_timeout: float = option(300.0, flags=("--load-timeout",), parse=_positive(float), metavar="SECONDS",
+                                 help="a load request with no complete answer after SECONDS fails (default 300)")
+    server_start_timeout: float = option(900.0, flags=("--server-start-timeout",), parse=_positive(float),
+                                         metavar="SECONDS", help="a vLLM server not healthy after SECONDS fails "
+                                                                 "(default 900: a cold GPU engine compiles)")
+
+    def load_scenarios(self) -> list[str]:
+        """The --load scenarios in their canonical order ('all' is every one)."""
+        chosen = set(LOAD_SCENARIOS) if "all" in self.load else set(self.load)
+        return [s for s in LOAD_SCENARIOS if s in chosen]
 
     def tasks_for(self, model: str) -> list[str]:
         """The tasks a model's cells run (``--task`` given on the command line applies to all)."""

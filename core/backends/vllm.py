@@ -159,6 +159,21 @@ class VLLMBackend(Backend):
                         quantize_cached=bool(report.get("cached")), weight_bytes=weights, weights_source=source,
                         details=details)
 
+    def server_kwargs(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The arguments this engine would be started with, for a ``vllm serve`` process instead of an
+        in-process engine (``core.load.server``), and the export's report; loads no engine here."""
+        if not hasattr(self, "vllm"):
+            self.imports()
+        import transformers
+
+        directory, quant_arg, report = self._checkpoint()
+        self.directory = directory
+        self.processor = transformers.AutoProcessor.from_pretrained(
+            directory, local_files_only=True, trust_remote_code=self.options.trust_remote_code)
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.family = family(self.spec.family)
+        return self.engine_kwargs(directory, quant_arg, dummy=bool(report.get("dummy_weights"))), report
+
     def _observe_kernels(self, engine_log) -> dict[str, Any]:
         """What the engine resolved and ran (``core.kernels``: the quantization method, each linear
         layer's kernel class); an observation that fails says why and never fails the load."""

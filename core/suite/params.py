@@ -24,8 +24,9 @@ STRUCTURAL = "vqbench_structural"
 """Marker of a matrix test whose verdict is structural (``vqbench_structural(reason)``): deselected."""
 
 
-def _param(plan: EnginePlan, id_: str, values: tuple, *, extra: capability.Verdict | None = None) -> Any:
-    marks = [getattr(pytest.mark, m) for m in plan.marks]
+def _param(plan: EnginePlan, id_: str, values: tuple, *, extra: capability.Verdict | None = None,
+           more_marks: tuple[str, ...] = ()) -> Any:
+    marks = [getattr(pytest.mark, m) for m in (*plan.marks, *more_marks)]
     marks.append(pytest.mark.xdist_group(plan.group))
     nos = [v for v in (plan.verdict, extra) if v is not None and not v.runnable]
     # a structural "no" wins over one of this environment (no GPU here, a missing package): the test is
@@ -67,6 +68,23 @@ def engine_params(state, test_name: str) -> list[Any]:
     return out
 
 
+def load_params(state) -> list[Any]:
+    """One param per (vLLM engine, task, --load scenario): (plan, task, scenario). Nothing without --load."""
+    out: list[Any] = []
+    names = state.settings.load_scenarios()
+    if not names:
+        return out
+    for plan in state.plans:
+        if plan.engine.backend != "vllm":
+            continue  # a load scenario needs a server: vLLM's OpenAI-compatible one
+        for name in state.settings.tasks_for(plan.engine.model):
+            task_gap = capability.task_verdict(name, state.clips_for(name))
+            for scenario in names:
+                out.append(_param(plan, f"{plan.golden_id(name)}-{scenario}", ((plan, get_task(name), scenario),),
+                                  extra=task_gap, more_marks=("load",)))
+    return out
+
+
 def plan_of(item: pytest.Item) -> EnginePlan | None:
     """The engine plan an item belongs to (None for tests that are not matrix cells)."""
     callspec = getattr(item, "callspec", None)
@@ -76,6 +94,8 @@ def plan_of(item: pytest.Item) -> EnginePlan | None:
         return callspec.params["vqbench_cell"].plan
     if "vqbench_engine" in callspec.params:
         return callspec.params["vqbench_engine"][0]
+    if "vqbench_load" in callspec.params:
+        return callspec.params["vqbench_load"][0]
     return None
 
 

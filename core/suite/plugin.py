@@ -33,6 +33,7 @@ MARKERS = {
     "vllm": "a cell of the vLLM backend",
     "trtllm": "a cell of the TensorRT-LLM backend",
     "slow": "takes more than a few seconds on CPU",
+    "load": "a load scenario on a real vLLM server (bench/test_load.py; collected only with --load)",
     params.STRUCTURAL: f"{params.STRUCTURAL}(reason): a matrix test that can never run (or be judged) on its "
                        "device kind, whatever is installed; deselected, with a summary line per reason",
     "xdist_group": "xdist_group(name): cells of one model/backend run on one xdist worker (registered here "
@@ -83,6 +84,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "vqbench_load" in metafunc.fixturenames:
+        try:
+            metafunc.parametrize("vqbench_load", params.load_params(state(metafunc.config)))
+        except VqbenchError as exc:
+            raise pytest.UsageError(f"vqbench: {exc}") from None
+        return
     wants_cell = "vqbench_cell" in metafunc.fixturenames
     if not wants_cell and "vqbench_engine" not in metafunc.fixturenames:
         return

@@ -40,6 +40,9 @@ class VqbenchState:
         self.timed: dict[str, CellRecord] = {}
         self.scoring: dict[str, CellRecord] = {}
         self.errors: dict[str, CellRecord] = {}
+        self.load_key: tuple[str, str] | None = None
+        self.load = None
+        self.load_failures: dict[tuple[str, str], str] = {}
 
     @property
     def plans(self):
@@ -132,7 +135,44 @@ class VqbenchState:
         except Exception:  # noqa: BLE001
             return self.errors[cell.id]
 
+    def load_session(self, plan, task):
+        """The engine's server under load (``core.load.session``), started once per (engine, task); the
+        in-process engine gives its memory back first. A server that failed to start fails the engine's
+        other scenarios at once, with the same reason."""
+        from core.load.session import LoadSession
+        from core.sampling import anchor
+
+        key = (plan.engine.id, task.name)
+        if key in self.load_failures:
+            raise RuntimeError(self.load_failures[key])
+        if self.load_key == key and self.load is not None:
+            return self.load
+        self.close_load()
+        pool, frames = self.runtime()
+        pool.release()
+        logs = (Path(self.settings.results).resolve().parent if self.settings.results
+                else Path(str(self.config.rootpath)) / "reports") / "server-logs"
+        session = LoadSession(plan, task, self.settings, clips=self.clips_for(task.name),
+                              frames_for=lambda clip: frames.get(clip, anchor(self.settings.sampling(), clip)),
+                              log_dir=logs)
+        try:
+            session.start()
+        except Exception as exc:
+            self.load_failures[key] = f"the vLLM server for {plan.engine.id} could not serve the load: {exc}"
+            raise
+        self.load_key, self.load = key, session
+        return session
+
+    def save_load(self, rec: dict[str, Any]) -> None:
+        self._write(rec)
+
+    def close_load(self) -> None:
+        load, self.load, self.load_key = self.load, None, None
+        if load is not None:
+            load.close()
+
     def close(self) -> None:
+        self.close_load()
         if self.pool is not None:
             self.pool.release()
         if self.writer is not None:
@@ -141,6 +181,7 @@ class VqbenchState:
     def finish(self, ledger: dict[str, Any]) -> dict[str, Any]:
         """Close the engine, add this process's timed cells to the latency history, write its
         session record, close the results file."""
+        self.close_load()
         if self.pool is not None:
             self.pool.release()
         if self.settings.history and self.timed:

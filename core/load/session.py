@@ -1,0 +1,130 @@
+"""One engine under load: its server started from the plan's own engine arguments, its clips prepared as
+the offline cells prepare them, the clips answered alone first (the reference and the warm-up), then
+scenarios on demand, each returned as a ``load`` record. The pytest fixture and ``vqbench load`` both
+drive this class; neither has its own way of running a scenario.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from core.load import scenarios as sc
+from core.load.server import SERVED_NAME, VLLMServer
+
+
+class LoadSession:
+    def __init__(self, plan, task, settings, *, clips, frames_for, log_dir: Path) -> None:
+        self.plan, self.task, self.settings = plan, task, settings
+        self.clips, self.frames_for, self.log_dir = list(clips), frames_for, Path(log_dir)
+        self.server: VLLMServer | None = None
+        self.run: sc.LoadRun | None = None
+        self.excluded: dict[str, str] = {}
+        self.capacity: dict[str, Any] = {}
+        self._offline: sc.ScenarioResult | None = None
+
+    def identity(self) -> dict[str, Any]:
+        e = self.plan.engine
+        return {"engine": e.id, "model": e.model, "backend": e.backend, "format": e.format, "device": e.device,
+                "gpu_class": self.plan.device_class, "task": self.task.name}
+
+    def start(self) -> LoadSession:
+        from core import device as devices
+        from core.backends.vllm import VLLMBackend
+        from core.load.workload import prepare
+
+        s, e = self.settings, self.plan.engine
+        dev = devices.cpu(s.cpu_dtype) if e.device == "cpu" else devices.primary()
+        backend = VLLMBackend(self.plan.spec, self.plan.fmt, dev, s.engine_options())
+        kwargs, _ = backend.server_kwargs()
+        self.engine_kwargs = kwargs
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        self.server = VLLMServer(kwargs, log=self.log_dir / f"{e.id}-{self.task.name}-{stamp}.log",
+                                 start_timeout_s=s.server_start_timeout)
+        self.server.start()
+        try:
+            items, self.excluded = prepare(self.clips, self.task, frames_for=self.frames_for,
+                                           tokenizer=backend.tokenizer,
+                                           processor_kwargs=backend.family.vllm_processor_kwargs, model=SERVED_NAME,
+                                           max_new_tokens=s.max_new_tokens, ignore_eos=s.ignore_eos)
+            self.run = sc.LoadRun(self.server.url, items, slo_s=s.load_slo, timeout_s=s.load_timeout,
+                                  seed=s.engine_options().seed, check_alive=self.server.check_alive)
+            if items:
+                # first-request set-up (the vision path's first call) stays out of every figure
+                sc.run_schedule(self.server.url, [(0.0, items[0])], timeout_s=s.load_timeout, tag="warmup")
+            self.alone = self.run.alone()
+            facts = self.server.facts.to_dict() if self.server.facts else {}
+            self.capacity = sc.capacity(facts, self.alone, s.max_new_tokens)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def offline(self) -> sc.ScenarioResult:
+        if self._offline is None:
+            self._offline = self.run.offline(self.settings.load_requests)
+        return self._offline
+
+    def scenario(self, name: str) -> dict[str, Any]:
+        """Run scenario ``name`` and return its ``load`` record (figures, batch drift, capacity, server)."""
+        s, run = self.settings, self.run
+        if name == "offline":
+            points = [self.offline()]
+            body = points[0].to_dict()
+        elif name == "server":
+            rate = s.load_rate or self._half_offline_rate()
+            points = [run.server(rate, s.load_requests)]
+            body = points[0].to_dict()
+            body["rate_from"] = "--load-rate" if s.load_rate else "half the offline videos/s"
+        elif name == "camera":
+            search = run.camera_search(period_s=s.camera_period, clips_per_stream=s.camera_clips)
+            points, body = search.pop("_results"), search
+        elif name == "sweep":
+            search = run.sweep(start_rate=self._half_offline_rate(), n=s.load_requests)
+            points, body = search.pop("_results"), search
+        else:
+            raise ValueError(f"unknown load scenario {name!r}")
+        drift = sc.batch_drift(self.alone, points, run.items, confidence=s.drift_confidence,
+                               inconclusive=s.drift_inconclusive)
+        return {"type": "load", "scenario": name, **self.identity(), "status": "ok", "result": body,
+                "batch_drift": drift, "capacity": self.capacity, "alone": self.alone.to_dict(),
+                "server": {"log": str(self.server.log), "url": self.server.url,
+                           "facts": self.server.facts.to_dict() if self.server.facts else None,
+                           "engine_kwargs": {k: v for k, v in self.engine_kwargs.items() if k != "model"},
+                           "model_dir": str(self.engine_kwargs.get("model"))},
+                "excluded_clips": self.excluded, "time": time.time()}
+
+    def _half_offline_rate(self) -> float:
+        vps = self.offline().figures().get("videos_per_s")
+        if not vps:
+            raise RuntimeError("the offline scenario completed no request, so no start rate can be derived from it; "
+                               f"its errors: {self.offline().to_dict()['error_examples']}")
+        return vps / 2
+
+    def alone_vs_golden(self, golden: dict[str, Any], tolerance: float) -> list[str]:
+        """Differences between the answers at concurrency 1 and an offline golden of this engine: the label,
+        and each candidate log-prob within ``tolerance`` (a candidate outside the top log-probs is not judged)."""
+        items = {it.clip: it for it in self.run.items}
+        out = []
+        by_clip = {o.clip: o for o in self.alone.outcomes}
+        for clip, want in sorted(golden.get("videos", {}).items()):
+            o = by_clip.get(clip)
+            if o is None or not o.ok:
+                out.append(f"{clip}: no answer through the server ({o.error if o else 'not sent'})")
+                continue
+            rec = sc.as_record(o, items[clip], clip)
+            if rec["predicted"] != want["label"]:
+                out.append(f"{clip}: label {rec['predicted']} through the server, {want['label']} in the golden")
+            for label, lp in want.get("logprobs", {}).items():
+                if label in rec.get("candidates_outside_top", []):
+                    continue
+                got = rec["candidate_logprobs"].get(label)
+                if got is None or abs(got - lp) > tolerance:
+                    out.append(f"{clip}: log p({label}) {got} through the server, {lp} in the golden "
+                               f"(tolerance {tolerance})")
+        return out
