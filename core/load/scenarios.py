@@ -223,22 +223,25 @@ class LoadRun:
                 "note": None if good is not None else f"no rate tried met the SLO (lowest tried {min(p.offered['rate_per_s'] for p in points):.3g}/s)",
                 "points": [p.to_dict() for p in points], "_results": points}
 
-    def camera_search(self, *, period_s: float, clips_per_stream: int, max_streams: int = 64,
+    def camera_search(self, *, period_s: float, clips_per_stream: int, start_streams: int = 1, max_streams: int = 1024,
                       max_points: int = 8) -> dict[str, Any]:
-        """The largest number of streams whose p99 (or max, when too few) end-to-end latency stays within the period."""
+        """The largest number of streams whose p99 (or max, when too few) end-to-end latency stays within the
+        period: doubling from ``start_streams`` until a point fails (halving while the first ones fail),
+        then bisection to one stream."""
         points: list[ScenarioResult] = []
-        good, bad, k = 0, None, 1
+        good, bad, k = 0, None, max(1, start_streams)
         while len(points) < max_points and k <= max_streams:
             res = self.camera(k, period_s, clips_per_stream)
             points.append(res)
             if res.met:
-                good = k
+                good = max(good, k)
             else:
-                bad = k
+                bad = k if bad is None else min(bad, k)
             if bad is not None and bad - good <= 1:
                 break
-            k = (good + bad) // 2 if bad is not None else k * 2
+            k = k * 2 if bad is None else (good + bad) // 2 if good else max(1, bad // 2)
         return {"scenario": "camera", "period_s": period_s, "clips_per_stream": clips_per_stream,
+                "start_streams": max(1, start_streams),
                 "largest_streams": good, "first_failing_streams": bad, "max_streams_tried": max_streams,
                 "exact": bad is not None and bad - good <= 1,
                 "points": [p.to_dict() for p in points], "_results": points}

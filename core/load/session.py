@@ -82,7 +82,9 @@ class LoadSession:
             body = points[0].to_dict()
             body["rate_from"] = "--load-rate" if s.load_rate else "half the offline videos/s"
         elif name == "camera":
-            search = run.camera_search(period_s=s.camera_period, clips_per_stream=s.camera_clips)
+            # start near what the offline rate says one period can hold: half of it
+            start = max(1, int(self._half_offline_rate() * s.camera_period))
+            search = run.camera_search(period_s=s.camera_period, clips_per_stream=s.camera_clips, start_streams=start)
             points, body = search.pop("_results"), search
         elif name == "sweep":
             search = run.sweep(start_rate=self._half_offline_rate(), n=s.load_requests)

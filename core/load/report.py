@@ -1,0 +1,119 @@
+"""Tables of ``load`` records: per engine, the offline rate, the largest rate meeting the SLO, the camera
+streams one device holds, the KV capacity, and each one's ratio to the reference format of the same model,
+backend and device class; and the throughput-vs-latency points each sweep measured.
+
+``python -m core.load.report RESULTS.jsonl`` prints them (markdown)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    out = []
+    for p in paths:
+        for line in Path(p).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                if rec.get("type") == "load":
+                    out.append(rec)
+    return out
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """Per (model, backend, gpu_class, task, format): the newest figures of each scenario."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    newest: dict[tuple, dict[str, Any]] = {}
+    for rec in sorted(records, key=lambda r: r.get("time", 0)):  # a later run of a scenario replaces an earlier one
+        newest[(rec.get("engine"), rec.get("task"), rec.get("scenario"))] = rec
+    for rec in sorted(newest.values(), key=lambda r: r.get("time", 0)):
+        key = (rec.get("model"), rec.get("backend"), rec.get("gpu_class"), rec.get("task"), rec.get("format"))
+        row = rows.setdefault(key, {})
+        if rec.get("status") != "ok":
+            row.setdefault("errors", []).append(f"{rec.get('scenario')}: {rec.get('error')}")
+            continue
+        res, cap = rec["result"], rec.get("capacity") or {}
+        row["capacity"] = cap.get("concurrent_videos")
+        row["kv_tokens"] = cap.get("kv_cache_tokens")
+        row["weights_gib"] = cap.get("weights_gib")
+        row["kv_gib"] = cap.get("kv_cache_gib")
+        row["alone_e2e_p50"] = ((rec.get("alone") or {}).get("e2e_s") or {}).get("p50")
+        row.setdefault("batch_drift", {})[rec["scenario"]] = rec["batch_drift"].get("status")
+        if rec["scenario"] == "offline":
+            row["offline_vps"] = res.get("videos_per_s")
+            row["offline_tok_s"] = res.get("output_tokens_per_s")
+        elif rec["scenario"] == "sweep":
+            row["slo_rate"] = res.get("largest_rate_per_s")
+            row["slo"] = res.get("slo_e2e_s")
+            row["sweep_converged"] = res.get("converged")
+            row["sweep_points"] = [(p["offered"]["rate_per_s"], p["e2e_s"].get("p99"), p["e2e_s"].get("max"),
+                                    p.get("videos_per_s"), p["slo"]["met"], p["requests"]) for p in res["points"]]
+        elif rec["scenario"] == "camera":
+            row["streams"] = res.get("largest_streams")
+            row["period"] = res.get("period_s")
+            row["streams_exact"] = res.get("exact")
+        elif rec["scenario"] == "server":
+            row["server"] = {"rate": res["offered"]["rate_per_s"], "p99": res["e2e_s"].get("p99"),
+                             "goodput": (res.get("slo") or {}).get("goodput_per_s")}
+    return rows
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _ratio(x: Any, ref: Any) -> str:
+    return f"{x / ref:.2f}x" if isinstance(x, (int, float)) and isinstance(ref, (int, float)) and ref else "-"
+
+
+def markdown(records: list[dict[str, Any]], *, reference_format: str = "bf16") -> list[str]:
+    rows = summarize(records)
+    lines = ["| model | device | format | offline videos/s | largest rate at SLO (videos/s) | camera streams | "
+             "KV capacity (videos) | weights GiB | vs bf16: rate / streams / capacity | batch drift |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key in sorted(rows, key=lambda k: tuple(str(x) for x in k)):
+        model, backend, gclass, task, fmt = key
+        r = rows[key]
+        ref = rows.get((model, backend, gclass, task, reference_format), {})
+        slo = f" (p99 e2e <= {r['slo']:g} s{'' if r.get('sweep_converged') else ', not converged'})" if r.get("slo") else ""
+        streams = f"{r['streams']} at 1 clip/{r['period']:g} s" if r.get("streams") is not None else "-"
+        drift = ", ".join(f"{k}: {v}" for k, v in sorted((r.get("batch_drift") or {}).items())) or "-"
+        lines.append(f"| {model} | {gclass} | {fmt} | {_f(r.get('offline_vps'))} | {_f(r.get('slo_rate'))}{slo} | "
+                     f"{streams} | {_f(r.get('capacity'))} | {_f(r.get('weights_gib'))} | "
+                     f"{_ratio(r.get('slo_rate'), ref.get('slo_rate'))} / {_ratio(r.get('streams'), ref.get('streams'))} / "
+                     f"{_ratio(r.get('capacity'), ref.get('capacity'))} | {drift} |")
+        for err in r.get("errors", []):
+            lines.append(f"|  |  | {fmt} error | {err[:200]} |  |  |  |  |  |  |")
+    curve = [f"| {k[0]} | {k[4]} | {rate:.3g} | {_f(p99)} | {_f(mx)} | {_f(vps)} | {'yes' if met else 'no'} | {n} |"
+             for k, r in sorted(rows.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
+             for rate, p99, mx, vps, met, n in sorted(r.get("sweep_points") or [])]
+    if curve:
+        lines += ["", "Throughput vs latency (each sweep point; p99 needs >= 100 requests, else judged on the max):", "",
+                  "| model | format | offered rate/s | p99 e2e s | max e2e s | served videos/s | meets SLO | requests |",
+                  "|---|---|---|---|---|---|---|---|", *curve]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if not args:
+        print("usage: python -m core.load.report RESULTS.jsonl [...]", file=sys.stderr)
+        return 2
+    records = load_records(Path(a) for a in args)
+    if not records:
+        print("no load records in " + ", ".join(args))
+        return 1
+    print("\n".join(markdown(records)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
