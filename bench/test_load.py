@@ -25,9 +25,7 @@ def test_load(vqbench_load, vqbench_state, benchmark):
     try:
         rec = benchmark.pedantic(lambda: session.scenario(scenario), rounds=1, iterations=1, warmup_rounds=0)
     except Exception as exc:
-        vqbench_state.save_load({"type": "load", "scenario": scenario, **session.identity(), "status": "error",
-                                 "error_type": type(exc).__name__, "error": str(exc),
-                                 "server_log": str(session.server.log) if session.server else None})
+        vqbench_state.save_load(session.error_record(scenario, exc))
         raise
     vqbench_state.save_load(rec)
     benchmark.extra_info.update({"load": {k: rec[k] for k in ("scenario", "engine", "result", "capacity")},
@@ -52,6 +50,12 @@ def test_load(vqbench_load, vqbench_state, benchmark):
     assert not failed, "requests failed under load:\n" + "\n".join(failed)
     if scenario == "offline":
         assert result["videos_per_s"] > 0 and result["output_tokens_per_s"] > 0
+    if scenario == settings.load_scenarios()[-1]:
+        # the engine's last scenario: its server stops here, and nothing of it may be left behind
+        server = session.server
+        vqbench_state.close_load()
+        stopped = server.stopped
+        assert stopped["pids"] and not stopped["left"] and stopped["port_free"], stopped
     drift = rec["batch_drift"]
     if drift["status"] == "fail":
         pytest.fail("answers under load drifted from the same clips answered alone:\n" + "\n".join(drift["failures"]),

@@ -161,11 +161,14 @@ class LoadRun:
         self.url, self.items, self.slo_s, self.timeout_s, self.seed = url, items, slo_s, timeout_s, seed
         self.check_alive = check_alive or (lambda where: None)
         self.alone_result: ScenarioResult | None = None
+        self.finished: list[ScenarioResult] = []
+        """Every point run so far, kept before the server's health is checked (a dying server loses none)."""
 
     def _point(self, scenario: str, offered: dict[str, Any], schedule: list[tuple[float, WorkItem]],
                slo_s: float | None) -> ScenarioResult:
         outcomes, wall = run_schedule(self.url, schedule, timeout_s=self.timeout_s, tag=scenario)
         result = ScenarioResult(scenario, offered, outcomes, wall, slo_s=slo_s)
+        self.finished.append(result)
         self.check_alive(f"during the {scenario} scenario")
         return result
 

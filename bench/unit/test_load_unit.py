@@ -1,0 +1,175 @@
+"""The load layer without vLLM: the server lifecycle (start, health, stop of the whole process group, the
+faults a user meets), the client's streaming and timeouts, and the scenario arithmetic. The server here is
+a stand-in HTTP process (``_standin_server.py``); the real ``vllm serve`` runs in the vLLM tier
+(``bench/test_load.py --load``)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.load import scenarios as sc
+from core.load.client import Outcome, frames_url, with_uuid
+from core.load.server import ServerError, VLLMServer, port_in_use, serve_args
+
+pytestmark = pytest.mark.cpu
+STANDIN = str(Path(__file__).with_name("_standin_server.py"))
+
+
+def standin(tmp_path, mode: str, **kw) -> VLLMServer:
+    return VLLMServer({}, log=tmp_path / f"{mode}.log", command=[sys.executable, STANDIN, "{port}", mode], **kw)
+
+
+def test_serve_args_are_the_engine_arguments_as_flags():
+    args = serve_args({"model": "/m", "dtype": "bfloat16", "enforce_eager": False, "disable_log_stats": False,
+                       "limit_mm_per_prompt": {"video": 1}, "trust_remote_code": True, "quantization": None})
+    assert args == ["--model", "/m", "--dtype", "bfloat16", "--limit-mm-per-prompt", '{"video": 1}',
+                    "--trust-remote-code"]
+
+
+def test_a_port_in_use_is_refused_before_anything_starts(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        server = standin(tmp_path, "ok", port=port)
+        with pytest.raises(ServerError, match=f"port {port} .* is in use"):
+            server.start()
+        assert server.proc is None
+
+
+def test_a_server_exiting_at_start_up_names_its_code_and_log(tmp_path):
+    with pytest.raises(ServerError, match=r"exited with code 7 while starting; its log .*exit.log ends:\n(.*\n)*.*failing at start-up"):
+        standin(tmp_path, "exit").start()
+
+
+def test_a_server_that_never_becomes_healthy_fails_and_is_stopped(tmp_path):
+    server = standin(tmp_path, "mute", start_timeout_s=1.0)
+    with pytest.raises(ServerError, match="did not become healthy within 1 s"):
+        server.start()
+    assert server.stopped is not None and server.stopped["pids"] and not server.stopped["left"]
+
+
+def test_stop_ends_the_whole_process_group_and_frees_the_port(tmp_path):
+    server = standin(tmp_path, "ok").start()
+    members = server.group_pids()
+    assert len(members) >= 2, members  # the server and its child
+    port = server.port
+    assert port_in_use(port)
+    server.stop()
+    assert server.stopped["pids"] == members and server.stopped["left"] == [] and server.stopped["port_free"]
+    assert not port_in_use(port)
+    server.stop()  # twice is harmless
+
+
+def _item(clip="c1", candidates=None):
+    body = {"model": "vqbench", "messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "x"}},
+                                                                          {"type": "text", "text": "q"}]}],
+            "max_tokens": 2, "stream": True}
+    return sc.WorkItem(clip=clip, body=body, truth="Normal", candidates=candidates or {"Normal": 42, "Anomaly": 7})
+
+
+def test_answers_stream_back_with_their_tokens_and_timings(tmp_path):
+    with standin(tmp_path, "ok") as server:
+        run = sc.LoadRun(server.url, [_item("a"), _item("b")], slo_s=60.0, check_alive=server.check_alive)
+        alone = run.alone()
+        offline = run.offline(4)
+    for o in alone.outcomes + offline.outcomes:
+        assert o.ok and o.text == "Normal" and o.token_ids == [42, 43] and o.prompt_tokens == 11
+        assert 0 <= o.ttft_s <= o.e2e_s and o.tpot_s is not None
+    fig = offline.figures()
+    assert fig["completed"] == 4 and fig["videos_per_s"] > 0 and fig["output_tokens_per_s"] == pytest.approx(2 * fig["videos_per_s"])
+    drift = sc.batch_drift(alone, [offline], run.items)
+    assert drift["n"] == 4 and drift["flips"] == 0 and drift["token_sequence_changes"] == 0
+    assert drift["status"] == "inconclusive"  # 4 answers cannot show a 10% flip limit is kept
+
+
+def test_a_request_that_never_answers_times_out_with_a_clear_error(tmp_path):
+    with standin(tmp_path, "hang") as server:
+        run = sc.LoadRun(server.url, [_item()], slo_s=1.0, timeout_s=1.0)
+        res = run.offline(1)
+    assert res.outcomes[0].error.startswith("timed out after 1 s") and "--load-timeout" in res.outcomes[0].error
+
+
+def test_a_server_dying_mid_run_names_its_log_and_keeps_finished_results(tmp_path):
+    with standin(tmp_path, "die") as server:
+        run = sc.LoadRun(server.url, [_item()], slo_s=1.0, check_alive=server.check_alive)
+        with pytest.raises(ServerError, match=r"died during the offline scenario \(exit code 3\); its log .*die.log"):
+            run.offline(2)
+    assert len(run.finished) == 1 and run.finished[0].figures()["errors"] == 2
+
+
+def test_quantiles_are_reported_only_where_the_sample_reaches():
+    small = sc.quantiles([float(i) for i in range(1, 100)])  # 99 values: nothing beyond a p99
+    assert small["p50"] == 50.0 and small["p90"] == 90.0 and small["p99"] is None and small["max"] == 99.0
+    value, judged_on = sc.slo_value(small)
+    assert value == 99.0 and judged_on.startswith("max (n=99 < 100")
+    full = sc.quantiles([float(i) for i in range(1, 101)])
+    assert full["p99"] == 99.0 and sc.slo_value(full) == (99.0, "p99")
+
+
+def test_poisson_arrivals_are_seeded_and_at_the_rate():
+    a, b = sc.poisson_times(10.0, 2000, seed=0), sc.poisson_times(10.0, 2000, seed=0)
+    assert a == b and a[0] == 0.0 and all(x <= y for x, y in zip(a, a[1:]))
+    assert 1999 / a[-1] == pytest.approx(10.0, rel=0.1)
+    with pytest.raises(ValueError, match="must be positive"):
+        sc.poisson_times(0, 3, seed=0)
+
+
+def test_a_flip_under_load_is_counted_against_the_clip_alone():
+    alone = sc.ScenarioResult("alone", {}, [Outcome(0, "c1", 0.0, 0.0, 0.1, 0.2, "Normal", [42], [[(42, -0.1), (7, -2.5)]])], 0.2)
+    flipped = Outcome(0, "c1", 0.0, 0.0, 0.1, 0.2, "Anomaly", [7], [[(7, -0.2), (42, -1.9)]])
+    same = Outcome(1, "c1", 0.0, 0.0, 0.1, 0.2, "Normal", [42], [[(42, -0.1), (7, -2.5)]])
+    drift = sc.batch_drift(alone, [sc.ScenarioResult("offline", {}, [flipped, same], 0.2)], [_item("c1")])
+    assert drift["n"] == 2 and drift["flips"] == 1 and drift["token_sequence_changes"] == 1
+    assert drift["status"] == "fail" and any("flip_rate" in f for f in drift["failures"])
+
+
+def test_a_candidate_outside_the_top_log_probs_is_bounded_and_named():
+    o = Outcome(0, "c1", 0.0, top=[[(42, -0.1), (9, -3.0)]])
+    lps, missing = sc.candidate_logprobs(o, {"Normal": 42, "Anomaly": 7})
+    assert lps == {"Normal": -0.1, "Anomaly": -3.0} and missing == ["Anomaly"]
+
+
+def test_frames_travel_losslessly_and_every_request_gets_its_own_uuid():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from bench.conftest import make_frames
+
+    frames = make_frames(t=3, h=28, w=56)
+    url = frames_url(frames)
+    assert url.startswith("data:video/jpeg;base64,")
+    parts = url.split(",", 1)[1].split(",")
+    decoded = np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(p))).convert("RGB")) for p in parts])
+    assert np.array_equal(decoded, frames.array)  # what vLLM's loader (PIL) gets back is the same pixels
+    body = _item().body
+    a, b = with_uuid(body, "t0"), with_uuid(body, "t0")
+    ua, ub = a["messages"][0]["content"][0]["uuid"], b["messages"][0]["content"][0]["uuid"]
+    assert ua != ub and "uuid" not in body["messages"][0]["content"][0]
+
+
+def test_a_broken_clip_is_left_out_with_its_reason(built_model, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from core import dataset
+    from core.load.workload import prepare
+    from core.runner import FrameCache
+    from core.sampling import SamplingSpec
+    from core.tasks import get_task
+
+    good = dataset.load("fixtures")[:2]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    clips = [good[0], dataset.VideoClip(path=broken, id="broken"), good[1]]
+    tok = transformers.AutoTokenizer.from_pretrained(built_model("tiny"))
+    cache, spec = FrameCache(), SamplingSpec(fps=2.0, max_frames=4, resolution=(56, 56))
+    items, errors = prepare(clips, get_task("anomaly"), frames_for=lambda c: cache.get(c, spec), tokenizer=tok,
+                            processor_kwargs={}, model="vqbench", max_new_tokens=2)
+    assert [it.clip for it in items] == [good[0].id, good[1].id]
+    assert list(errors) == ["broken"] and errors["broken"]
