@@ -37,6 +37,13 @@ def _run(args: argparse.Namespace) -> int:
                device=args.device, output=out, csv_path=csv_path, results_path=jsonl)
 
 
+def _load(args: argparse.Namespace) -> int:
+    from core.commands.load import load
+
+    s = _settings(args, "pytest")
+    return load(s, results=Path(s.results or args.output), device=args.device)
+
+
 def _quantize(args: argparse.Namespace) -> int:
     from core.commands.quantize import quantize
 
@@ -95,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write a CSV 'id,answer' (the submission format of the seeds)")
     _table_args(p, "run")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("load", help="serve vLLM engines from a real `vllm serve` process under load: offline, "
+                                    "Poisson arrivals, camera streams, the largest rate at an SLO")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="engines of this device kind (default: the GPU's where one can run, else the CPU's)")
+    p.add_argument("--output", default="vqbench-load.jsonl", help="load records, JSON lines (default: vqbench-load.jsonl; --results names it too)")
+    _table_args(p, "pytest")
+    p.set_defaults(func=_load)
 
     p = sub.add_parser("quantize", help="make (or reuse from the cache) a quantized model; show what got quantized")
     _engine_args(p, backend=False)

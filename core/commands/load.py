@@ -1,0 +1,75 @@
+"""``vqbench load``: the load scenarios of ``bench/test_load.py`` from the command line, over the same
+plan (``core.matrix``), the same capability verdicts and the same ``LoadSession``; it adds progress lines,
+the results file and the table at the end."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from core.settings import Settings
+
+
+def load(s: Settings, *, results: Path, device: str = "auto") -> int:
+    from core.load.report import markdown
+    from core.load.session import LoadSession
+    from core.matrix import Matrix
+    from core.results import ResultsWriter
+    from core.runner import FrameCache
+    from core.sampling import anchor
+    from core.tasks import get_task
+
+    if not s.load:
+        s = dataclasses.replace(s, load=["all"])
+    if "vllm" not in s.backends:
+        s = dataclasses.replace(s, backends=["vllm"])
+    matrix = Matrix(s)
+    plans = [p for p in matrix.plans if p.engine.backend == "vllm" and device in ("auto", p.engine.device)]
+    if device == "auto" and any(p.engine.device == "cuda" and p.verdict.runnable for p in plans):
+        plans = [p for p in plans if p.engine.device == "cuda"]
+    for p in plans:
+        if not p.verdict.runnable:
+            print(f"skip {p.engine.id}: {p.verdict.reason}")
+    plans = [p for p in plans if p.verdict.runnable]
+    if not plans:
+        print("vqbench load: no vLLM engine can run here (the reasons are above; `vqbench doctor` has the table)")
+        return 2
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-load"
+    writer = ResultsWriter(results, header={"settings": s.to_dict(), "command": "load"}, run_id=run_id)
+    frames, records, failed = FrameCache(), [], 0
+    try:
+        for plan in plans:
+            for task_name in s.tasks_for(plan.engine.model):
+                task = get_task(task_name)
+                session = LoadSession(plan, task, s, clips=matrix.clips_for(task_name),
+                                      frames_for=lambda clip: frames.get(clip, anchor(s.sampling(), clip)),
+                                      log_dir=results.resolve().parent / "server-logs")
+                print(f"{plan.engine.id} {task_name}: starting a vLLM server (log under {session.log_dir})", flush=True)
+                try:
+                    session.start()
+                except Exception as exc:  # noqa: BLE001 - this engine fails alone; the next one runs
+                    failed += 1
+                    print(f"  could not start: {exc}")
+                    writer.write(session.error_record("start", exc))
+                    continue
+                print(f"  up in {session.server.facts.start_s:.0f} s; {len(session.run.items)} clips answered alone"
+                      + (f"; left out: {session.excluded}" if session.excluded else ""), flush=True)
+                try:
+                    for name in s.load_scenarios():
+                        print(f"  {name} ...", flush=True)
+                        try:
+                            rec = session.scenario(name)
+                        except Exception as exc:  # noqa: BLE001 - recorded with the points it finished
+                            failed += 1
+                            rec = session.error_record(name, exc)
+                            print(f"  {name} failed: {exc}")
+                        writer.write(rec)
+                        records.append(rec)
+                finally:
+                    session.close()
+    finally:
+        writer.close()
+    print("\n".join(markdown(records, reference_format=s.reference_format)))
+    print(f"results: {results}")
+    return 1 if failed else 0
