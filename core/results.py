@@ -146,6 +146,8 @@ class Results:
     engines: list[dict[str, Any]] = field(default_factory=list)
     drift: list[dict[str, Any]] = field(default_factory=list)
     sessions: list[dict[str, Any]] = field(default_factory=list)
+    load: list[dict[str, Any]] = field(default_factory=list)
+    """Load-scenario records (``core.load``), as written."""
     headers: list[dict[str, Any]] = field(default_factory=list)
     _machine_class: str = field(default="", repr=False, compare=False)
     """The GPU class of the machine named by the last header read (a file's own run)."""
@@ -167,6 +169,8 @@ class Results:
             self.drift.append(rec)
         elif kind == "session":
             self.sessions.append(rec)
+        elif kind == "load":
+            self.load.append(rec)
         elif kind == "header":
             self.headers.append(rec)
             self._machine_class = str((rec.get("machine") or {}).get("gpu_class") or "")
@@ -187,7 +191,7 @@ class Results:
         for key, recs in other._history.items():
             self._history.setdefault(key, []).extend(recs)
             self._replay(key)
-        for attr in ("engines", "drift", "sessions", "headers"):
+        for attr in ("engines", "drift", "sessions", "headers", "load"):
             getattr(self, attr).extend(getattr(other, attr))
 
     def speed(self) -> list[CellRecord]:
@@ -204,7 +208,7 @@ class Results:
         return self.answers()
 
     def __bool__(self) -> bool:
-        return bool(self.timed or self.scoring or self.errors)
+        return bool(self.timed or self.scoring or self.errors or self.load)
 
 
 def _chronological(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -242,7 +246,7 @@ def load(path: Path | str, *, run_id: str | None = None) -> Results:
         res = from_records(r for r in read(path) if run_id is None or r.get("run_id") == run_id)
     if not res:
         raise ReportInputError(
-            f"{path}: no benchmark cells found (is it empty, a truncated pytest-benchmark JSON, or another "
+            f"{path}: no benchmark cells or load records found (is it empty, a truncated pytest-benchmark JSON, or another "
             "kind of file?); write one with 'pytest bench/test_cells.py --results FILE' or '--benchmark-json FILE'")
     return res
 

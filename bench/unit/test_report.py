@@ -81,7 +81,7 @@ def test_speed_table_numbers() -> None:
     assert q["latency s/video"] == "0.500" and q["total s"] == "1.50" and q["vs bf16"] == "2.00x faster"
     assert q["quantize s"] == "12.50 (cached)" and q["load s"] == "1.50" and q["weights"] == "512.0 MiB"
     assert q["TTFT s"] == "0.060" and q["decode tok/s"] == "100.0" and q["video decode s"] == "0.020"
-    assert q["peak memory"] == "RSS 2.00 GiB" and q["errors"] == "0" and q["videos"] == "3"
+    assert q["memory held"] == "RSS 2.00 GiB" and q["errors"] == "0" and q["videos"] == "3"
     assert "roofline ratio" not in headers
 
 
@@ -102,7 +102,7 @@ def test_gpu_memory_roofline_and_errors_shown() -> None:
                  "error": "NaN logits\ntrace", "cell": "tiny-hf-bf16-cuda-anomaly-v3"})
     md = report.render_markdown(recs)
     row = dict(zip(md_headers(md, "model"), md_row(md, "tiny", "hf", "bf16")))
-    assert row["peak memory"] == "torch 3.00 GiB · NVML 4.00 GiB"
+    assert row["memory held"] == "torch 3.00 GiB · NVML 4.00 GiB"
     assert row["roofline ratio"] == "2.50" and row["errors"] == "*1*" and row["videos"] == "2"
     assert "## Roofline" in md and "## Errors" in md and "NaN logits" in md and "trace" not in md
     assert md_row(md, "v3")[2] == "*error*"
@@ -126,7 +126,7 @@ def test_device_level_nvml_memory_is_labelled() -> None:
     mem = {"nvml_source": "device", "nvml_peak_over_baseline_bytes": 4 * GIB, "torch_peak_over_baseline_bytes": 0}
     md = report.render_markdown([cell(device="cuda", video=v, memory=mem) for v in ("v1", "v2")])
     row = dict(zip(md_headers(md, "model"), md_row(md, "tiny", "hf", "bf16")))
-    assert row["peak memory"] == "torch 0.0 MiB · NVML device used 4.00 GiB"
+    assert row["memory held"] == "torch 0.0 MiB · NVML device used 4.00 GiB"
     assert "'NVML device used': NVML attributed no memory to the engine's processes" in md
 
 

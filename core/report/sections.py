@@ -41,6 +41,8 @@ def _peak(s: dict[str, Any]) -> str:
     p = s["peak"]
     if s["device"] != "cpu":
         nvml = "NVML device used" if p.get("nvml_source") == "device" else "NVML"
+        if s["backend"] == "vllm":  # the engine's up-front reservation, the same for every format: not a peak
+            return f"reserved: {nvml} {fmt_bytes(p['nvml'])}"
         return f"torch {fmt_bytes(p['torch'])} · {nvml} {fmt_bytes(p['nvml'])}"
     return f"RSS {fmt_bytes(p['host'])}"
 
@@ -80,7 +82,7 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
     by_eng = {s["engine"]: s for s in native}
     roof = any(s["roofline"] for s in native)
     headers = ["model", "backend", "format", "device", "videos", "load s", "quantize s", "latency s/video",
-               "total s", f"vs {reference}", "TTFT s", "decode tok/s", "video decode s", "peak memory", "weights"]
+               "total s", f"vs {reference}", "TTFT s", "decode tok/s", "video decode s", "memory held", "weights"]
     headers += ["roofline ratio"] * roof + ["errors"]
     rows = []
     for s in native:
@@ -100,6 +102,10 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
         notes.append("GPU peak memory is the engine's peak over the memory its processes held before it loaded, "
                      "summed over every process of the engine (vLLM runs its engine core in a child process): "
                      "torch's allocator (this process) and NVML's per-process figures.")
+    if any(s["device"] != "cpu" and s["backend"] == "vllm" for s in summaries):
+        notes.append("vLLM's 'reserved' memory is what its engine takes up front (gpu_memory_utilization of the "
+                     "device, mostly KV cache), whatever the format: it is not a peak and does not tell formats "
+                     "apart. The load section's capacity table does (weights as loaded, KV cache, concurrent videos).")
     if any(s["peak"].get("nvml_source") == "device" for s in summaries):
         notes.append("'NVML device used': NVML attributed no memory to the engine's processes (a container with its "
                      "own PID namespace hides their host PIDs from it), so the figure is the device's used memory over "
@@ -114,7 +120,7 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
     tables = [Table(headers, rows)] if rows else []
     if emulated:
         e_headers = ["model", "backend", "format", "device", "mode", "videos", "load s", "quantize s",
-                     "emulated latency s/video", "peak memory", "weights", "errors"]
+                     "emulated latency s/video", "memory held", "weights", "errors"]
         e_rows: list[list[str | Mark]] = [
             [s["model"], s["backend"], s["format"], device_label(s), s["mode"] or "—", str(s["videos"]), fmt_s(s["load_s"]),
              _quant(s), fmt_s(s["latency_s"]), _peak(s), weights_text(s), _errors(s)] for s in emulated]
@@ -288,6 +294,32 @@ def setup_lines(results: Results) -> list[str]:
     return lines + clock_lines(results)
 
 
+def load_section(results: Results) -> Section | None:
+    """The load scenarios (``core.load``): per engine the offline rate, the largest rate at the SLO, camera
+    streams, KV capacity and their ratios to the reference format; and the sweep's throughput-latency points."""
+    if not results.load:
+        return None
+    from core.load.report import markdown
+
+    lines = markdown(results.load)
+    tables, current, caption = [], [], ""
+    for line in lines + [""]:
+        if line.startswith("|"):
+            current.append([c.strip() for c in line.strip().strip("|").split("|")])
+        else:
+            if current:
+                tables.append(Table(current[0], [r for r in current[2:]], caption=caption))
+                current, caption = [], ""
+            if line.strip():
+                caption = line.strip()
+    return Section("Under load (a real vLLM server)", [
+        "Each engine served by `vllm serve` with its cells' own arguments; its clips answered alone first (the "
+        "reference for batch drift). Largest rate: Poisson arrivals meeting p99 end-to-end latency within the SLO "
+        "(judged on the max where a point has fewer than 100 requests). Camera streams: each sends a clip per "
+        "period; the largest count whose p99 stays within it. KV capacity: vLLM's own KV cache tokens over one "
+        "request's tokens."], tables)
+
+
 def sections(results: Results, *, baseline: Results | None = None,
              reference: str = REFERENCE_FORMAT) -> list[Section]:
     """Every section of the report, for the Markdown and HTML renderers alike."""
@@ -298,6 +330,6 @@ def sections(results: Results, *, baseline: Results | None = None,
     out += [s for s in (drift_section(results), history_section(results)) if s is not None]
     if baseline is not None:
         out.append(baseline_section(baseline, results))
-    out += [s for s in (roofline_section([s for s in summaries if real_kernels(s)]), time_section(results),
+    out += [s for s in (load_section(results), roofline_section([s for s in summaries if real_kernels(s)]), time_section(results),
                         errors_section(results)) if s is not None]
     return out
