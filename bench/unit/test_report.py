@@ -258,7 +258,7 @@ def test_truncated_results_file_loads(tmp_path: Path) -> None:
 def test_no_cells_is_a_clear_error(tmp_path: Path, content: str) -> None:
     path = tmp_path / "results.jsonl"
     path.write_text(content)
-    with pytest.raises(VqbenchError, match="results.jsonl: no benchmark cells found"):
+    with pytest.raises(VqbenchError, match="results.jsonl: no benchmark cells or load records found"):
         results.load(path)
 
 
