@@ -11,6 +11,7 @@ request latency: the request figures are in extra_info (``ttft_s``, ``tpot_s``, 
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 
@@ -56,6 +57,12 @@ def test_load(vqbench_load, vqbench_state, benchmark):
         vqbench_state.close_load()
         stopped = server.stopped
         assert stopped["pids"] and not stopped["left"] and stopped["port_free"], stopped
+    # --history: throughput and goodput against earlier runs on this device class (as latency is)
+    for verdict in rec.get("history") or []:
+        if verdict["status"] == "fail":
+            pytest.fail(f"throughput regression against the history: {verdict['message']}", pytrace=False)
+        if verdict["status"] in ("warn", "clock change"):
+            warnings.warn(f"{plan.engine.id} {scenario}: {verdict['status']}: {verdict['message']}", stacklevel=1)
     drift = rec["batch_drift"]
     if drift["status"] == "fail":
         pytest.fail("answers under load drifted from the same clips answered alone:\n" + "\n".join(drift["failures"]),

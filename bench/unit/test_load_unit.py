@@ -173,3 +173,24 @@ def test_a_broken_clip_is_left_out_with_its_reason(built_model, tmp_path):
                             processor_kwargs={}, model="vqbench", max_new_tokens=2)
     assert [it.clip for it in items] == [good[0].id, good[1].id]
     assert list(errors) == ["broken"] and errors["broken"]
+
+
+def test_a_throughput_drop_beyond_the_history_noise_fails(tmp_path):
+    from core.load import gate
+    from core.metrics.history import History
+
+    db = History(tmp_path / "h.sqlite")
+
+    def rec(vps: float) -> dict:
+        return {"type": "load", "status": "ok", "scenario": "offline", "engine": "e", "task": "anomaly",
+                "gpu_class": "sm90", "result": {"videos_per_s": vps, "output_tokens_per_s": 7 * vps}}
+
+    for i, vps in enumerate([10.0, 10.1, 9.9, 10.0, 10.05]):
+        assert gate.add_records(db, [rec(vps)], run_id=f"r{i}") == 2
+    same = gate.judge_record(db, rec(10.0), run_id="new")
+    assert [v["status"] for v in same] == ["ok", "ok"]
+    slow = gate.judge_record(db, rec(8.0), run_id="new")
+    assert {v["figure"]: v["status"] for v in slow} == {"videos_per_s": "fail", "output_tokens_per_s": "fail"}
+    assert "videos_per_s 8 against 10" in slow[0]["message"]
+    first = gate.judge_record(History(tmp_path / "empty.sqlite"), rec(8.0), run_id="new")
+    assert first[0]["status"] == "insufficient history"

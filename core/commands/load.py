@@ -64,12 +64,26 @@ def load(s: Settings, *, results: Path, device: str = "auto") -> int:
                             failed += 1
                             rec = session.error_record(name, exc)
                             print(f"  {name} failed: {exc}")
+                        if s.history and rec.get("status") == "ok":
+                            from core.load import gate
+                            from core.metrics.history import History
+
+                            rec["history"] = gate.judge_record(History(s.history), rec, run_id=run_id)
+                            for v in rec["history"]:
+                                if v["status"] in ("fail", "warn", "faster", "clock change"):
+                                    print(f"  history: {v['status']}: {v['message']}")
+                            failed += sum(v["status"] == "fail" for v in rec["history"])
                         writer.write(rec)
                         records.append(rec)
                 finally:
                     session.close()
     finally:
         writer.close()
+        if s.history and records:
+            from core.load import gate
+            from core.metrics.history import History
+
+            gate.add_records(History(s.history), records, run_id=run_id)
     print("\n".join(markdown(records, reference_format=s.reference_format)))
     print(f"results: {results}")
     return 1 if failed else 0

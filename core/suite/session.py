@@ -43,6 +43,7 @@ class VqbenchState:
         self.load_key: tuple[str, str] | None = None
         self.load = None
         self.load_failures: dict[tuple[str, str], str] = {}
+        self.load_records: list[dict[str, Any]] = []
 
     @property
     def plans(self):
@@ -164,6 +165,14 @@ class VqbenchState:
         return session
 
     def save_load(self, rec: dict[str, Any]) -> None:
+        """Write a load record; with --history, judge its throughput figures first (``core.load.gate``) and
+        keep it for the history at the session's end."""
+        if self.settings.history and rec.get("status") == "ok":
+            from core.load import gate
+            from core.metrics.history import History
+
+            rec["history"] = gate.judge_record(History(self.settings.history), rec, run_id=self.run_id)
+            self.load_records.append(rec)
         self._write(rec)
 
     def close_load(self) -> None:
@@ -188,6 +197,11 @@ class VqbenchState:
             from core.metrics.history import History, add_records
 
             add_records(History(self.settings.history), list(self.timed.values()), run_id=self.run_id)
+        if self.settings.history and self.load_records:
+            from core.load import gate
+            from core.metrics.history import History
+
+            gate.add_records(History(self.settings.history), self.load_records, run_id=self.run_id)
         rec = {"type": "session", "worker": _worker(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
                "wall_s": ledger["wall_s"], "phases": ledger["phases"], "unattributed_s": ledger["unattributed_s"],
                "loads": dict(self.pool.loads) if self.pool else {},
