@@ -177,7 +177,7 @@ async def send(session, url: str, body: dict[str, Any], outcome: Outcome, *, t0:
 
 def _absorb(event: dict[str, Any], outcome: Outcome, now: float) -> None:
     if event.get("error"):
-        outcome.error = str(event["error"])
+        outcome.error = f"HTTP 200, error in the stream: {event['error']}"
         return
     usage = event.get("usage")
     if usage:

@@ -135,6 +135,11 @@ def run_schedule(url: str, schedule: list[tuple[float, WorkItem]], *, timeout_s:
     return outcomes, time.perf_counter() - t0
 
 
+def _connection_lost(outcomes: list[Outcome]) -> bool:
+    """Whether a request failed below HTTP (a refused or dropped connection), not with a status or a timeout."""
+    return any(o.error and not o.error.startswith(("HTTP ", "timed out")) for o in outcomes)
+
+
 def cycle(items: list[WorkItem], n: int) -> list[WorkItem]:
     """``n`` items, going round the clips in order."""
     if not items:
@@ -159,7 +164,7 @@ class LoadRun:
     def __init__(self, url: str, items: list[WorkItem], *, slo_s: float, timeout_s: float = 300.0, seed: int = 0,
                  check_alive=None) -> None:
         self.url, self.items, self.slo_s, self.timeout_s, self.seed = url, items, slo_s, timeout_s, seed
-        self.check_alive = check_alive or (lambda where: None)
+        self.check_alive = check_alive or (lambda where, suspect=False: None)
         self.alone_result: ScenarioResult | None = None
         self.finished: list[ScenarioResult] = []
         """Every point run so far, kept before the server's health is checked (a dying server loses none)."""
@@ -169,7 +174,7 @@ class LoadRun:
         outcomes, wall = run_schedule(self.url, schedule, timeout_s=self.timeout_s, tag=scenario)
         result = ScenarioResult(scenario, offered, outcomes, wall, slo_s=slo_s)
         self.finished.append(result)
-        self.check_alive(f"during the {scenario} scenario")
+        self.check_alive(f"during the {scenario} scenario", suspect=_connection_lost(outcomes))
         return result
 
     def alone(self) -> ScenarioResult:
@@ -182,7 +187,7 @@ class LoadRun:
             outcomes.append(got[0])
         self.alone_result = ScenarioResult("alone", {"concurrency": 1, "requests": len(self.items)}, outcomes,
                                            time.perf_counter() - t0, slo_s=self.slo_s)
-        self.check_alive("answering the clips alone")
+        self.check_alive("answering the clips alone", suspect=_connection_lost(outcomes))
         return self.alone_result
 
     def offline(self, n: int) -> ScenarioResult:

@@ -33,6 +33,7 @@ HOST = "127.0.0.1"
 SERVED_NAME = "vqbench"
 STOP_GRACE_S = 30.0
 LOG_TAIL_LINES = 25
+DEATH_WAIT_S = 10.0
 
 
 class ServerError(VqbenchError):
@@ -192,8 +193,13 @@ class VLLMServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def check_alive(self, where: str = "") -> None:
-        """Raise ``ServerError`` naming the log when the server process has exited."""
+    def check_alive(self, where: str = "", *, suspect: bool = False) -> None:
+        """Raise ``ServerError`` naming the log when the server process has exited. ``suspect``: requests
+        lost their connection, so the server may be on its way out: its exit is waited for (up to
+        ``DEATH_WAIT_S``) before it is called alive."""
+        if self.proc is not None and suspect and self.proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=DEATH_WAIT_S)
         if self.proc is not None and self.proc.poll() is not None:
             raise ServerError(f"the vLLM server died{' ' + where if where else ''} (exit code {self.proc.returncode}); "
                               f"its log {self.log} ends:\n{log_tail(self.log)}")
