@@ -1,14 +1,14 @@
-"""Regenerate the README's tables that are data elsewhere, so the README cannot drift from the code.
+"""Regenerate the README's and the docs' tables that are data elsewhere, so they cannot drift from the code.
 
-    python -m core.tools.readme           # rewrite the generated blocks in README.md
+    python -m core.tools.readme           # rewrite the generated blocks in README.md and docs/
     python -m core.tools.readme --check   # exit 1 and show the difference when a block is stale
 
-Blocks live between ``<!-- NAME -->`` and ``<!-- /NAME -->`` markers:
+Blocks live between ``<!-- NAME -->`` and ``<!-- /NAME -->`` markers, each in one file (``FILES``):
 
-* ``options``: every option of the one options table (``core.settings.Settings``), with its
-  ``[tool.vqbench]`` key, default and the front ends that take it;
-* ``support-matrix``: ``vqbench doctor``'s verdict for every format x backend on a CPU and on the
-  GPU classes this project measured or reasons about (from ``core.capability``), with the reason
+* ``options`` (``docs/options.md``): every option of the one options table (``core.settings.Settings``),
+  with its ``[tool.vqbench]`` key, default and the front ends that take it;
+* ``support-matrix`` (``README.md``): ``vqbench doctor``'s verdict for every format x backend on a CPU
+  and on the GPU classes this project measured or reasons about (from ``core.capability``), with the reason
   behind every ✘ and what runs instead behind every "emulated"; a "native" says whether a real run
   was seen using the format's own kernels (``core/observed_kernels.json``) or not ("unverified").
 """
@@ -25,6 +25,7 @@ from core import paths
 from core.device import DeviceInfo
 
 README = paths.PROJECT_ROOT / "README.md"
+OPTIONS_DOC = paths.PROJECT_ROOT / "docs" / "options.md"
 
 GPU_CLASSES = (
     DeviceInfo(kind="cuda", name="NVIDIA A100", capability=(8, 0), memory_gib=80),
@@ -148,12 +149,17 @@ def support_matrix(evidence: list[dict] | None = None) -> str:
 
 BLOCKS = {"options": options_table, "support-matrix": support_matrix}
 
+FILES = {README: ("support-matrix",), OPTIONS_DOC: ("options",)}
+"""Which file holds which generated blocks (every block in exactly one file)."""
 
-def render(text: str) -> str:
-    for name, make in BLOCKS.items():
+
+def render(text: str, names: tuple[str, ...], where: str = "README.md") -> str:
+    """``text`` with the blocks ``names`` regenerated; ``where`` names the file in the error for a missing block."""
+    for name in names:
+        make = BLOCKS[name]
         pattern = re.compile(rf"(<!-- {name} -->\n)(.*?)(<!-- /{name} -->)", re.S)
         if not pattern.search(text):
-            raise SystemExit(f"README.md has no <!-- {name} --> block")
+            raise SystemExit(f"{where} has no <!-- {name} --> block")
         text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(3), text)
     return text
 
@@ -162,16 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="exit 1 when a generated block is stale")
     a = p.parse_args(argv)
-    old = README.read_text(encoding="utf-8")
-    new = render(old)
-    if a.check:
-        if new != old:
-            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "README.md",
-                                                       "generated"))
-            return 1
-        return 0
-    README.write_text(new, encoding="utf-8")
-    return 0
+    stale = 0
+    for path, names in FILES.items():
+        where = str(path.relative_to(paths.PROJECT_ROOT))
+        old = path.read_text(encoding="utf-8")
+        new = render(old, names, where)
+        if a.check:
+            if new != old:
+                sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), where,
+                                                           "generated"))
+                stale = 1
+        elif new != old:
+            path.write_text(new, encoding="utf-8")
+    return stale
 
 
 if __name__ == "__main__":
