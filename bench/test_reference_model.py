@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core import dataset
-from core.capability import Verdict, installed
+from core.capability import CapabilityVerdict, installed
 from core.formats import get_format
 from core.matrix import Cell, Engine, EnginePlan
 from core.models import registry
@@ -22,7 +22,7 @@ MIN_ACCURACY = 0.9
 
 def test_reference_model_accuracy_on_the_held_out_split(record_property):
     spec = registry.resolve("tiny-trained")
-    plan = EnginePlan(Engine("tiny-trained", "hf", "bf16", "cpu"), spec, get_format("bf16"), Verdict(True))
+    plan = EnginePlan(Engine("tiny-trained", "hf", "bf16", "cpu"), spec, get_format("bf16"), CapabilityVerdict(True))
     settings = Settings()
     pool, frames = EnginePool(settings), FrameCache()
     clips = dataset.load("heldout")

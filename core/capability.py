@@ -3,7 +3,7 @@
 ``check`` judges an engine (model x backend x format on a device); ``task_verdict``, ``golden_verdict``
 and ``drift_verdict`` judge what the suite does with it. They read the facts the backends, quantizers
 and formats declare about themselves (``core.backends.BACKENDS``, ``core.quant.QUANTIZERS``,
-``core.formats.FORMATS``) and are the only producers of ``Verdict``s: the suite turns a "no" into
+``core.formats.FORMATS``) and are the only producers of ``CapabilityVerdict``s: the suite turns a "no" into
 a skip mark carrying the reason, ``vqbench run`` into an error, ``vqbench doctor`` into its table.
 
 A "no" is *structural* when it holds on every device of that kind in every environment (the backend
@@ -97,7 +97,7 @@ def missing_reason(packages: tuple[str, ...] | list[str], purpose: str) -> str |
 
 
 @dataclass(frozen=True)
-class Verdict:
+class CapabilityVerdict:
     """Whether something can run (or be judged) here; when it can, how (``mode``) and any note."""
 
     runnable: bool
@@ -122,18 +122,18 @@ class Verdict:
         return self.runnable and self.mode == "native"
 
 
-def no(reason: str) -> Verdict:
+def no(reason: str) -> CapabilityVerdict:
     """A "no" that depends on this environment (what is installed, which GPU): a skip with the reason."""
-    return Verdict(False, reason)
+    return CapabilityVerdict(False, reason)
 
 
-def impossible(reason: str) -> Verdict:
+def impossible(reason: str) -> CapabilityVerdict:
     """A structural "no": true on every device of the kind judged, in every environment."""
-    return Verdict(False, reason, structural=True)
+    return CapabilityVerdict(False, reason, structural=True)
 
 
 def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec | None = None,
-          check_packages: bool = True, tool_environment: bool = True) -> Verdict:
+          check_packages: bool = True, tool_environment: bool = True) -> CapabilityVerdict:
     """Can ``backend`` run ``fmt`` (for ``spec``, when given) on ``device``? Reasons name the fix or
     the hardware needed. ``tool_environment=False`` leaves out whether the quantizing tool's own
     environment is ready: what an engine can serve once a checkpoint exists. Structural reasons
@@ -173,7 +173,7 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
     if device.kind == "cpu":
         bf16_note = cpu_bf16_note(device)
     if route.decompressed:
-        return Verdict(True, "; ".join(filter(None, [route.decompressed, bf16_note])), mode="emulated")
+        return CapabilityVerdict(True, "; ".join(filter(None, [route.decompressed, bf16_note])), mode="emulated")
     min_sm = fmt.real_kernels_min_sm
     emulated = route.cpu_emulation if device.kind == "cpu" else ""
     if route.how != "fake-quant" and min_sm and sm is not None and sm < min_sm:
@@ -184,16 +184,16 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
         note = f"{fmt.tool} fake-quant: numerics of the format, bf16 storage and speed"
         if min_sm and (sm is None or sm < min_sm):
             note += f"; real kernels need sm_{min_sm}+, found {'CPU' if sm is None else f'sm_{sm}'}"
-        return Verdict(True, "; ".join(filter(None, [note, bf16_note])), mode="fake-quant")
+        return CapabilityVerdict(True, "; ".join(filter(None, [note, bf16_note])), mode="fake-quant")
     if emulated or (bf16_note and (device.kind == "cuda" or not fmt.quantized)):
         # on a CPU only the bf16 format itself is emulated; a quantized format keeps its own kernels
         # (its activations in the CPU's compute dtype, which the note says)
-        return Verdict(True, "; ".join(filter(None, [emulated, bf16_note])), mode="emulated")
-    return Verdict(True, bf16_note)
+        return CapabilityVerdict(True, "; ".join(filter(None, [emulated, bf16_note])), mode="emulated")
+    return CapabilityVerdict(True, bf16_note)
 
 
 def structural_verdict(backend: str, fmt: QuantFormat, device_kind: str, *,
-                       spec: ModelSpec | None = None) -> Verdict | None:
+                       spec: ModelSpec | None = None) -> CapabilityVerdict | None:
     """The structural "no" for ``backend`` x ``fmt`` (x ``spec``) on a device of ``device_kind``
     ("cpu" or "cuda"), or None: only facts the backends, formats, quantizers and the model declare,
     never what is installed or which GPU this is, so the answer is the same in every environment."""
@@ -245,7 +245,7 @@ def cpu_bf16_note(device: DeviceInfo) -> str:
     return f"{where}: --cpu-dtype {device.dtype} keeps it (slow; --cpu-dtype auto computes in float32)"
 
 
-def _prequantized_gate(spec: ModelSpec, fmt: QuantFormat) -> Verdict | None:
+def _prequantized_gate(spec: ModelSpec, fmt: QuantFormat) -> CapabilityVerdict | None:
     """A pre-quantized checkpoint runs in its own format only; a checkpoint-only format needs one."""
     detected = spec.detected_format
     if detected is not None and fmt.id != detected:
@@ -257,7 +257,7 @@ def _prequantized_gate(spec: ModelSpec, fmt: QuantFormat) -> Verdict | None:
     return None
 
 
-def _memory_gate(spec: ModelSpec, device: DeviceInfo) -> Verdict | None:
+def _memory_gate(spec: ModelSpec, device: DeviceInfo) -> CapabilityVerdict | None:
     """A model too big for this GPU (another GPU may hold it: not structural)."""
     if device.kind == "cuda" and spec.weight_gib_bf16() > (device.memory_gib or 0) * MEMORY_HEADROOM:
         return no(f"{spec.name} needs ~{spec.weight_gib_bf16():.0f} GiB in bf16; {device.describe()} has too little "
@@ -265,20 +265,21 @@ def _memory_gate(spec: ModelSpec, device: DeviceInfo) -> Verdict | None:
     return None
 
 
-def no_device(reason: str) -> Verdict:
+def no_device(reason: str) -> CapabilityVerdict:
     """No device of the kind a cell needs (e.g. GPU cells on a machine without one)."""
     return no(f"no CUDA GPU: {reason}")
 
 
-def task_verdict(task: str, clips) -> Verdict:
+def task_verdict(task: str, clips) -> CapabilityVerdict:
     """Whether ``task`` can be asked of ``clips``: multiple choice needs questions with options."""
     if task == "mcq" and not all(c.question and c.options for c in clips):
         return no("the mcq task needs questions with options (a RoadBuddy-style JSON); these videos have none: "
                   "pass --task anomaly, or a JSON via --videos")
-    return Verdict(True)
+    return CapabilityVerdict(True)
 
 
-def golden_verdict(spec: ModelSpec, device_class: str, *, recorded_classes: set[str], updating: bool) -> Verdict:
+def golden_verdict(spec: ModelSpec, device_class: str, *, recorded_classes: set[str],
+                   updating: bool) -> CapabilityVerdict:
     """Whether an engine's answers are checked against goldens here."""
     if spec.kind == "shape":  # by design, on every GPU
         return impossible(f"{spec.name} is shape-only: random weights give near-tied labels that GPU kernels flip "
@@ -287,11 +288,11 @@ def golden_verdict(spec: ModelSpec, device_class: str, *, recorded_classes: set[
     if not updating and device_class not in recorded_classes:
         return no(f"no goldens recorded for device class {device_class} yet (goldens are per GPU class); record "
                   "them once with `pytest bench -m gpu --snapshot-update`")
-    return Verdict(True)
+    return CapabilityVerdict(True)
 
 
-def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str,
-                  reference: Verdict | None, reference_id: str, reference_model: str = "") -> Verdict:
+def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str, reference: CapabilityVerdict | None,
+                  reference_id: str, reference_model: str = "") -> CapabilityVerdict:
     """Whether drift against the reference format (for a pre-quantized checkpoint: the reference
     model's engine in that format) is judged for this engine."""
     if spec.prequantized is not None and not reference_model:
@@ -302,7 +303,7 @@ def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str,
         if spec.kind == "shape":  # by design, on every GPU
             return impossible(f"{spec.name} is shape-only: random weights give near-tied labels, so a run-to-run "
                               f"check of its {reference_format} answers would test noise (its cells are still timed)")
-        return Verdict(True)  # the reference gets its run-to-run check
+        return CapabilityVerdict(True)  # the reference gets its run-to-run check
     if spec.random_weights:  # by design, on every device
         return impossible(f"{spec.name} has random weights (near-tied labels): its answers carry no meaning, so "
                           f"drift against {reference_format} is not judged; tiny-trained and real checkpoints are")
@@ -312,6 +313,6 @@ def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str,
                       "planned)")
         return no(f"reference {reference_id} cannot run: not in the matrix (add --format {reference_format})")
     if not reference.runnable:  # as structural as the reference's own verdict
-        return Verdict(False, f"reference {reference_id} cannot run: {reference.reason}",
+        return CapabilityVerdict(False, f"reference {reference_id} cannot run: {reference.reason}",
                        structural=reference.structural)
-    return Verdict(True)
+    return CapabilityVerdict(True)

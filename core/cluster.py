@@ -53,10 +53,8 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-def _pytest(args: list[str], cwd: str, log: Path, run_id: str | None = None) -> subprocess.Popen:
+def _pytest(args: list[str], cwd: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [cwd, os.environ.get("PYTHONPATH")]))}
-    if run_id is not None:
-        env["VQBENCH_RUN_ID"] = run_id  # the unit's records are stamped with the cluster run's id
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=cwd, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, preexec_fn=_set_parent_death_signal)
@@ -108,7 +106,8 @@ def run_unit(unit: str, tests: list[str], pytest_args: list[str], repo: str | No
         t0 = time.perf_counter()
         with open(results, encoding="utf-8") as feed:
             proc = _pytest([*pytest_args, "-p", "no:cacheprovider", "-q", "--unit-tests", str(listed),
-                            "--results", str(results)], cwd, log, run_id)
+                            "--results", str(results),
+                            *(["--run-id", run_id] if run_id is not None else [])], cwd, log)
             buffer = ""
             while True:
                 done = proc.poll() is not None

@@ -13,7 +13,7 @@ from typing import Literal
 
 from core import capability
 from core import device as devices
-from core.capability import Verdict
+from core.capability import CapabilityVerdict
 from core.catalog import backend_info
 from core.errors import ConfigError
 from core.formats import QuantFormat, all_formats, get_format
@@ -55,13 +55,13 @@ class EnginePlan:
     engine: Engine
     spec: ModelSpec = field(compare=False)
     fmt: QuantFormat = field(compare=False)
-    verdict: Verdict = field(compare=False)
+    verdict: CapabilityVerdict = field(compare=False)
     """Can it run here (and in which mode)."""
     device_class: str = field(compare=False, default="cpu")
     """cpu, sm90, sm100 ...: the class goldens are keyed by."""
-    golden: Verdict = field(compare=False, default=Verdict(True))
+    golden: CapabilityVerdict = field(compare=False, default=CapabilityVerdict(True))
     """Are its answers checked against goldens here."""
-    drift: Verdict = field(compare=False, default=Verdict(True))
+    drift: CapabilityVerdict = field(compare=False, default=CapabilityVerdict(True))
     """Is its drift against the reference format judged here."""
     reference: Engine | None = field(compare=False, default=None)
     """The engine its drift is judged against: the same model in the reference format, or, for a

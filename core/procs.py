@@ -1,5 +1,6 @@
 """Process hygiene for engines that run in child processes (vLLM's engine core and workers): find
-the processes an engine started, tell live from dead, wait for them, and measure their memory.
+the processes an engine started (and the helpers that are not its own), tell live from dead, and wait
+for them.
 
 psutil does the work; this module only says which processes belong to an engine.
 """
@@ -7,7 +8,6 @@ psutil does the work; this module only says which processes belong to an engine.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 import weakref
 from typing import Any
@@ -97,30 +97,3 @@ def reap(procs: list, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
                 pass
     multiprocessing.active_children()
     psutil.wait_procs([p for p in procs if p.is_running()], timeout=5)
-
-
-def tree_rss_bytes(pids: list[int]) -> int:
-    """Resident memory of ``pids`` and all their descendants (each process counted once)."""
-    import psutil
-
-    seen: set[int] = set()
-    total = 0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            family = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for p in family:
-            if p.pid in seen:
-                continue
-            seen.add(p.pid)
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                continue
-    return total
-
-
-def this_process() -> list[int]:
-    return [os.getpid()]

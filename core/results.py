@@ -203,10 +203,6 @@ class Results:
         out = {**self.errors, **self.scoring, **self.timed}
         return list(out.values())
 
-    def cells(self) -> list[CellRecord]:
-        """Every cell's record for answers and errors (the same as ``answers``)."""
-        return self.answers()
-
     def __bool__(self) -> bool:
         return bool(self.timed or self.scoring or self.errors or self.load)
 

@@ -11,7 +11,7 @@ timeout -s INT -k 20 "${DRIFT_LIMIT:-150}" python3 -m pytest bench/test_drift.py
   --results "$OUT/drift.jsonl" > "$OUT/drift.log" 2>&1; echo "== drift: exit $? =="
 grep -E "^drift |^vocab KL|^vision  |passed|failed" "$OUT/drift.log" | cut -c1-220
 for i in 1 2 3 4; do
-  VQBENCH_RUN_ID=h$i timeout -s INT -k 10 60 python3 -m pytest bench/test_cells.py -m gpu -p no:cacheprovider -q \
+  timeout -s INT -k 10 60 python3 -m pytest bench/test_cells.py -m gpu -p no:cacheprovider -q --run-id h$i \
     --gpu-model tiny --backend hf --format bf16 --max-videos 2 --history "$OUT/history.sqlite" \
     --results "$OUT/history-$i.jsonl" > /dev/null 2>&1; echo "== history run $i: exit $? =="
 done

@@ -1,23 +1,23 @@
-"""Unit tests run children (pytest sessions, `vqbench run`) that must see the environment a user
-would, not the outer session's. Under `pytest -n N` the outer workers carry xdist's variables (a
-child pytest would take itself for a worker and leave the merged --benchmark-json to a controller it
-does not have), VQBENCH_RESULTS, the results file the controller hands its workers
-(core/suite/xdist.py; a child would write its records there instead of where its test looks), and
-VQBENCH_RUN_ID, the outer session's run id (every child session would stamp its records with it,
-and two children sharing a results file could not be told apart)."""
+"""Fixtures shared by the unit tests."""
 
 import shutil
 
 import pytest
 
-_OUTER = ("VQBENCH_RESULTS", "VQBENCH_RUN_ID", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
-          "PYTEST_XDIST_TESTRUNUID")
+XDIST_WORKER_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+"""What pytest-xdist itself exports in its worker processes. vqbench reads none of them (a worker knows
+itself from ``config.workerinput``), but pytest-benchmark and syrupy read ``PYTEST_XDIST_WORKER`` from
+the environment: a child session started by a test on an xdist worker (``pytest -n 2 bench/unit``)
+would switch pytest-benchmark off (no --benchmark-json) and skip syrupy's report."""
 
 
-@pytest.fixture(autouse=True)
-def _children_see_a_plain_environment(monkeypatch):
-    for name in _OUTER:
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    """pytester whose child sessions (and any other child the test starts) do not inherit xdist's worker
+    variables from this process."""
+    for name in XDIST_WORKER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    return pytester
 
 
 @pytest.fixture

@@ -216,6 +216,9 @@ def test_units_run_as_ray_tasks_and_a_lost_worker_is_retried(local_ray, tmp_path
     assert units == {"group:cpu-tiny-hf", "group:cpu-tiny-trained-hf"}
     doc = json.loads(bench_json.read_text())
     assert sorted(b["param"] for b in doc["benchmarks"]) == sorted(r["cell"] for r in cells)
+    # every unit's pytest stamped its records with the cluster run's id (given as --run-id)
+    run_id = doc["machine_info"]["vqbench"]["cluster"]["run_id"]
+    assert {r.get("run_id") for r in results.read(out) if r.get("type") == "cell"} == {run_id}
 
 
 def test_benchmark_json_holds_only_this_runs_cells_of_a_reused_results_file(local_ray, tmp_path, monkeypatch):

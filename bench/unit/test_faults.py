@@ -111,7 +111,7 @@ def test_oom_and_nan_fail_only_their_cells(child, tmp_path):
     res = child.runpytest_subprocess(*_args(clip_dir, out))
     res.assert_outcomes(passed=2, failed=2)
     res.stdout.fnmatch_lines(["*NumericsError*non-finite log-probs*", "*OutOfMemoryError*"])
-    by_video = {c["video"]: c for c in results.load(out).cells()}
+    by_video = {c["video"]: c for c in results.load(out).answers()}
     assert by_video["nan_1"]["error_type"] == "NumericsError"
     assert by_video["oom_1"]["error_type"] == "OutOfMemoryError"
     assert by_video["a_ok"]["status"] == by_video["z_ok"]["status"] == "ok"
@@ -126,7 +126,7 @@ def test_hung_cell_times_out_and_the_session_goes_on(child, tmp_path):
                                      timeout=900)  # only a guard against a broken timeout: the cell never ends
     res.assert_outcomes(passed=2, failed=1)
     res.stdout.fnmatch_lines(["*Timeout*"])
-    assert {c["video"] for c in results.load(out).cells() if c["status"] == "ok"} == {"a_ok", "z_ok"}
+    assert {c["video"] for c in results.load(out).answers() if c["status"] == "ok"} == {"a_ok", "z_ok"}
 
 
 def test_interrupted_run_keeps_finished_results_and_still_reports(child, tmp_path):

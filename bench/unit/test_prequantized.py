@@ -395,15 +395,15 @@ def test_a_bnb_checkpoint_runs_as_it_is_with_drift_against_its_parent_in_pytest(
     res.stdout.fnmatch_lines(["*engine loads: 2 for 2 engines*",
                               f"PASSED*test_drift*Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-{device.CPU.gpu_class}-anomaly*"])
     r = results.load(out)
-    engines = {c["engine"] for c in r.cells()}
+    engines = {c["engine"] for c in r.answers()}
     assert engines == {"Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-cpu", "tiny-trained-hf-bf16-cpu"}
-    cells = {c["engine"]: c for c in r.cells()}
+    cells = {c["engine"]: c for c in r.answers()}
     quant = cells["Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-cpu"]["load"]["quantization"]
     assert quant["prequantized"]["format"] == "bnb_int8" and "quantize_s" not in quant  # no quantizer ran
     assert any(k.startswith("Linear8bitLt") for k in quant["linear_modules"]), quant
     # the hub's split processor files give the same processor outputs as the parent's
     by_video = {}
-    for c in r.cells():
+    for c in r.answers():
         by_video.setdefault(c["video"], set()).add(c["inputs"]["processor_sha256"])
     assert all(len(v) == 1 for v in by_video.values()), by_video
     drift = [d for d in r.drift if d["engine"] == "Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-cpu"]

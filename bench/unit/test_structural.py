@@ -62,8 +62,8 @@ def test_golden_and_drift_verdicts(monkeypatch):
     shape = capability.golden_verdict(registry.resolve("qwen2.5-vl-7b"), "sm90", recorded_classes={"sm90"},
                                       updating=False)
     assert not shape and shape.structural  # never judged, by design
-    random = capability.drift_verdict(tiny, "int8_sq", reference_format="bf16", reference=capability.Verdict(True),
-                                      reference_id="tiny-hf-bf16-cpu")
+    random = capability.drift_verdict(tiny, "int8_sq", reference_format="bf16",
+                                      reference=capability.CapabilityVerdict(True), reference_id="tiny-hf-bf16-cpu")
     assert not random and random.structural
     for reference, structural in ((capability.no("needs 'vllm'"), False),
                                   (capability.impossible("TensorRT-LLM needs a CUDA GPU"), True)):

@@ -37,7 +37,7 @@ def test_cells_record_everything_and_isolate_a_broken_clip(pytester, clip_dir, t
     res = pytester.runpytest_subprocess(*args)
     res.assert_outcomes(passed=4, failed=2)
     res.stdout.fnmatch_lines(["*corrupt.mp4*"])
-    cells = results.load(out).cells()
+    cells = results.load(out).answers()
     ok = [c for c in cells if c["status"] == "ok"]
     bad = [c for c in cells if c["status"] == "error"]
     assert len(ok) == 4 and len(bad) == 2

@@ -32,6 +32,9 @@ def test_two_workers_keep_each_engine_on_one_worker_and_merge_the_json(pytester,
     run = results.load(out)
     sessions = results.load_sessions(out)
     assert sorted(s["worker"] for s in sessions) == ["gw0", "gw1"]
+    # the controller's run id reached both workers (through workerinput): every record carries it
+    assert len({r.get("run_id") for r in results.read(out)} - {None}) == 1
+    assert all(r.get("run_id") for r in results.read(out))
     loads: dict[str, int] = {}
     workers_of: dict[str, set[str]] = {}
     for s in sessions:
@@ -96,3 +99,32 @@ def test_merged_json_holds_only_this_sessions_cells_of_a_reused_results_file(pyt
     res.stdout.fnmatch_lines(["*merged 2 timed cells from the xdist workers*", "*workers: 2;*"])
     # the file still holds every session: reports over it see the old clips as well
     assert {r["video"] for r in results.load(out).speed()} == {"normal_01", "old_clip", "other_clip"}
+
+
+def test_a_given_run_id_stamps_every_workers_records(pytester, tmp_path):
+    """--run-id names the run (``vqbench cluster`` hands each unit's pytest its own this way); the
+    controller hands it to its workers through xdist's workerinput, not the environment."""
+    pytest.importorskip("xdist", reason="pytest-xdist not installed: pip install pytest-xdist")
+    out, bench_json = tmp_path / "r.jsonl", tmp_path / "b.json"
+    res = pytester.runpytest_subprocess(*_cells_under_two_workers(
+        "--model", "tiny", "--model", "tiny-trained", "--backend", "hf", "--format", "bf16", "--max-videos", "1",
+        "--rounds", "1", "--warmup-rounds", "0", "--run-id", "issue24-run", "--results", str(out),
+        "--benchmark-json", str(bench_json)))
+    res.assert_outcomes(passed=2)
+    recs = list(results.read(out))
+    assert sorted(r["worker"] for r in recs if r.get("type") == "session") == ["gw0", "gw1"]
+    assert {r.get("run_id") for r in recs} == {"issue24-run"}
+    assert len(json.loads(bench_json.read_text())["benchmarks"]) == 2
+
+
+def test_without_results_the_workers_share_the_controllers_file(pytester, tmp_path):
+    """Without --results the controller makes a file and hands it to every worker (workerinput): the
+    merged JSON and the per-worker summary are made from it."""
+    pytest.importorskip("xdist", reason="pytest-xdist not installed: pip install pytest-xdist")
+    bench_json = tmp_path / "b.json"
+    res = pytester.runpytest_subprocess(*_cells_under_two_workers(
+        "--model", "tiny", "--model", "tiny-trained", "--backend", "hf", "--format", "bf16", "--max-videos", "1",
+        "--rounds", "1", "--warmup-rounds", "0", "--benchmark-json", str(bench_json)))
+    res.assert_outcomes(passed=2)
+    assert len(json.loads(bench_json.read_text())["benchmarks"]) == 2
+    res.stdout.fnmatch_lines(["*merged 2 timed cells from the xdist workers*", "*workers: 2;*"])

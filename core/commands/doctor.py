@@ -78,7 +78,7 @@ def report() -> dict:
                 # checkpoints made elsewhere (pre-quantized models) and shape-only models.
                 v = capability.check(backend, fmt, target, tool_environment=False)
                 if v.runnable and not tools.get(fmt.tool, {"ready": True})["ready"]:
-                    v = capability.Verdict(True, "; ".join(filter(None, [
+                    v = capability.CapabilityVerdict(True, "; ".join(filter(None, [
                         v.reason, f"checkpoints made elsewhere and shape-only models only: making one here "
                         f"needs {fmt.tool}'s environment (see the tools above)"])), mode=v.mode)
                 row["cells"][f"{backend}/{target.gpu_class}"] = {"runnable": v.runnable, "mode": v.mode,

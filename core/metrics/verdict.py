@@ -99,7 +99,7 @@ def thresholds_for(format: str, overrides: Mapping[str, Mapping[str, float]] | N
 
 
 @dataclass(frozen=True)
-class Verdict:
+class DriftVerdict:
     """Pass or fail of one drift report against its thresholds, with the evidence to show."""
 
     passed: bool
@@ -148,7 +148,7 @@ def _worst(videos: Sequence[VideoDrift], key, limit: float, count: int = 5) -> l
 
 
 def evaluate(report: DriftReport, thresholds: Thresholds, *, confidence: float = 0.95,
-             inconclusive: str = "pass") -> Verdict:
+             inconclusive: str = "pass") -> DriftVerdict:
     """Judge ``report`` against ``thresholds``; each failure names the metric, its value and the limit.
     ``confidence`` sets the paired gate's level and the power analysis (alpha = 1 - confidence);
     ``inconclusive`` ("pass" or "fail") says whether an inconclusive verdict passes."""
@@ -191,7 +191,7 @@ def evaluate(report: DriftReport, thresholds: Thresholds, *, confidence: float =
     sens = tuple(sensitivities(report, t, confidence=confidence))
     undecided = not fails and any(not s.conclusive for s in sens)
     passed = not fails and not (undecided and inconclusive == "fail")
-    return Verdict(passed=passed, failures=fails, report=report, thresholds=t, offending=tuple(dict.fromkeys(bad)),
+    return DriftVerdict(passed=passed, failures=fails, report=report, thresholds=t, offending=tuple(dict.fromkeys(bad)),
                    sensitivity=sens, confidence=confidence, inconclusive_policy=inconclusive)
 
 
@@ -204,8 +204,8 @@ def _side(label: str, logprobs: Mapping[str, float]) -> str:
     return f"{label} [" + ", ".join(f"{k} {v:.3f}" for k, v in ranked(logprobs)) + "]"
 
 
-def render_verdict(verdict: Verdict) -> str:
-    """The text of :meth:`Verdict.render` (aligned plain text, no colour)."""
+def render_verdict(verdict: DriftVerdict) -> str:
+    """The text of :meth:`DriftVerdict.render` (aligned plain text, no colour)."""
     r, t = verdict.report, verdict.thresholds
     if verdict.failures:
         head = f"FAIL ({len(verdict.failures)} failures)"

@@ -149,10 +149,6 @@ def register(spec: ModelSpec) -> None:
     _BUILTIN[spec.name] = spec
 
 
-def builtin_names() -> list[str]:
-    return list(_BUILTIN)
-
-
 FAMILIES = {"qwen2_5_vl": "qwen2_5_vl", "qwen2_vl": "qwen2_5_vl", "internvl": "internvl"}
 _CONVERT_HINTS = {
     "internvl_chat": "this is InternVL's original remote-code format (InternVLChatModel); use the HF-format "

@@ -24,7 +24,7 @@ STRUCTURAL = "vqbench_structural"
 """Marker of a matrix test whose verdict is structural (``vqbench_structural(reason)``): deselected."""
 
 
-def _param(plan: EnginePlan, id_: str, values: tuple, *, extra: capability.Verdict | None = None,
+def _param(plan: EnginePlan, id_: str, values: tuple, *, extra: capability.CapabilityVerdict | None = None,
            more_marks: tuple[str, ...] = ()) -> Any:
     marks = [getattr(pytest.mark, m) for m in (*plan.marks, *more_marks)]
     marks.append(pytest.mark.xdist_group(plan.group))

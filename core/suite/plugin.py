@@ -54,6 +54,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run exactly the tests listed in FILE (JSON {\"unit\": NAME, \"tests\": [node ids]}, "
                          "written by `vqbench cluster`) without planning units again; a listed test this session "
                          "did not collect is a usage error")
+    group.addoption("--run-id", dest="vqbench_run_id", metavar="ID", default=None,
+                    help="stamp ID on every record this session writes and use it as the latency history's run "
+                         "(default: the start time and process id; `vqbench cluster` gives every unit's pytest "
+                         "the cluster run's id; under -n the controller hands its id to the workers)")
 
 
 def state(config: pytest.Config) -> VqbenchState:
@@ -69,7 +73,6 @@ def pytest_configure(config: pytest.Config) -> None:
     xdist.configure_worker(config)
     if xdist.is_controller(config):
         xdist.refuse_benchmark_options(config)
-        xdist.configure_controller(config)
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     config.pluginmanager.register(StructuralDeselection(config), "vqbench-structural")
@@ -79,7 +82,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"vqbench: {exc}") from None
     if xdist.is_controller(config):
         workers = xdist.worker_count(config)
-        config.pluginmanager.register(xdist.XdistHooks(config, lambda p: st.unit_of_param(p, workers)),
+        config.pluginmanager.register(xdist.XdistHooks(config, lambda p: st.unit_of_param(p, workers),
+                                                       results=st.settings.results, run_id=st.run_id),
                                       "vqbench-xdist")
 
 
@@ -117,7 +121,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     ref = st.settings.reference_format
     order: dict[Any, int] = {}
     units: dict[str, int] = {}
-    if xdist.worker_id():
+    if xdist.worker_id(config):
         units = {u: i for i, u in enumerate(st.schedule(xdist.worker_count(config)).order())}
 
     def key(pair):
@@ -280,7 +284,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if st is None:
         return
     if xdist.is_controller(config):
-        merged = xdist.write_benchmark_json(config, st.run_id)
+        merged = xdist.write_benchmark_json(config, st.run_id, st.settings.results)
         if merged:
             terminalreporter.write_line(merged)
         summary = st.sessions_summary()

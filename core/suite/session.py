@@ -12,6 +12,7 @@ import gc
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,25 @@ class VqbenchState:
 
     def __init__(self, config: pytest.Config) -> None:
         from core.matrix import Matrix
+        from core.suite import xdist
 
-        self.settings = settings_mod.build(Path(str(config.rootpath)), settings_mod.given(config.option, "pytest"))
+        handed = xdist.from_controller(config)  # on an xdist worker: the controller's results file and run id
+        given = settings_mod.given(config.option, "pytest")
+        if handed.get("results"):
+            given["results"] = handed["results"]
+        self.settings = settings_mod.build(Path(str(config.rootpath)), given)
+        if xdist.is_controller(config) and not self.settings.results:
+            self.settings = replace(self.settings, results=xdist.temporary_results())
         self.config = config
+        self.worker = xdist.worker_id(config) or "main"
         self.matrix = Matrix(self.settings, updating_goldens=_updating_goldens(config))
         self.pool = None
         self.frames = None
         self.writer = None
-        self.run_id = os.environ.setdefault("VQBENCH_RUN_ID", f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-        """One id for the whole run (xdist workers inherit it): the latency history's run, and the id
+        self.run_id: str = (handed.get("run_id") or config.getoption("vqbench_run_id", None)
+                            or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        """One id for the whole run (the controller hands it to its xdist workers; ``vqbench cluster``
+        gives each unit's pytest its own with ``--run-id``): the latency history's run, and the id
         stamped on every record this session writes (the merged --benchmark-json takes only these)."""
         self.timed: dict[str, CellRecord] = {}
         self.scoring: dict[str, CellRecord] = {}
@@ -66,7 +77,7 @@ class VqbenchState:
             from core.suite.xdist import machine_info
 
             self.writer = (ResultsWriter(self.settings.results, header={
-                "settings": self.settings.to_dict(), "machine": machine_info(), "worker": _worker()},
+                "settings": self.settings.to_dict(), "machine": machine_info(), "worker": self.worker},
                 run_id=self.run_id) if self.settings.results else None)
             self.pool, self.frames = EnginePool(self.settings, on_event=self._write), FrameCache()
         return self.pool, self.frames
@@ -202,7 +213,7 @@ class VqbenchState:
             from core.metrics.history import History
 
             gate.add_records(History(self.settings.history), self.load_records, run_id=self.run_id)
-        rec = {"type": "session", "worker": _worker(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        rec = {"type": "session", "worker": self.worker, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
                "wall_s": ledger["wall_s"], "phases": ledger["phases"], "unattributed_s": ledger["unattributed_s"],
                "loads": dict(self.pool.loads) if self.pool else {},
                "engines": self.pool.history if self.pool else []}
@@ -256,12 +267,6 @@ def _loads_lines(sessions: list[dict[str, Any]]) -> list[str]:
 
 def _updating_goldens(config: pytest.Config) -> bool:
     return bool(getattr(config.option, "update_snapshots", False))
-
-
-def _worker() -> str:
-    import os
-
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -11,6 +11,10 @@
   one pytest-benchmark document into ``--benchmark-json``. pytest-benchmark's other outputs (saved
   runs, comparisons and their failure gate, histograms, CSV, cProfile) would silently do nothing, so
   giving one with ``-n`` is a usage error that says what works instead.
+* The controller hands each worker the results file and the run id through xdist's own channel
+  (``pytest_configure_node``: ``node.workerinput``, read on the worker as ``config.workerinput``), and
+  a worker knows its id and the worker count from ``workerinput`` too: no environment variable
+  carries the session's state, so a child process (a pytest session a test starts) inherits none.
 """
 
 from __future__ import annotations
@@ -34,16 +38,25 @@ def is_controller(config: pytest.Config) -> bool:
     return getattr(config.option, "numprocesses", None) not in (None, 0) and not hasattr(config, "workerinput")
 
 
-def worker_id() -> str | None:
-    return os.environ.get("PYTEST_XDIST_WORKER")
+def worker_id(config: pytest.Config) -> str | None:
+    """This session's xdist worker id (``gwN``); None on the controller and without xdist."""
+    handed = getattr(config, "workerinput", None)
+    return handed.get("workerid") if handed else None
 
 
-def pin_worker_gpu(worker: str) -> None:
-    """Give xdist worker gwN its own GPU (the N-th visible one), before anything initialises CUDA."""
+def from_controller(config: pytest.Config) -> dict[str, Any]:
+    """On a worker, what the controller handed it (``XdistHooks.pytest_configure_node``): ``results``
+    (the file every worker appends to) and ``run_id``; empty elsewhere."""
+    handed = getattr(config, "workerinput", None) or {}
+    return {key: handed[f"vqbench_{key}"] for key in ("results", "run_id") if handed.get(f"vqbench_{key}")}
+
+
+def pin_worker_gpu(worker: str, count: int) -> None:
+    """Give xdist worker gwN (of ``count``) its own GPU (the N-th visible one), before anything
+    initialises CUDA."""
     gpus = devices.gpus()
     if not gpus:
         return
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if count > len(gpus):
         raise pytest.UsageError(f"-n {count} exceeds the {len(gpus)} visible GPUs: two workers would share a "
                                 f"GPU and skew each other's timings; use -n {len(gpus)} or fewer")
@@ -56,9 +69,9 @@ def pin_worker_gpu(worker: str) -> None:
 
 def configure_worker(config: pytest.Config) -> None:
     """On a worker: pin the GPU before anything initialises CUDA."""
-    worker = worker_id()
+    worker = worker_id(config)
     if worker:
-        pin_worker_gpu(worker)
+        pin_worker_gpu(worker, worker_count(config))
 
 
 OFF_UNDER_XDIST = {
@@ -84,12 +97,12 @@ def refuse_benchmark_options(config: pytest.Config) -> None:
         "latency gate against earlier runs).")
 
 
-def configure_controller(config: pytest.Config) -> None:
-    """On the controller: a results file every worker appends to (the merged JSON is made from it)."""
-    if not config.getoption("vqbench_results") and not os.environ.get("VQBENCH_RESULTS"):
-        import tempfile
+def temporary_results() -> str:
+    """On the controller without --results: a fresh file every worker appends to (the merged JSON and
+    the per-worker summary are made from it)."""
+    import tempfile
 
-        os.environ["VQBENCH_RESULTS"] = str(Path(tempfile.mkdtemp(prefix="vqbench-")) / "results.jsonl")
+    return str(Path(tempfile.mkdtemp(prefix="vqbench-")) / "results.jsonl")
 
 
 def groups_engines(config: pytest.Config) -> bool:
@@ -98,9 +111,9 @@ def groups_engines(config: pytest.Config) -> bool:
 
 def worker_count(config: pytest.Config) -> int:
     """How many xdist workers this session runs (1 without xdist)."""
-    env = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if env:
-        return int(env)
+    handed = getattr(config, "workerinput", None)
+    if handed and handed.get("workercount"):
+        return int(handed["workercount"])
     n = getattr(config.option, "numprocesses", None)
     return n if isinstance(n, int) and n > 0 else 1
 
@@ -115,11 +128,18 @@ def param_of(nodeid: str) -> str | None:
 class XdistHooks:
     """Controller-side xdist hooks, registered only when xdist is active (its hook specs exist).
 
-    ``unit_of(param_id)`` names the work unit of a matrix test (None for other tests)."""
+    ``unit_of(param_id)`` names the work unit of a matrix test (None for other tests); ``results`` and
+    ``run_id`` are handed to every worker (``from_controller`` reads them there)."""
 
-    def __init__(self, config: pytest.Config, unit_of: Callable[[str], str | None]) -> None:
+    def __init__(self, config: pytest.Config, unit_of: Callable[[str], str | None], *, results: str,
+                 run_id: str) -> None:
         self.config = config
         self.unit_of = unit_of
+        self.handed = {"vqbench_results": results, "vqbench_run_id": run_id}
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput.update(self.handed)
 
     def scope(self, nodeid: str) -> str:
         param = param_of(nodeid)
@@ -146,12 +166,12 @@ class XdistHooks:
         return EngineGroupScheduling(config, log)
 
 
-def write_benchmark_json(config: pytest.Config, run_id: str) -> str | None:
-    """Under xdist, every worker's timed cells as one pytest-benchmark document in --benchmark-json:
-    this session's cells only (``run_id``), as pytest-benchmark writes without -n, even when
-    ``--results`` names a file earlier sessions appended to."""
+def write_benchmark_json(config: pytest.Config, run_id: str, source: str) -> str | None:
+    """Under xdist, every worker's timed cells (from the shared results file ``source``) as one
+    pytest-benchmark document in --benchmark-json: this session's cells only (``run_id``), as
+    pytest-benchmark writes without -n, even when ``--results`` names a file earlier sessions
+    appended to."""
     target = getattr(config.option, "benchmark_json", None)
-    source = config.getoption("vqbench_results") or os.environ.get("VQBENCH_RESULTS")
     if not (is_controller(config) and target and source and Path(source).exists()):
         return None
     from core import results
