@@ -194,3 +194,15 @@ def test_a_throughput_drop_beyond_the_history_noise_fails(tmp_path):
     assert "videos_per_s 8 against 10" in slow[0]["message"]
     first = gate.judge_record(History(tmp_path / "empty.sqlite"), rec(8.0), run_id="new")
     assert first[0]["status"] == "insufficient history"
+
+
+def test_without_load_the_load_tests_are_deselected_not_broken():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "pytest", "bench/test_load.py", "-m", "cpu", "-p", "no:cacheprovider",
+                          "--collect-only", "-q", "--model", "tiny", "--backend", "vllm", "--format", "bf16"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    text = out.stdout + out.stderr
+    assert "INTERNALERROR" not in text, text[-2000:]
+    assert out.returncode == 5 and "deselected" in text, text[-2000:]  # 5: nothing selected to run

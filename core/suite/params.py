@@ -94,9 +94,16 @@ def plan_of(item: pytest.Item) -> EnginePlan | None:
         return callspec.params["vqbench_cell"].plan
     if "vqbench_engine" in callspec.params:
         return callspec.params["vqbench_engine"][0]
-    if "vqbench_load" in callspec.params:
-        return callspec.params["vqbench_load"][0]
+    load = callspec.params.get("vqbench_load")
+    if isinstance(load, tuple):  # without --load the parameter set is empty (NOTSET): no plan
+        return load[0]
     return None
+
+
+def is_unselected_load(item: pytest.Item) -> bool:
+    """A load test collected without --load (its empty parameter set): deselected, never a skip."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return "vqbench_load" in params and not isinstance(params["vqbench_load"], tuple)
 
 
 def is_cell(item: pytest.Item) -> bool:

@@ -118,6 +118,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     loads once; under xdist, by work unit, costliest first (the controller hands units out in this
     order); then keep one shard."""
     st = state(config)
+    unselected = [it for it in items if params.is_unselected_load(it)]
+    if unselected:  # bench/test_load.py without --load: nothing to run, nothing to skip
+        config.hook.pytest_deselected(items=unselected)
+        items[:] = [it for it in items if not params.is_unselected_load(it)]
     ref = st.settings.reference_format
     order: dict[Any, int] = {}
     units: dict[str, int] = {}
