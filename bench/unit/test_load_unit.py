@@ -206,3 +206,30 @@ def test_without_load_the_load_tests_are_deselected_not_broken():
     text = out.stdout + out.stderr
     assert "INTERNALERROR" not in text, text[-2000:]
     assert out.returncode == 5 and "deselected" in text, text[-2000:]  # 5: nothing selected to run
+
+
+def test_the_report_draws_each_formats_sweep_and_tables_its_capacity():
+    pytest.importorskip("matplotlib")
+    from core.report.html import render_html
+    from core.report.markdown import render_markdown
+    from core.results import from_records
+
+    def point(rate, vps, p99, mx, met, n):
+        return {"offered": {"rate_per_s": rate}, "videos_per_s": vps, "e2e_s": {"p99": p99, "max": mx},
+                "slo": {"met": met}, "requests": n}
+
+    def rec(fmt, capacity, rate):
+        return {"type": "load", "status": "ok", "scenario": "sweep", "engine": f"m-vllm-{fmt}-cuda", "model": "m",
+                "backend": "vllm", "format": fmt, "gpu_class": "sm90", "task": "anomaly", "time": 1.0,
+                "capacity": {"concurrent_videos": capacity, "kv_cache_tokens": capacity * 750, "weights_gib": 15.0},
+                "batch_drift": {"status": "pass"}, "alone": {"e2e_s": {"p50": 0.1}},
+                "result": {"slo_e2e_s": 1.0, "largest_rate_per_s": rate, "converged": True,
+                           "points": [point(rate, rate, 0.8, 0.9, True, 100), point(2 * rate, 1.5 * rate, None, 2.0, False, 50)]}}
+
+    results = from_records([rec("bf16", 1000, 10.0), rec("ct_w4a16", 1100, 13.0)])
+    md = render_markdown(results, title="t")
+    assert "Under load (a real vLLM server)" in md
+    row = next(line for line in md.splitlines() if line.startswith("| m | sm90 | ct_w4a16 |"))
+    assert "1.30x / - / 1.10x" in row  # rate and capacity against bf16 on the same model and device class
+    html = render_html(results, title="t")
+    assert "Throughput against latency, m on sm90" in html and html.count("data:image/png;base64,") >= 1

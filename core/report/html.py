@@ -154,10 +154,43 @@ def make_plots(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[P
             plots.append(Plot(DRIFT_SECTION, f"Vision-tower embeddings against the reference per frame group, {name}: "
                               "relative error (0: identical; the cell text is the cosine similarity).",
                               _png(_vision_fig(report))))
+    curves: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for rec in results.load:
+        if rec.get("status") == "ok" and rec.get("scenario") == "sweep":
+            curves[(str(rec.get("model")), str(rec.get("gpu_class")))].append(rec)
+    for (model, gpu_class), recs in sorted(curves.items()):
+        plots.append(Plot(LOAD_SECTION, f"Throughput against latency, {model} on {gpu_class}: each sweep point's "
+                          "served videos/s and p99 end-to-end latency (hollow: judged on the max, fewer than 100 "
+                          "requests; grey: missed the SLO); the dashed line is the SLO.", _png(_load_fig(recs))))
     return plots
 
 
 DRIFT_SECTION = "Drift against the reference"
+LOAD_SECTION = "Under load (a real vLLM server)"
+
+
+def _load_fig(recs: list[dict[str, Any]]):
+    """One line per format: served videos/s against p99 (or max) end-to-end latency at each sweep point."""
+    fig, ax = _figure(6.5, 3.6)
+    newest = {r.get("format"): r for r in sorted(recs, key=lambda r: r.get("time", 0))}
+    slo = None
+    for fmt, rec in sorted(newest.items(), key=lambda kv: str(kv[0])):
+        points = sorted(rec["result"]["points"], key=lambda p: p["offered"]["rate_per_s"])
+        xs = [p.get("videos_per_s") or 0.0 for p in points]
+        ys = [p["e2e_s"].get("p99") if p["e2e_s"].get("p99") is not None else p["e2e_s"].get("max") for p in points]
+        line, = ax.plot(xs, ys, "-", label=str(fmt))
+        for x, y, p in zip(xs, ys, points):
+            estimable = p["e2e_s"].get("p99") is not None
+            color = line.get_color() if p["slo"]["met"] else "#999999"
+            ax.plot([x], [y], "o", color=color, markerfacecolor=color if estimable else "none")
+        slo = rec["result"].get("slo_e2e_s") or slo
+    if slo:
+        ax.axhline(slo, linestyle="--", color="#444444", linewidth=1)
+    ax.set_xlabel("served videos/s")
+    ax.set_ylabel("p99 end-to-end latency, s")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return fig
 
 
 def _kl_fig(report: dict[str, Any]):
