@@ -91,19 +91,10 @@ class VLLMBackend(Backend):
         super().imports()
 
     def load(self) -> LoadInfo:
-        if not hasattr(self, "vllm"):
-            self.imports()
-        import transformers
-
-        vllm = self.vllm
         t0 = time.perf_counter()
-        directory, quant_arg, report = self._checkpoint()
+        directory, quant_arg, report = self._open()
+        vllm = self.vllm
         quantize_s = report.get("quantize_s", 0.0)
-        self.directory = directory
-        self.processor = transformers.AutoProcessor.from_pretrained(
-            directory, local_files_only=True, trust_remote_code=self.options.trust_remote_code)
-        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        self.family = family(self.spec.family)
         kwargs = self.engine_kwargs(directory, quant_arg, dummy=bool(report.get("dummy_weights")))
         before = procs.children()
         t1 = time.perf_counter()
@@ -162,6 +153,12 @@ class VLLMBackend(Backend):
     def server_kwargs(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The arguments this engine would be started with, for a ``vllm serve`` process instead of an
         in-process engine (``core.load.server``), and the export's report; loads no engine here."""
+        directory, quant_arg, report = self._open()
+        return self.engine_kwargs(directory, quant_arg, dummy=bool(report.get("dummy_weights"))), report
+
+    def _open(self) -> tuple[Path, str | None, dict[str, Any]]:
+        """The checkpoint (made or found), its processor, tokenizer and family: what an engine, in process or
+        behind a server, is started from. Returns the directory, the ``quantization=`` argument, the report."""
         if not hasattr(self, "vllm"):
             self.imports()
         import transformers
@@ -172,7 +169,7 @@ class VLLMBackend(Backend):
             directory, local_files_only=True, trust_remote_code=self.options.trust_remote_code)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.family = family(self.spec.family)
-        return self.engine_kwargs(directory, quant_arg, dummy=bool(report.get("dummy_weights"))), report
+        return directory, quant_arg, report
 
     def _observe_kernels(self, engine_log) -> dict[str, Any]:
         """What the engine resolved and ran (``core.kernels``: the quantization method, each linear

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import procs as procs_mod
 from core.errors import VqbenchError
 
 HOST = "127.0.0.1"
@@ -112,7 +114,7 @@ class VLLMServer:
     def __init__(self, engine_kwargs: dict[str, Any], *, log: Path, port: int | None = None,
                  start_timeout_s: float = 900.0, python: str | None = None,
                  env: dict[str, str] | None = None, extra_args: list[str] | None = None,
-                 command: list[str] | None = None) -> None:
+                 command: list[str] | None = None, device_memory_gib: float | None = None) -> None:
         self.engine_kwargs = dict(engine_kwargs)
         self.log = Path(log)
         self.port_given = port
@@ -124,6 +126,8 @@ class VLLMServer:
         self.proc: subprocess.Popen | None = None
         self.facts: ServerFacts | None = None
         self.command = command
+        self.device_memory_gib = device_memory_gib
+        """The device's memory (``DeviceInfo.memory_gib``): the reservation is gpu_memory_utilization of it."""
         """Another server command instead of vLLM's (``{port}`` is filled in): the lifecycle tests' stand-in."""
         self.stopped: dict[str, Any] | None = None
         """After ``stop``: the group's processes before it, those left after it, and whether the port is free."""
@@ -171,7 +175,8 @@ class VLLMServer:
             self.stop()
             raise
         self.facts = read_facts(self.log, self.url, start_s=time.perf_counter() - t0,
-                                gpu_memory_utilization=self.engine_kwargs.get("gpu_memory_utilization"))
+                                gpu_memory_utilization=self.engine_kwargs.get("gpu_memory_utilization"),
+                                device_memory_gib=self.device_memory_gib)
         return self
 
     def _wait_healthy(self, t0: float) -> None:
@@ -267,16 +272,7 @@ def _wait_group(pgid: int, timeout: float) -> list[int]:
         with contextlib.suppress(psutil.Error):
             procs.append(psutil.Process(pid))
     _, alive = psutil.wait_procs(procs, timeout=timeout)
-    return [p.pid for p in alive if procs and _live(p)]
-
-
-def _live(p) -> bool:
-    import psutil
-
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    return [p.pid for p in alive if procs_mod.running(p)]
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -307,18 +303,15 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def _float(pattern: str, text: str) -> float | None:
-    import re
-
     m = re.findall(pattern, text)
     return float(m[-1].replace(",", "")) if m else None
 
 
-def read_facts(log: Path, url: str, *, start_s: float, gpu_memory_utilization: float | None) -> ServerFacts:
+def read_facts(log: Path, url: str, *, start_s: float, gpu_memory_utilization: float | None,
+               device_memory_gib: float | None = None) -> ServerFacts:
     """The engine's own figures: from its log (vLLM's worker messages) and its /metrics endpoint."""
     text = log.read_text(encoding="utf-8", errors="replace")
     facts = ServerFacts(start_s=start_s)
-    import re
-
     # vLLM 0.26 (GPU) logs "GPU KV cache size: N tokens" and "Maximum concurrency for L tokens per request: Xx"
     # on two lines; 0.32 (CPU) on one ("CPU KV cache size: N tokens, Maximum concurrency ..."): both match.
     kv = _float(r"KV cache size: ([\d,]+) tokens", text)
@@ -346,22 +339,6 @@ def read_facts(log: Path, url: str, *, start_s: float, gpu_memory_utilization: f
     if facts.kv_cache_tokens is None and facts.kv_cache_blocks and facts.block_size:
         facts.kv_cache_tokens = facts.kv_cache_blocks * facts.block_size
         facts.notes.append("kv_cache_tokens = num_gpu_blocks x block_size from /metrics (the log gave none)")
-    if gpu_memory_utilization:
-        total = _device_total_gib()
-        if total:
-            facts.reservation_gib = round(gpu_memory_utilization * total, 2)
+    if gpu_memory_utilization and device_memory_gib:
+        facts.reservation_gib = round(gpu_memory_utilization * device_memory_gib, 2)
     return facts
-
-
-def _device_total_gib() -> float | None:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            h = pynvml.nvmlDeviceGetHandleByIndex(int(os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or 0))
-            return pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no NVML here (a CPU host): no reservation figure
-        return None

@@ -41,7 +41,7 @@ class LoadSession:
         self.engine_kwargs = kwargs
         stamp = time.strftime("%Y%m%dT%H%M%S")
         self.server = VLLMServer(kwargs, log=self.log_dir / f"{e.id}-{self.task.name}-{stamp}.log",
-                                 start_timeout_s=s.server_start_timeout)
+                                 start_timeout_s=s.server_start_timeout, device_memory_gib=dev.memory_gib)
         self.server.start()
         try:
             items, self.excluded = prepare(self.clips, self.task, frames_for=self.frames_for,
