@@ -33,6 +33,12 @@ class BackendInfo:
     cpu_kernels: str = ""
     """``module:function`` ``(ops, fmt_id) -> str | None``: why its installed CPU build lacks a kernel a
     route needs (``Route.cpu_kernels``) on this CPU; '' = no such probe."""
+    preallocates_memory: bool = False
+    """True when the engine reserves its share of device memory at load (vLLM's and TensorRT-LLM's
+    ``gpu_memory_utilization`` / KV-cache fraction): a clip's memory is then checked at load, not per clip."""
+    context_option: str = ""
+    """The option that sets its context length (``--max-model-len``); '' = the model's own
+    ``max_position_embeddings`` is the limit."""
 
 
 BACKENDS: dict[str, BackendInfo] = {
@@ -43,11 +49,12 @@ BACKENDS: dict[str, BackendInfo] = {
         BackendInfo(name="vllm", target="core.backends.vllm:VLLMBackend", description="vLLM offline LLM engine",
                     packages=("vllm",), versioned=("vllm", "torch", "transformers"),
                     cpu_kv_fp8="vLLM's CPU backend has no FP8 KV cache", bf16_tensor_cores=True,
-                    cpu_kernels="core.backends.vllm_cpu_kernels:missing"),
+                    cpu_kernels="core.backends.vllm_cpu_kernels:missing", preallocates_memory=True,
+                    context_option="--max-model-len"),
         BackendInfo(name="trtllm", target="core.backends.trtllm:TRTLLMBackend",
                     description="TensorRT-LLM LLM API (PyTorch workflow)", packages=("tensorrt_llm",),
                     versioned=("tensorrt_llm", "torch", "transformers"), cpu="TensorRT-LLM needs a CUDA GPU",
-                    bf16_tensor_cores=True),
+                    bf16_tensor_cores=True, preallocates_memory=True, context_option="--max-model-len"),
     ]
 }
 
