@@ -49,7 +49,7 @@ def test_drift(vqbench_engine, vqbench_state, record_property):
     reference, candidate = usable_inputs([st.answer(Cell(ref_plan, task, c.clip)) for c in cells],
                                          [st.answer(c) for c in cells])
     report = compare_formats(reference, candidate, reference_format=ref_fmt, candidate_format=plan.engine.format)
-    if plan.spec.prequantized is not None:
+    if plan.spec.is_prequantized:
         record_property("reference_model", ref_plan.engine.model)
     verdict = evaluate(report, thresholds_for(plan.engine.format, st.settings.thresholds),
                        confidence=st.settings.drift_confidence, inconclusive=st.settings.drift_inconclusive)

@@ -149,10 +149,10 @@ def check(backend: str, fmt: QuantFormat, device: DeviceInfo, *, spec: ModelSpec
         gate = _memory_gate(spec, device)
         if gate is not None:
             return gate
-    prequantized = spec is not None and spec.prequantized is not None
+    prequantized = spec is not None and spec.is_prequantized
     routes, _ = fmt.routes(prequantized=prequantized or fmt.checkpoint_only)
     route = routes[backend]
-    tool = quantizer_info("prequantized" if prequantized else fmt.tool)
+    tool = quantizer_info(spec.tool_for(fmt) if spec is not None else fmt.tool)
     sm = device.sm
     slow_bf16 = device.kind == "cuda" and sm is not None and sm < BF16_MIN_SM
     if slow_bf16 and info.bf16_tensor_cores:
@@ -205,7 +205,7 @@ def structural_verdict(backend: str, fmt: QuantFormat, device_kind: str, *,
         mismatch = _prequantized_gate(spec, fmt)
         if mismatch is not None:
             return mismatch
-    prequantized = spec is not None and spec.prequantized is not None
+    prequantized = spec is not None and spec.is_prequantized
     routes, reasons = fmt.routes(prequantized=prequantized or fmt.checkpoint_only)
     what = f"{fmt.id} checkpoints" if prequantized or fmt.checkpoint_only else fmt.id
     if backend in reasons:
@@ -214,7 +214,7 @@ def structural_verdict(backend: str, fmt: QuantFormat, device_kind: str, *,
     if route is None:
         return impossible(f"{backend} has no path for {what}")
     # A checkpoint quantized elsewhere: the tool that made it never runs here (no packages, no recipes).
-    tool = quantizer_info("prequantized" if prequantized else fmt.tool)
+    tool = quantizer_info(spec.tool_for(fmt) if spec is not None else fmt.tool)
     if spec is not None and spec.kind != "unknown":
         if tool.families and spec.family not in tool.families:
             return impossible(f"{fmt.tool}'s recipes here are written for {', '.join(tool.families)} (SmoothQuant "
@@ -295,7 +295,7 @@ def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str, refere
                   reference_id: str, reference_model: str = "") -> CapabilityVerdict:
     """Whether drift against the reference format (for a pre-quantized checkpoint: the reference
     model's engine in that format) is judged for this engine."""
-    if spec.prequantized is not None and not reference_model:
+    if spec.is_prequantized and not reference_model:
         return no(f"{spec.name} is a checkpoint quantized elsewhere ({fmt_id}): its drift is measured against the "
                   f"model it was quantized from; name that with --reference-model PATH (its {reference_format} "
                   "parent)")
@@ -308,7 +308,7 @@ def drift_verdict(spec: ModelSpec, fmt_id: str, *, reference_format: str, refere
         return impossible(f"{spec.name} has random weights (near-tied labels): its answers carry no meaning, so "
                           f"drift against {reference_format} is not judged; tiny-trained and real checkpoints are")
     if reference is None:
-        if spec.prequantized is not None:
+        if spec.is_prequantized:
             return no(f"reference {reference_id} cannot run: not in the matrix (its backend or device is not "
                       "planned)")
         return no(f"reference {reference_id} cannot run: not in the matrix (add --format {reference_format})")

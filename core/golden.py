@@ -87,12 +87,12 @@ def input_changes(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]
 def engine_payload(plan, task: str, records: list[CellRecord]) -> dict[str, Any]:
     """``golden_payload`` of an engine plan on ``task``, with what identifies it and the library versions."""
     e = plan.engine
-    versions = recorded_with(e.backend, "prequantized" if plan.spec.prequantized is not None else plan.fmt.tool)
+    versions = recorded_with(e.backend, plan.spec.tool_for(plan.fmt))
     if plan.device_class.startswith("cpu"):
         versions["cpu"] = cpu_model()  # CPU numerics differ by instruction set (bf16 dot products)
     meta = {"model": e.model, "backend": e.backend, "format": e.format, "task": task,
             "device_class": plan.device_class, "recorded_with": versions}
-    if plan.spec.prequantized is not None:
+    if plan.spec.is_prequantized:
         # A checkpoint quantized elsewhere: the format it was detected as (in the id too), what said so, a
         # fingerprint of its quantization config, and the model its drift is judged against.
         meta["prequantized"] = {**plan.spec.prequantized.to_dict(),

@@ -72,7 +72,7 @@ class EnginePlan:
     def group(self) -> str:
         """What must run on the same worker as this engine: its engine group, or for a pre-quantized
         checkpoint with a ``--reference-model``, that reference's group (its drift needs that engine)."""
-        if self.spec.prequantized is not None and self.reference is not None:
+        if self.spec.is_prequantized and self.reference is not None:
             return self.reference.group
         return self.engine.group
 
@@ -114,12 +114,12 @@ def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[
         dev = devices.cpu(settings.cpu_dtype) if dev_kind == "cpu" else gpu
         specs = [(registry.resolve_or_unknown(m, allow_pickle=settings.allow_pickle), fmts) for m in model_names]
         _check_names([s for s, _ in specs] + ([reference] if reference is not None else []))
-        if (reference is not None and any(s.prequantized is not None for s, _ in specs)
+        if (reference is not None and any(s.is_prequantized for s, _ in specs)
                 and reference.name not in {s.name for s, _ in specs}):
             # the pre-quantized models' drift is judged against it: its reference-format engine only
             specs.append((reference, [get_format(settings.reference_format)]))
         for spec, spec_fmts in specs:
-            if spec.prequantized is not None:
+            if spec.is_prequantized:
                 # A pre-quantized checkpoint runs in its own format only, whatever --format says.
                 spec_fmts = [get_format(spec.detected_format)]
             for backend in settings.backends:
@@ -158,7 +158,7 @@ def _reference_spec(settings: Settings) -> ModelSpec | None:
     if not settings.reference_model:
         return None
     spec = registry.resolve(settings.reference_model, allow_pickle=settings.allow_pickle)
-    if spec.prequantized is not None:
+    if spec.is_prequantized:
         raise ConfigError(f"--reference-model {settings.reference_model} is itself quantized "
                           f"({spec.detected_format}, {spec.prequantized.source}): name the model it was quantized "
                           f"from, which runs in {settings.reference_format}")
@@ -184,7 +184,7 @@ def _judged(plans: list[EnginePlan], settings: Settings, *, updating_goldens: bo
         if settings.reference_model else ""
     for p in plans:
         e = p.engine
-        if p.spec.prequantized is not None:
+        if p.spec.is_prequantized:
             ref_engine = Engine(reference_model or "?", e.backend, ref_fmt, e.device)
         else:
             ref_engine = e.with_format(ref_fmt)
@@ -194,7 +194,7 @@ def _judged(plans: list[EnginePlan], settings: Settings, *, updating_goldens: bo
         drift = capability.drift_verdict(p.spec, e.format, reference_format=ref_fmt,
                                          reference=ref.verdict if ref else None, reference_id=ref_engine.id,
                                          reference_model=reference_model)
-        no_reference = ref_engine == e or (p.spec.prequantized is not None and not reference_model)
+        no_reference = ref_engine == e or (p.spec.is_prequantized and not reference_model)
         out.append(replace(p, golden=golden, drift=drift, reference=None if no_reference else ref_engine))
     return out
 

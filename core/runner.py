@@ -292,7 +292,7 @@ def run_cell(cell: Cell, pool: EnginePool, frames_cache: FrameCache, settings: S
         eng = cell.plan.engine
         # keyed by the model whose reference-format answers it is compared with (a pre-quantized
         # checkpoint: its --reference-model)
-        ref = cell.plan.reference if cell.plan.spec.prequantized is not None else None
+        ref = cell.plan.reference if cell.plan.spec.is_prequantized else None
         key = VisionKey((ref or eng).model, eng.backend, eng.device, str(cell.clip.path), tuple(frames.indices),
                         tuple(frames.array.shape))
         emb, groups = gen.vision

@@ -107,7 +107,7 @@ def test_config_level_checkpoints_in_the_hub_layout_are_detected(checkpoints):
 
 def test_a_plain_checkpoint_is_not_prequantized(tiny_dir, tmp_path):
     spec = registry.resolve(str(hub.config_only(tiny_dir, tmp_path / "plain", None)))
-    assert spec.prequantized is None and spec.detected_format is None
+    assert not spec.is_prequantized and spec.detected_format is None
 
 
 def _qcfg(tmp_path, qcfg):
@@ -318,7 +318,7 @@ def test_golden_payload_records_the_reference_and_the_fingerprint(checkpoints):
 
     d = checkpoints["ct-w4a16"]
     plans = _plans(models=[str(d)], backends=["hf"], reference_model="tiny-trained")
-    plan = next(p for p in plans if p.spec.prequantized is not None)
+    plan = next(p for p in plans if p.spec.is_prequantized)
     payload = engine_payload(plan, "anomaly", [])
     assert payload["engine"] == f"Qwen2.5-VL-tiny-ct-w4a16-hf-ct_w4a16-{device.CPU.gpu_class}-anomaly"
     assert payload["format"] == "ct_w4a16" and payload["model"] == "Qwen2.5-VL-tiny-ct-w4a16"
@@ -356,7 +356,7 @@ def test_a_modelopt_fp8_export_in_the_hub_layout_is_detected_and_routed(tmp_path
     all_plans = _plans(models=[str(d)], backends=["hf", "vllm"], reference_model="tiny")
     assert {p.engine.id for p in all_plans} == {"Qwen2.5-VL-tiny-FP8-hf-fp8-cpu", "Qwen2.5-VL-tiny-FP8-vllm-fp8-cpu",
                                                 "tiny-hf-bf16-cpu", "tiny-vllm-bf16-cpu"}
-    plans = {p.engine.backend: p for p in all_plans if p.spec.prequantized is not None}
+    plans = {p.engine.backend: p for p in all_plans if p.spec.is_prequantized}
     assert not plans["hf"].verdict and "ModelOpt" in plans["hf"].verdict.reason
     assert not plans["vllm"].verdict and "CPU backend" in plans["vllm"].verdict.reason
     v = capability.check("vllm", get_format("fp8"), H100, spec=spec, check_packages=False)

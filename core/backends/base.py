@@ -54,8 +54,7 @@ class Backend(ABC):
         import-time capture of the call stack can keep a model alive. Subclasses call ``super()``."""
         from core.quant import quantizer
 
-        if self.spec.prequantized is None:  # a checkpoint quantized elsewhere runs no quantizer
-            quantizer(self.format.tool).imports()
+        quantizer(self.spec.tool_for(self.format)).imports()  # none for a checkpoint quantized elsewhere
 
     @abstractmethod
     def load(self) -> LoadInfo:
@@ -88,7 +87,8 @@ class Backend(ABC):
         from core.capability import version
         from core.catalog import backend_info, quantizer_info
 
-        names = list(backend_info(self.name).versioned) + list(quantizer_info(self.format.tool).versioned)
+        tool = quantizer_info(self.spec.tool_for(self.format))
+        names = list(backend_info(self.name).versioned) + list(tool.versioned)
         return {p: version(p) or "?" for p in dict.fromkeys(names)}
 
     def model_shape(self) -> ModelShape:

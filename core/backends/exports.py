@@ -20,7 +20,7 @@ def checkpoint_for(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]
     from the exporter its tool declares (``QuantizerInfo.exporter``)."""
     from core.catalog import quantizer_info, resolve
 
-    if spec.prequantized is not None:
+    if spec.is_prequantized:
         raise ArtifactError(f"{spec.name} is already quantized ({spec.detected_format}): it is loaded as it is, "
                             "never exported again")
 

@@ -77,7 +77,7 @@ class HFBackend(Backend):
         self.directory = directory
         with timeline.phase("weights load"):
             model = self._load_model(transformers, torch, directory)
-        if self.spec.prequantized is not None:
+        if self.spec.is_prequantized:
             applied = _as_loaded(model, self.spec)  # quantized elsewhere: never quantized again
         else:
             applied = quantizer(self.format.tool).apply(
@@ -110,7 +110,7 @@ class HFBackend(Backend):
         """The directory to load and, for formats HF loads as a checkpoint their tool writes
         (compressed-tensors), the export's report."""
         route = self.format.backends.get("hf")
-        if self.spec.prequantized is None and route is not None and route.how == "checkpoint":
+        if not self.spec.is_prequantized and route is not None and route.how == "checkpoint":
             from core.backends.exports import checkpoint_for
 
             return checkpoint_for(self.spec, self.format, options=self.options, device=self.device)
@@ -136,14 +136,14 @@ class HFBackend(Backend):
                 "trust_remote_code": self.options.trust_remote_code,
                 "use_safetensors": use_safetensors(self.options.allow_pickle),
             }
-            if self.spec.prequantized is None:
+            if not self.spec.is_prequantized:
                 # A pre-quantized checkpoint loads with its own quantization_config (from config.json).
                 kwargs.update(quantizer(self.format.tool).load_kwargs(self.format, self.spec, dtype=self.device.dtype))
             try:
                 model = transformers.AutoModelForImageTextToText.from_pretrained(directory, device_map=dev, **kwargs)
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load {directory} with transformers: {exc}") from exc
-            if self.spec.prequantized is not None and dtype != torch.bfloat16:
+            if self.spec.is_prequantized and dtype != torch.bfloat16:
                 _unify_float_dtype(model, dtype, torch)
         return model.eval()
 

@@ -187,7 +187,7 @@ class VLLMBackend(Backend):
             raise Unsupported(f"vllm cannot run {fmt.id}: {fmt.not_supported.get('vllm', 'no path for it')}")
         if self.device.kind == "cpu" and route.cpu:
             raise Unsupported(f"{route.cpu}; {fmt.id} cannot run there")
-        if self.spec.prequantized is not None:
+        if self.spec.is_prequantized:
             # Quantized elsewhere: loaded as it is, with the route's method, or vLLM's own detection from
             # config.json where the route says so (it picks the kernel family for the GPU).
             with timeline.phase("model build"):
@@ -483,7 +483,7 @@ def _weights(directory: Path, spec, fmt) -> tuple[int, str]:
     what the engine holds), or, for a weightless shape-only or config-only directory (dummy weights),
     an estimate: language-model linears at the format's nominal storage width, the rest in bf16."""
     files = list(directory.glob("*.safetensors"))
-    if files or spec.prequantized is not None:
+    if files or spec.is_prequantized:
         return sum(f.stat().st_size for f in files), "checkpoint files"
     total = spec.approx_params_b * 1e9
     lm = min(ModelShape.from_dir(directory).lm_params, total) if fmt.quantized else 0

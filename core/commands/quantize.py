@@ -15,7 +15,7 @@ from core.requests import EngineOptions
 
 def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, export: bool) -> int:
     spec = registry.resolve(model, allow_pickle=options.allow_pickle)
-    if spec.prequantized is not None:
+    if spec.is_prequantized:
         raise Unsupported(f"{spec.name} is already quantized ({spec.detected_format}, {spec.prequantized.source}): "
                           "vqbench never quantizes a checkpoint again; run it with `vqbench run --model` or the suite")
     fmt = get_format(fmt_name)

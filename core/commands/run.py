@@ -314,7 +314,7 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     previous = {c.id: previous[c.id] for c in clips if c.id in previous}
     todo = [c for c in clips if c.id not in previous]
     _say(f"vqbench run: {eng.id} on {dev.describe()}, {len(clips)} videos, task {task.name}")
-    if spec.prequantized is not None:
+    if spec.is_prequantized:
         _say(f"  pre-quantized checkpoint: {fmt.id} ({spec.prequantized.source}, fingerprint "
              f"{spec.prequantized.fingerprint}), loaded as it is"
              + (f"; drift against {reference.engine.id}" if reference else
@@ -377,7 +377,7 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
                        skipped=len(found.skipped), decoder=decoder, plan=decode_plan[0] if decode_plan else None)
     output.parent.mkdir(parents=True, exist_ok=True)
     doc = {"engine": eng.id, "summary": summary, "results": records, "skipped": [s.to_dict() for s in found.skipped]}
-    if spec.prequantized is not None:
+    if spec.is_prequantized:
         doc["prequantized"] = spec.prequantized.to_dict()
     if drift is not None:
         doc["drift"] = drift
@@ -392,10 +392,10 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
 def _reference_plan(settings: Settings, spec, backend: str, dev) -> EnginePlan | None:
     """The --reference-model's engine (reference format, same backend and device) a pre-quantized
     checkpoint's drift is judged against; None without one. One that cannot run stops the run."""
-    if spec.prequantized is None or not settings.reference_model:
+    if not spec.is_prequantized or not settings.reference_model:
         return None
     ref_spec = registry.resolve(settings.reference_model, allow_pickle=settings.allow_pickle)
-    if ref_spec.prequantized is not None:
+    if ref_spec.is_prequantized:
         raise ConfigError(f"--reference-model {settings.reference_model} is itself quantized "
                           f"({ref_spec.detected_format}): name the model {spec.name} was quantized from")
     ref_fmt = get_format(settings.reference_format)

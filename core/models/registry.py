@@ -40,6 +40,17 @@ class ModelSpec:
     None for plain checkpoints and built models. Such a model runs only in that format, never quantized again."""
 
     @property
+    def is_prequantized(self) -> bool:
+        """Quantized elsewhere: it runs only in its detected format and no quantizer ever runs on it."""
+        return self.prequantized is not None
+
+    def tool_for(self, fmt) -> str:
+        """Which quantization tool runs when this model is loaded in ``fmt`` (a ``QuantFormat``): the
+        format's own, or none for a checkpoint quantized elsewhere (``prequantized``). The one place
+        this is decided: capability, goldens, backends' imports and recorded versions all ask here."""
+        return "prequantized" if self.is_prequantized else fmt.tool
+
+    @property
     def detected_format(self) -> str | None:
         """The format id a pre-quantized checkpoint was detected as (None for plain models)."""
         return self.prequantized.format if self.prequantized is not None else None
