@@ -1,10 +1,11 @@
 """Drift of every format against the reference format (bf16 by default), per engine.
 
-Fails when a format exceeds its thresholds or the paired McNemar gate finds it significantly less
-accurate; a verdict from a clip set too small to see its limits is INCONCLUSIVE (passes unless
-``--drift-inconclusive fail``), with the clips needed. Fails when a format exceeds its thresholds (core.metrics.verdict; override them with
-``--threshold FORMAT.METRIC=VALUE`` or ``[tool.vqbench.thresholds]``), printing the statistics
-behind the decision and the offending videos side by side. The reference itself is checked for
+Fails when a format exceeds its thresholds (core.metrics.verdict; override them with
+``--threshold FORMAT.METRIC=VALUE`` or ``[tool.vqbench.thresholds]``) or the paired McNemar gate finds
+it significantly less accurate, printing the statistics behind the decision and the offending videos
+side by side; a verdict from a clip set too small to see its limits is INCONCLUSIVE (passes unless
+``--drift-inconclusive fail``), with the clips needed. The judge is ``core.metrics.judge.judge_drift``,
+the one ``vqbench run`` uses too. The reference itself is checked for
 run-to-run noise instead: on CPU two runs must agree exactly; on a GPU a label flip, a log-prob
 difference beyond the golden tolerance or a video lost on one run fails, and smaller differences
 are reported as RunToRunNoise warnings (core.metrics.drift.judge_run_to_run). A pre-quantized
@@ -21,8 +22,8 @@ import warnings
 import pytest
 
 from core.matrix import Cell
-from core.metrics.drift import RunToRunNoise, compare_formats, judge_run_to_run, usable_inputs
-from core.metrics.verdict import evaluate, thresholds_for
+from core.metrics.drift import RunToRunNoise, judge_run_to_run, usable_inputs
+from core.metrics.judge import judge_drift
 
 
 def test_drift(vqbench_engine, vqbench_state, record_property):
@@ -46,16 +47,13 @@ def test_drift(vqbench_engine, vqbench_state, record_property):
         return
     # The same model in the reference format, or (a pre-quantized checkpoint) the --reference-model's engine.
     ref_plan = next(p for p in st.plans if p.engine == plan.reference)
-    reference, candidate = usable_inputs([st.answer(Cell(ref_plan, task, c.clip)) for c in cells],
-                                         [st.answer(c) for c in cells])
-    report = compare_formats(reference, candidate, reference_format=ref_fmt, candidate_format=plan.engine.format)
+    judged = judge_drift(plan, ref_plan, task.name, [st.answer(Cell(ref_plan, task, c.clip)) for c in cells],
+                         [st.answer(c) for c in cells], st.settings)
     if plan.spec.is_prequantized:
         record_property("reference_model", ref_plan.engine.model)
-    verdict = evaluate(report, thresholds_for(plan.engine.format, st.settings.thresholds),
-                       confidence=st.settings.drift_confidence, inconclusive=st.settings.drift_inconclusive)
-    record_property("drift", report.to_dict())
-    record_property("drift_verdict", verdict.to_dict())
-    st.save_drift(plan.engine.id, task.name, report.to_dict(), verdict.passed, verdict.to_dict())
-    print(verdict.render())
-    if not verdict.passed:
-        pytest.fail(verdict.render(), pytrace=False)
+    record_property("drift", judged.record["report"])
+    record_property("drift_verdict", judged.record["verdict"])
+    st.save_drift(judged.record)
+    print(judged.verdict.render())
+    if not judged.verdict.passed:
+        pytest.fail(judged.verdict.render(), pytrace=False)

@@ -2,7 +2,8 @@
 clip that produces the most video tokens, the KV cache, the activations of the language model and
 the vision tower, and the frames themselves. Printed by ``vqbench run`` so a user sees that a run
 will not fit before waiting for it to fail; a clip over the budget fails alone, with the option to
-lower in its message.
+lower in its message; an engine whose weights cannot fit is refused with a capability verdict
+(``plan_budget``), its memory rule read from the catalog (``BackendInfo.preallocates_memory``).
 
 Frame counts come from the header probe (``core.video.sniff``): a 2-minute clip at 4 fps samples
 480 frames, 19440 video tokens at 250x250. Clips whose length the header does not give (raw
@@ -12,15 +13,19 @@ streams) are checked again once decoded, with the real count.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import sampling
 from core.errors import ConfigError
 from core.formats import QuantFormat
 from core.models.shape import ModelShape
 from core.sampling import SamplingSpec
+
+if TYPE_CHECKING:
+    from core.capability import CapabilityVerdict
 
 TEXT_TOKENS = 256
 """Prompt tokens besides the video (chat template, question, options): an allowance; the anomaly
@@ -154,3 +159,128 @@ class Budget:
                     f"{self.memory_bytes / 2**30:.1f} GiB of {self.device}: {lower}"
                     + (", or lower --max-model-len" if self.context_option == "--max-model-len" else ""))
         return None
+
+
+@dataclass
+class ClipBudget:
+    """An engine's ``Budget`` with the cost of every clip whose length the header gave, and the memory
+    each clip needs (``need``: None where memory is reserved at load or no estimate could be made)."""
+
+    family: Any
+    config: dict[str, Any]
+    budget: Budget
+    need: Callable[[ClipCost], float | None]
+    max_new_tokens: int
+    costs: dict[str, ClipCost] = field(default_factory=dict)
+    """Expected cost per clip id, from header probes (absent: length unknown until decoded)."""
+
+    def cost(self, clip_id: str, frames: int, height: int, width: int) -> ClipCost:
+        return clip_cost(clip_id, frames, height, width, family=self.family, config=self.config)
+
+    def problem(self, cost: ClipCost) -> str | None:
+        return self.budget.check(cost, need_bytes=self.need(cost), max_new_tokens=self.max_new_tokens)
+
+
+def plan_budget(plan, dev, clips, probes: dict[str, Any], settings,
+                say: Callable[[str], None]) -> tuple[ClipBudget | None, CapabilityVerdict]:
+    """The budget of engine ``plan`` (``core.matrix.EnginePlan``) on device ``dev`` for ``clips``: their
+    expected frames and tokens from the header ``probes``, the estimate for the longest (told through
+    ``say``), and the verdict on the engine as a whole: refused when even the weights (or, where the
+    engine reserves its memory at load, weights and one full-context KV cache) cannot fit. The budget is
+    None when the model's config cannot be read (an estimate is advice: the run goes on)."""
+    from core.capability import CapabilityVerdict, no
+    from core.catalog import backend_info
+    from core.models import registry
+    from core.models.families import family as family_of
+
+    spec, fmt, backend = plan.spec, plan.fmt, plan.engine.backend
+    info = backend_info(backend)
+    try:
+        config_dir = registry.materialize(spec)
+        config = json.loads((config_dir / "config.json").read_text())
+        fam = family_of(spec.family)
+        shape = ModelShape.from_config(config)
+    except Exception as exc:  # noqa: BLE001 - an estimate is advice, never a blocker
+        say(f"  memory estimate unavailable ({type(exc).__name__}: {exc})")
+        return None, CapabilityVerdict(True)
+    limit = shape.max_position_embeddings
+    if info.context_option:
+        context = settings.max_model_len if spec.kind == "shape" or not limit else min(limit, settings.max_model_len)
+        option = info.context_option
+    else:
+        context, option = limit, "the model's max_position_embeddings"
+    if dev.kind == "cuda" and dev.memory_gib:
+        total_bytes = dev.memory_gib * 2**30
+        where = f"{dev.memory_gib:.0f} GiB on {dev.name}"
+    else:
+        import psutil
+
+        total_bytes = float(psutil.virtual_memory().available)
+        where = f"{total_bytes / 2**30:.0f} GiB of available host memory (CPU run)"
+    memory = None if info.preallocates_memory else total_bytes * 0.95
+    sampling_note = (f"--fps {settings.fps:g}" if not settings.nframes else f"--nframes {settings.nframes}") + \
+        f", --max-frames {settings.max_frames}, --resolution {settings.resolution or 'auto'}"
+    eager = settings.attn_implementation == "eager"
+    params: dict[str, Any] = {}
+
+    def need(cost: ClipCost) -> float | None:
+        if memory is None:
+            return None
+        try:
+            if "params" not in params:
+                params["params"] = count_params(config_dir)
+            est = estimate(config_dir, fmt, backend=backend, clip=cost, params=params["params"],
+                           max_new_tokens=settings.max_new_tokens, eager_attention=eager)
+        except Exception:  # noqa: BLE001 - no estimate, no memory check (the context check stays)
+            return None
+        return est["total_bytes"]
+
+    cb = ClipBudget(fam, config, Budget(backend=backend, device=where, context_tokens=context, context_option=option,
+                                        memory_bytes=memory, settings_note=sampling_note),
+                    need, settings.max_new_tokens)
+    unknown = 0
+    for clip in clips:
+        p = probes.get(clip.id)
+        n_h_w = None
+        if p is not None and p.video:
+            n_h_w = expected_frames(sampling.anchor(settings.sampling(), clip), total_frames=p.total_frames,
+                                    fps=p.fps, height=p.height, width=p.width)
+        if n_h_w is None:
+            unknown += p is not None and p.video
+            continue
+        cb.costs[clip.id] = cb.cost(clip.id, *n_h_w)
+    longest = max(cb.costs.values(), key=lambda c: (c.video_tokens, c.frame_bytes), default=None)
+    try:
+        est = estimate(config_dir, fmt, backend=backend, clip=longest, max_new_tokens=settings.max_new_tokens,
+                       eager_attention=eager)
+        params["params"] = est["params"]
+    except Exception as exc:  # noqa: BLE001 - an estimate is advice, never a blocker
+        say(f"  memory estimate unavailable ({type(exc).__name__}: {exc})")
+        return cb, CapabilityVerdict(True)
+    act = est["activations"]
+    clip_text = (f"for the longest clip, {longest.clip}: {longest.describe()}, {longest.frame_bytes / 2**20:.0f} MiB "
+                 f"of frames" if longest else "for a text-only prompt (no clip length known before decoding)")
+    say(f"  estimated memory: {est['total_bytes'] / 2**30:.2f} GiB of {where}: weights "
+        f"{est['weights_bytes'] / 2**30:.2f} GiB"
+        f"{' (fake-quant: bf16 weights, no memory savings)' if est['fake_quant_no_savings'] else ''}, "
+        f"KV cache {est['kv_cache_bytes'] / 2**20:.1f} MiB, activations {est['activation_bytes'] / 2**20:.0f} MiB "
+        f"(language model {act['lm'] / 2**20:.0f}, vision {act['vision'] / 2**20:.0f}, pixels "
+        f"{act['pixels'] / 2**20:.0f}) {clip_text}")
+    if unknown:
+        say(f"  {unknown} video{'s' if unknown > 1 else ''} of unknown length (raw streams): checked once decoded")
+    weights = est["weights_bytes"]
+    if dev.kind != "cuda":
+        return cb, CapabilityVerdict(True)
+    if not info.preallocates_memory and weights > total_bytes * 0.95:
+        return cb, no(f"{spec.name} {fmt.id} needs ~{weights / 2**30:.1f} GiB for its weights alone; "
+                      f"{dev.describe()} is too small")
+    if info.preallocates_memory:
+        reserved = total_bytes * settings.gpu_memory_utilization
+        kv_full = shape.kv_bytes_per_token(1 if fmt.kv_cache == "fp8" else 2) * (context or 0)
+        if weights + kv_full > reserved:
+            return cb, no(
+                f"{spec.name} {fmt.id} needs ~{(weights + kv_full) / 2**30:.1f} GiB (weights "
+                f"{weights / 2**30:.1f} GiB + a KV cache for one {context}-token request) of the "
+                f"{reserved / 2**30:.1f} GiB --gpu-memory-utilization {settings.gpu_memory_utilization:g} leaves: "
+                f"lower {info.context_option} or raise --gpu-memory-utilization")
+    return cb, CapabilityVerdict(True)

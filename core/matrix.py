@@ -15,7 +15,7 @@ from core import capability
 from core import device as devices
 from core.capability import CapabilityVerdict
 from core.catalog import backend_info
-from core.errors import ConfigError
+from core.errors import ConfigError, Unsupported
 from core.formats import QuantFormat, all_formats, get_format
 from core.models import registry
 from core.models.registry import ModelSpec
@@ -137,6 +137,40 @@ def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[
                         verdict = capability.check(backend, fmt, dev, spec=spec)
                     plans.append(EnginePlan(eng, spec, fmt, verdict, device_class=_device_class(dev_kind, dev)))
     return _judged(plans, settings, updating_goldens=updating_goldens)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One engine planned on its own (``vqbench run``, the perf probe), exactly as the matrix plans it."""
+
+    plan: EnginePlan
+    reference: EnginePlan | None
+    """The engine its drift is judged against when the selection holds one: for a pre-quantized
+    checkpoint, the ``--reference-model`` in the reference format; None otherwise."""
+
+
+def select_engine(settings: Settings, *, model: str, backend: str, fmt: str | None, device: str) -> Selection:
+    """The plan of one (model, backend, format, device) with every verdict a pytest session would give
+    it, through ``plan_engines`` itself. ``fmt`` None: bf16, or a pre-quantized checkpoint's own format
+    (naming another format for such a checkpoint is a usage error). ``device``: cpu, cuda, or auto (the
+    GPU when there is one)."""
+    spec = registry.resolve(model, allow_pickle=settings.allow_pickle)  # a name that does not resolve says why
+    if fmt and spec.is_prequantized and get_format(fmt).id != spec.detected_format:
+        raise ConfigError(f"{spec.name} is a {spec.detected_format} checkpoint ({spec.prequantized.source}): it runs "
+                          f"as {spec.detected_format} only, not --format {fmt}")
+    fmt_id = get_format(spec.detected_format or fmt or "bf16").id
+    if device == "cpu" or (device == "auto" and devices.primary().kind != "cuda"):
+        kind = "cpu"
+    elif devices.primary().kind == "cuda":
+        kind = "cuda"
+    else:
+        raise Unsupported(f"--device cuda asked for, but there is no GPU: {devices.no_gpu_reason()}")
+    one = replace(settings, models=[model] if kind == "cpu" else [], gpu_models=[model] if kind == "cuda" else [],
+                  backends=[backend], formats=[fmt_id])
+    plans = plan_engines(one)
+    plan = next(p for p in plans if p.engine == Engine(spec.name, backend, fmt_id, kind))
+    reference = next((p for p in plans if p.engine == plan.reference), None) if spec.is_prequantized else None
+    return Selection(plan, reference)
 
 
 def _check_names(specs: list[ModelSpec]) -> None:

@@ -35,6 +35,8 @@ class Timings(TypedDict, total=False):
     """processor + generate: what a timed round measures."""
     end_to_end_s: float
     """video decode + total."""
+    video_wait_s: float
+    """How long the engine waited for this clip's frames (``vqbench run``'s decode-ahead; absent elsewhere)."""
 
 
 class Tokens(TypedDict):
@@ -110,15 +112,22 @@ class EngineRecord(TypedDict):
 
 
 class DriftRecord(TypedDict):
+    """A format's drift against its reference, as ``core.metrics.judge.judge_drift`` builds it."""
+
     type: Literal["drift"]
     engine: str
     task: str
     passed: bool
     report: dict[str, Any]
     status: NotRequired[str]
-    """pass, inconclusive or fail (records before issue 17: only ``passed``)."""
+    """pass, inconclusive or fail (older records have only ``passed``)."""
     verdict: NotRequired[dict[str, Any]]
     """Failures, per-gate sensitivity (smallest detectable change, clips needed), thresholds."""
+    reference: NotRequired[str]
+    """The engine id judged against (the same model in the reference format, or a pre-quantized
+    checkpoint's ``--reference-model``)."""
+    prequantized: NotRequired[dict[str, Any]]
+    """For a checkpoint quantized elsewhere: what its files said (format, source, fingerprint)."""
 
 
 class SessionRecord(TypedDict):

@@ -40,20 +40,11 @@ class EngineLoadError(VqbenchError):
 
 
 class FrameCache:
-    """Decoded clips by (path, sampling); errors are cached too, so a bad file is decoded once.
-
-    ``put`` hands in a clip decoded elsewhere (``vqbench run``'s decode-ahead workers): frames, or
-    the exception its decode raised, which ``get`` then raises for that clip alone."""
+    """Decoded clips by (path, sampling); errors are cached too, so a bad file is decoded once."""
 
     def __init__(self, max_bytes: int = 2 * 2**30) -> None:
         self.max_bytes = max_bytes
         self._items: OrderedDict[tuple[str, str], Frames | BaseException] = OrderedDict()
-
-    def put(self, clip: VideoClip, spec: SamplingSpec, item: Frames | BaseException) -> None:
-        key = (str(clip.path), spec.key())
-        self._items[key] = item
-        self._items.move_to_end(key)
-        self._evict()
 
     def get(self, clip: VideoClip, spec: SamplingSpec) -> Frames:
         key = (str(clip.path), spec.key())
@@ -272,11 +263,16 @@ def error_record(cell: Cell, exc: BaseException, *, kind: RecordKind) -> CellRec
             "time": time.time()}
 
 
-def run_cell(cell: Cell, pool: EnginePool, frames_cache: FrameCache, settings: Settings, *,
-             timer: Callable[..., tuple[Generation, list[float]]] | None = None) -> CellRecord:
+def run_cell(cell: Cell, pool: EnginePool, frames: FrameCache | Frames, settings: Settings, *,
+             timer: Callable[..., tuple[Generation, list[float]]] | None = None,
+             video_wait_s: float | None = None) -> CellRecord:
     """Run one cell and return its record: timed over rounds when ``timer`` is given (e.g.
-    pytest-benchmark), else one untimed scoring run. Scores are taken after the clock stops."""
-    frames = frames_cache.get(cell.clip, sampling_for(cell, settings))
+    pytest-benchmark), else one untimed scoring run. Scores are taken after the clock stops.
+
+    ``frames`` is the clip decoded already (``core.answering``'s decode-ahead workers), or the cache
+    that decodes it; ``video_wait_s``, how long the engine waited for those frames (recorded)."""
+    if isinstance(frames, FrameCache):
+        frames = frames.get(cell.clip, sampling_for(cell, settings))
     backend = pool.get(cell.plan)
     request = build_request(cell, frames, settings)
     with MemoryProbe(backend.device, backend.pids, baseline=pool.memory_baseline(cell.plan)) as probe:
@@ -288,6 +284,8 @@ def run_cell(cell: Cell, pool: EnginePool, frames_cache: FrameCache, settings: S
         gen = backend.score(request, gen)
     rec = record(cell, gen, frames, backend, pool, kind="timed" if timer is not None else "scoring",
                  memory=probe.result, rounds=rounds)
+    if video_wait_s is not None:
+        rec["timings"]["video_wait_s"] = video_wait_s
     if gen.vision is not None:
         eng = cell.plan.engine
         # keyed by the model whose reference-format answers it is compared with (a pre-quantized

@@ -20,7 +20,7 @@ import pytest
 
 from core import settings as settings_mod
 from core import timeline
-from core.records import CellRecord
+from core.records import CellRecord, DriftRecord
 
 
 class VqbenchState:
@@ -86,13 +86,8 @@ class VqbenchState:
         if self.writer is not None:
             self.writer.write(record)
 
-    def save_drift(self, engine_id: str, task: str, report: dict[str, Any], passed: bool,
-                   verdict: dict[str, Any] | None = None) -> None:
-        """Record a drift report (and its verdict: status, sensitivity) in the results file (reports read it)."""
-        rec = {"type": "drift", "engine": engine_id, "task": task, "passed": passed, "report": report}
-        if verdict is not None:
-            rec["status"] = verdict["status"]
-            rec["verdict"] = verdict
+    def save_drift(self, rec: DriftRecord) -> None:
+        """Record a drift verdict (``core.metrics.judge``) in the results file (reports read it)."""
         self._write(rec)
 
     def _save(self, rec: CellRecord) -> CellRecord:

@@ -263,16 +263,14 @@ def _encode_one(args) -> str:
 
 
 def _run_plan(model: str, backend: str, fmt: str, device: str, settings: Settings):
-    from core.capability import check
+    """The engine's plan as ``vqbench run`` makes it (``core.matrix.select_engine``)."""
     from core.errors import Unsupported
-    from core.matrix import Engine, EnginePlan
+    from core.matrix import select_engine
 
-    dev = devices.CPU if device == "cpu" else devices.primary()
-    spec, f = registry.resolve(model), get_format(fmt)
-    verdict = check(backend, f, dev, spec=spec)
-    if not verdict:
-        raise Unsupported(verdict.reason)
-    return EnginePlan(Engine(spec.name, backend, f.id, dev.kind), spec, f, verdict, device_class=dev.gpu_class)
+    plan = select_engine(settings, model=model, backend=backend, fmt=fmt, device=device).plan
+    if not plan.verdict:
+        raise Unsupported(plan.verdict.reason)
+    return plan
 
 
 def decode_ahead(folder: Path, *, model: str, backend: str, fmt: str, device: str, clips: int, passes: int = 2,
@@ -289,7 +287,7 @@ def decode_ahead(folder: Path, *, model: str, backend: str, fmt: str, device: st
     cores). ``steady`` leaves out the wait for the first clip (pool start and its decode)."""
     import time
 
-    from core.commands.run import _one_round, answer_clips
+    from core.answering import answer_clips, one_round
     from core.decode import resolve_decoder
     from core.matrix import Cell
     from core.runner import EnginePool, FrameCache, run_cell, sampling_for
@@ -308,11 +306,11 @@ def decode_ahead(folder: Path, *, model: str, backend: str, fmt: str, device: st
         for clip in paths:  # pre-decode (untimed) and warm the engine up on the first clip
             cache.get(clip, sampling_for(Cell(plan, task, clip), settings))
         predecode_s = time.perf_counter() - t0
-        run_cell(Cell(plan, task, paths[0]), pool, cache, settings, timer=_one_round)
+        run_cell(Cell(plan, task, paths[0]), pool, cache, settings, timer=one_round)
         engine_vps = None
         for i in range(passes):
             t0 = time.perf_counter()
-            lat = [run_cell(Cell(plan, task, c), pool, cache, settings, timer=_one_round)["timings"]["total_s"]
+            lat = [run_cell(Cell(plan, task, c), pool, cache, settings, timer=one_round)["timings"]["total_s"]
                    for c in paths]
             wall = time.perf_counter() - t0
             engine_vps = len(paths) / wall

@@ -1,0 +1,115 @@
+"""Answering a list of clips with one engine while worker processes decode the next ones: the loop
+behind ``vqbench run`` (and the perf probe's decode-ahead mode).
+
+* Upcoming clips are decoded in worker processes (``core.decode``) while the engine answers the
+  current one; results keep the clips' order and per-clip timings; each clip's decode time is its
+  worker's own, and the time the engine waited for its frames is recorded beside it
+  (``timings.video_wait_s``).
+* Each clip is one cell, run by the runner the pytest cells use (``core.runner.run_cell``), its
+  decoded frames handed over directly.
+* A clip whose header says it cannot fit the engine's budget (``core.estimate.ClipBudget``), or whose
+  decode failed, gets an error record of its own; the others go on. An engine that fails to load
+  raises ``EngineLoadError`` after the first clip's error record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from core import decode, sampling
+from core.errors import BudgetError, VideoError
+from core.estimate import ClipBudget
+from core.matrix import Cell, EnginePlan
+from core.records import CellRecord
+from core.runner import EngineLoadError, EnginePool, error_record, run_cell, sampling_for
+from core.settings import Settings
+from core.video import VideoClip
+
+
+def one_round(fn: Callable[[], Any], *, before_round: Callable[[], None] | None = None) -> tuple[Any, list[float]]:
+    """A single timed round (the timer ``run_cell`` takes): ``vqbench run`` answers each video once, as a
+    user's own script would."""
+    if before_round is not None:
+        before_round()
+    t0 = time.perf_counter()
+    result = fn()
+    return result, [time.perf_counter() - t0]
+
+
+@dataclass
+class Answered:
+    """One clip's record and how long the engine waited for its frames."""
+
+    clip: VideoClip
+    record: CellRecord
+    wait_s: float = 0.0
+
+
+def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: EnginePool, settings: Settings,
+                 decoder: str, budget: ClipBudget | None = None, workers: int | None = None,
+                 budget_bytes: int | None = None, on_plan: Callable[[decode.Plan], None] | None = None,
+                 timer=one_round) -> Iterator[Answered]:
+    """Answer ``clips`` in order with the engine of ``plan``, decoding ahead: one record per clip (an
+    error record for a clip that failed)."""
+    if not clips:
+        return
+    failed: dict[str, BaseException] = {}
+    jobs, decodable = [], []
+    for clip in clips:
+        if clip.meta.get("probe_error"):
+            failed[clip.id] = VideoError(clip.path, str(clip.meta["probe_error"]))
+            continue
+        cost = budget.costs.get(clip.id) if budget else None
+        problem = budget.problem(cost) if budget and cost else None
+        if problem:
+            failed[clip.id] = BudgetError(f"{clip.id}: {problem}")
+            continue
+        jobs.append(decode.Job(str(clip.path), sampling_for(Cell(plan, task, clip), settings), decoder=decoder))
+        decodable.append(clip)
+    known = [budget.costs[c.id].frame_bytes for c in decodable if budget and c.id in budget.costs]
+    if known:
+        largest = max(known)
+    else:  # no length known before decoding: the sampler's bound (max frames at the largest frame size)
+        res = settings.sampling().resolution
+        largest = settings.max_frames * (res[0] * res[1] if res else sampling.VIDEO_MAX_PIXELS) * 3
+    p = decode.plan(clips=len(jobs), clip_bytes=largest, workers=settings.decode_workers if workers is None
+                    else workers, budget_bytes=budget_bytes or settings.decode_memory_bytes(), decoder=decoder,
+                    device=plan.engine.device)
+    jobs = [decode.Job(j.path, j.spec, decoder=j.decoder, threads=p.threads) for j in jobs]
+    if on_plan is not None:
+        on_plan(p)
+    ahead = decode.DecodeAhead(jobs, workers=p.workers, ahead=p.ahead)
+    outcomes = iter(ahead)
+    try:
+        ahead.start()
+        try:  # load the engine while the first clips decode (a failure is raised again by the first cell)
+            pool.get(plan)
+        except EngineLoadError:
+            pass
+        for clip in clips:
+            cell = Cell(plan, task, clip)
+            wait = 0.0
+            try:
+                if clip.id in failed:
+                    raise failed[clip.id]
+                out = next(outcomes)
+                wait = out.wait_s
+                if out.error is not None:
+                    raise out.error
+                if budget is not None:
+                    n, h, w, _ = out.frames.array.shape
+                    problem = budget.problem(budget.cost(clip.id, n, h, w))
+                    if problem:
+                        raise BudgetError(f"{clip.id}: {problem}")
+                rec = run_cell(cell, pool, out.frames, settings, timer=timer, video_wait_s=wait)
+            except EngineLoadError as exc:
+                yield Answered(clip, error_record(cell, exc, kind="timed"), wait)
+                raise
+            except Exception as exc:
+                rec = error_record(cell, exc, kind="timed")
+            yield Answered(clip, rec, wait)
+    finally:
+        ahead.close()

@@ -1,0 +1,46 @@
+"""The drift judge: one function that both front doors call (``bench/test_drift.py`` and ``vqbench run``
+for a pre-quantized checkpoint with ``--reference-model``), so a format is judged by the same steps and
+written as the same record wherever it ran.
+
+The steps: keep the clips both sides answered (``usable_inputs``), compare the candidate's answers with
+the reference's (``compare_formats``), judge the comparison against the candidate format's thresholds
+and the paired gates at the configured confidence (``evaluate``), and build the ``DriftRecord``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.metrics.drift import DriftReport, compare_formats, usable_inputs
+from core.metrics.verdict import DriftVerdict, evaluate, thresholds_for
+from core.records import DriftRecord
+
+
+@dataclass(frozen=True)
+class DriftJudgement:
+    report: DriftReport
+    verdict: DriftVerdict
+    record: DriftRecord
+    """What the results file keeps (``core.records.DriftRecord``); reports read it."""
+
+
+def judge_drift(plan, reference_plan, task: str, reference_records: Sequence[Mapping[str, Any]],
+                records: Sequence[Mapping[str, Any]], settings) -> DriftJudgement:
+    """Judge ``plan``'s answers (``records``) against ``reference_plan``'s answers to the same clips.
+
+    ``plan`` and ``reference_plan`` are ``core.matrix.EnginePlan``; ``settings`` gives the thresholds
+    (``--threshold``), the confidence and what an inconclusive verdict does."""
+    reference, candidate = usable_inputs(reference_records, records)
+    report = compare_formats(reference, candidate, reference_format=reference_plan.engine.format,
+                             candidate_format=plan.engine.format)
+    verdict = evaluate(report, thresholds_for(plan.engine.format, settings.thresholds),
+                       confidence=settings.drift_confidence, inconclusive=settings.drift_inconclusive)
+    summary = verdict.to_dict()
+    record: DriftRecord = {"type": "drift", "engine": plan.engine.id, "task": task, "passed": verdict.passed,
+                           "report": report.to_dict(), "status": summary["status"], "verdict": summary,
+                           "reference": reference_plan.engine.id}
+    if plan.spec.is_prequantized:
+        record["prequantized"] = plan.spec.prequantized.to_dict()
+    return DriftJudgement(report, verdict, record)
