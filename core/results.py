@@ -29,6 +29,14 @@ class ReportInputError(VqbenchError):
     """A results file is missing, unreadable, or holds no benchmark cells."""
 
 
+def new_run_id() -> str:
+    """An id for one run (a pytest session with its workers, one ``vqbench run``): stamped on every record
+    it writes, so one results file can hold several runs apart."""
+    import time
+
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+
+
 class ResultsWriter:
     """Append-only JSON-lines writer; each record is one ``write`` of one line on an O_APPEND file,
     so several processes (xdist workers) can share one file without tearing each other's lines.

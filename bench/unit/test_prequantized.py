@@ -371,64 +371,104 @@ def bnb_checkpoint(tmp_path_factory):
     return hub.bitsandbytes(src, tmp_path_factory.mktemp("bnb") / "Qwen2.5-VL-tiny-trained-bnb-int8", "bnb_int8")
 
 
-@pytest.fixture
-def two_clips(fixture_clip_folder):
-    return fixture_clip_folder("clips", 2)
+@pytest.fixture(scope="module")
+def both_fronts(bnb_checkpoint, tmp_path_factory):
+    """The same checkpoint, reference and two clips through both front doors: a pytest session of
+    bench/test_drift.py (the checkpoint's drift and the reference's run-to-run check) and ``vqbench run``."""
+    import shutil
+    import subprocess
+    import sys
+
+    from core import dataset, paths, results
+
+    tmp = tmp_path_factory.mktemp("fronts")
+    clips = tmp / "clips"
+    clips.mkdir()
+    for c in dataset.fixture_clips()[:2]:
+        shutil.copy(c.path, clips / c.path.name)
+    out = tmp / "r.jsonl"
+    suite = subprocess.run(
+        [sys.executable, "-m", "pytest", str(paths.PROJECT_ROOT / "bench" / "test_drift.py"), "-m", "cpu",
+         "-p", "no:cacheprovider", "-p", "no:xdist", "--rootdir", str(paths.PROJECT_ROOT),
+         "-c", str(paths.PROJECT_ROOT / "pyproject.toml"), "--videos", str(clips), "--model", str(bnb_checkpoint),
+         "--reference-model", "tiny-trained", "--format", "bf16", "--format", "fp8", "--backend", "hf",
+         "--results", str(out), "-rA"], capture_output=True, text=True, cwd=paths.PROJECT_ROOT)
+    run_json = tmp / "run.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "core.cli", "run", "--model", str(bnb_checkpoint), "--backend", "hf", "--device", "cpu",
+         "--videos", str(clips), "--reference-model", "tiny-trained", "--output", str(run_json),
+         "--decode-workers", "0"], capture_output=True, text=True, cwd=paths.PROJECT_ROOT)
+    return {"suite": suite, "results": results.load(out) if out.exists() else None, "run": run,
+            "doc": json.loads(run_json.read_text()) if run_json.exists() else None,
+            "run_results": results.load(run_json.with_suffix(".jsonl")) if run_json.exists() else None}
+
+
+CHECKPOINT = "Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-cpu"
 
 
 @pytest.mark.slow
-def test_a_bnb_checkpoint_runs_as_it_is_with_drift_against_its_parent_in_pytest(pytester, bnb_checkpoint, two_clips,
-                                                                               tmp_path):
-    from core import paths, results
-
-    spec = registry.resolve(str(bnb_checkpoint))
-    assert spec.detected_format == "bnb_int8"
-    out = tmp_path / "r.jsonl"
-    args = [str(paths.PROJECT_ROOT / "bench" / "test_drift.py"), "-m", "cpu", "-p", "no:cacheprovider",
-            "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"),
-            "--videos", str(two_clips), "--model", str(bnb_checkpoint), "--reference-model", "tiny-trained",
-            "--format", "bf16", "--format", "fp8", "--backend", "hf", "--results", str(out), "-rA"]
-    res = pytester.runpytest_subprocess(*args)
+def test_a_bnb_checkpoint_runs_as_it_is_with_drift_against_its_parent_in_pytest(both_fronts):
+    res, r = both_fronts["suite"], both_fronts["results"]
     # the checkpoint's drift against tiny-trained bf16 and the reference's run-to-run check
-    res.assert_outcomes(passed=2)
+    assert res.returncode == 0 and "2 passed" in res.stdout, res.stdout[-3000:]
     # the parent's engine first, then the checkpoint's: each loaded once
-    res.stdout.fnmatch_lines(["*engine loads: 2 for 2 engines*",
-                              f"PASSED*test_drift*Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-{device.CPU.gpu_class}-anomaly*"])
-    r = results.load(out)
+    assert "engine loads: 2 for 2 engines" in res.stdout
+    assert f"PASSED bench/test_drift.py::test_drift[Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-" \
+           f"{device.CPU.gpu_class}-anomaly]" in res.stdout, res.stdout[-3000:]
     engines = {c["engine"] for c in r.answers()}
-    assert engines == {"Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-cpu", "tiny-trained-hf-bf16-cpu"}
+    assert engines == {CHECKPOINT, "tiny-trained-hf-bf16-cpu"}
     cells = {c["engine"]: c for c in r.answers()}
-    quant = cells["Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-cpu"]["load"]["quantization"]
+    quant = cells[CHECKPOINT]["load"]["quantization"]
     assert quant["prequantized"]["format"] == "bnb_int8" and "quantize_s" not in quant  # no quantizer ran
     assert any(k.startswith("Linear8bitLt") for k in quant["linear_modules"]), quant
     # the hub's split processor files give the same processor outputs as the parent's
-    by_video = {}
+    by_video: dict[str, set] = {}
     for c in r.answers():
         by_video.setdefault(c["video"], set()).add(c["inputs"]["processor_sha256"])
     assert all(len(v) == 1 for v in by_video.values()), by_video
-    drift = [d for d in r.drift if d["engine"] == "Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-cpu"]
+    drift = [d for d in r.drift if d["engine"] == CHECKPOINT]
     assert drift and drift[0]["passed"], drift
 
 
 @pytest.mark.slow
-def test_a_bnb_checkpoint_runs_with_drift_through_vqbench_run(bnb_checkpoint, two_clips, tmp_path):
-    import subprocess
-    import sys
-
-    from core import paths
-
-    out = tmp_path / "run.json"
-    cmd = [sys.executable, "-m", "core.cli", "run", "--model", str(bnb_checkpoint), "--backend", "hf",
-           "--device", "cpu", "--videos", str(two_clips), "--reference-model", "tiny-trained", "--output", str(out),
-           "--decode-workers", "0"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=paths.PROJECT_ROOT)
+def test_a_bnb_checkpoint_runs_with_drift_through_vqbench_run(both_fronts):
+    proc, doc = both_fronts["run"], both_fronts["doc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads(out.read_text())
-    assert doc["engine"] == "Qwen2.5-VL-tiny-trained-bnb-int8-hf-bnb_int8-cpu"
+    assert doc["engine"] == CHECKPOINT
     assert doc["prequantized"]["format"] == "bnb_int8"
     assert doc["drift"]["reference"] == "tiny-trained-hf-bf16-cpu" and doc["drift"]["passed"], doc["drift"]
     assert "pre-quantized checkpoint: bnb_int8" in proc.stderr
-    # the checkpoint answered before its reference: its vision embeddings waited for the reference's
+    # the reference answered first: the checkpoint's vision embeddings were compared with its own
     vision = doc["drift"]["report"]["vision_summary"]
     assert vision["clips"] == 2 and 0.9 < vision["cos_min"] <= 1.0, vision
     assert "embeddings per frame group vs the reference" in proc.stderr
+
+
+@pytest.mark.slow
+def test_both_front_doors_give_the_same_answers_verdict_and_record_fields(both_fronts):
+    """One pipeline behind ``vqbench run`` and pytest: the same engine, format and clips give the same
+    answers, the same drift verdict and records with the same fields."""
+    r, doc, written = both_fronts["results"], both_fronts["doc"], both_fronts["run_results"]
+    assert r is not None and doc is not None, (both_fronts["suite"].stdout[-2000:], both_fronts["run"].stderr[-2000:])
+    # the records each front wrote into its results file
+    suite = {c["video"]: c for c in r.answers() if c["engine"] == CHECKPOINT}
+    run = {c["video"]: c for c in written.answers() if c["engine"] == CHECKPOINT}
+    assert sorted(suite) == sorted(run) and len(run) == 2
+    for video, a in suite.items():
+        b = run[video]
+        for key in ("cell", "engine", "predicted", "parsed", "answer", "token_ids", "mode", "mode_note"):
+            assert a.get(key) == b.get(key), (video, key, a.get(key), b.get(key))
+        assert b["candidate_logprobs"] == pytest.approx(a["candidate_logprobs"], abs=1e-5), video
+        assert a["inputs"]["pixels_sha256"] == b["inputs"]["pixels_sha256"], "the same decoded frames"
+        # the same record type with the same fields; run adds the time the engine waited for decoding
+        assert set(a) == set(b), set(a) ^ set(b)
+        assert set(b["timings"]) - set(a["timings"]) == {"video_wait_s"}
+        assert (a["kind"], b["kind"]) == ("scoring", "timed")  # the drift test scores; run times one round
+    (drift,) = [d for d in r.drift if d["engine"] == CHECKPOINT]
+    (run_drift,) = written.drift
+    for key in ("type", "engine", "task", "passed", "status", "reference", "prequantized"):
+        assert drift[key] == run_drift[key] == doc["drift"][key], key
+    assert drift["verdict"]["status"] == run_drift["verdict"]["status"]
+    assert set(drift) == set(run_drift) and set(drift["report"]) == set(run_drift["report"])
+    for key in ("flips", "agreement_rate", "n", "unpaired", "errored"):
+        assert drift["report"].get(key) == run_drift["report"].get(key), key

@@ -31,7 +31,7 @@ from core.errors import ConfigError, Unsupported
 from core.estimate import plan_budget
 from core.matrix import select_engine
 from core.records import CellRecord, DriftRecord
-from core.results import ResultsWriter
+from core.results import ResultsWriter, new_run_id
 from core.runner import EnginePool
 from core.settings import Settings
 from core.tasks import get_task
@@ -95,10 +95,9 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
             raise Unsupported(fits.reason)
     writer = ResultsWriter(results_path, header={
         "settings": settings.to_dict(), "command": "run", "run": ident,
-        "skipped": [s.to_dict() for s in found.skipped], "resumed": len(previous) if settings.resume else None})
+        "skipped": [s.to_dict() for s in found.skipped], "resumed": len(previous) if settings.resume else None},
+        run_id=new_run_id())
     pool = EnginePool(settings, on_event=writer.write)
-    # The checkpoint answers before its reference here: its vision embeddings wait for the reference's.
-    pool.vision.keep_candidates = reference is not None
     new: dict[str, CellRecord] = {}
     waits: list[float] = []
     decode_plan: list[decode.Plan] = []
@@ -112,6 +111,10 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     t0 = time.perf_counter()
     drift: DriftRecord | None = None
     try:
+        # A --reference-model answers first, as the suite orders an engine group: the checkpoint's vision
+        # embeddings then meet the reference's when it is scored.
+        ref_records = _answer_reference(clips, reference, task=task, pool=pool, settings=settings,
+                                        decoder=decoder, writer=writer) if reference is not None else []
         for done in answer_clips(todo, plan=plan, task=task, pool=pool, settings=settings, decoder=decoder,
                                  budget=budget, on_plan=started):
             rec = done.record
@@ -125,8 +128,12 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
                 _say(f"\n  {done.clip.id}: {rec['error_type']}: {rec['error']}")
         records = [previous.get(c.id) or new[c.id] for c in clips]
         if reference is not None:
-            drift = _drift(records, clips, plan, reference, task=task, pool=pool, settings=settings,
-                           decoder=decoder, writer=writer)
+            from core.metrics.judge import judge_drift
+
+            judged = judge_drift(plan, reference, task.name, ref_records, records, settings)
+            writer.write(judged.record)
+            _say(judged.verdict.render())
+            drift = judged.record
     finally:
         for bar in bars:
             bar.close()
@@ -150,25 +157,18 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     return 0 if all(r["status"] == "ok" for r in records) and (drift is None or drift["passed"]) else 1
 
 
-def _drift(records, clips, plan, reference, *, task, pool: EnginePool, settings: Settings, decoder: str,
-           writer: ResultsWriter) -> DriftRecord:
-    """Answer the clips with the reference engine (the pool closes the checkpoint's engine first) and judge
-    the checkpoint's drift against it (``core.metrics.judge``, the drift test's judge)."""
-    from core.metrics.judge import judge_drift
-
+def _answer_reference(clips, reference, *, task, pool: EnginePool, settings: Settings, decoder: str,
+                      writer: ResultsWriter) -> list[CellRecord]:
     _say(f"  reference: answering {len(clips)} videos with {reference.engine.id}")
-    ref_records = [done.record for done in answer_clips(clips, plan=reference, task=task, pool=pool,
-                                                        settings=settings, decoder=decoder)]
-    for r in ref_records:
-        writer.write(r)
-    # Vision drift (HF): the checkpoint's embeddings were kept until the reference scored the same frames.
-    late = {key.clip: stats for key, stats in pool.vision.late.items()}
-    records = [({**r, "vision": late[r["video_path"]]} if r.get("video_path") in late and not r.get("vision")
-                else r) for r in records]
-    judged = judge_drift(plan, reference, task.name, ref_records, records, settings)
-    writer.write(judged.record)
-    _say(judged.verdict.render())
-    return judged.record
+    bar, records = _progress(len(clips), reference.engine.id), []
+    try:
+        for done in answer_clips(clips, plan=reference, task=task, pool=pool, settings=settings, decoder=decoder):
+            writer.write(done.record)
+            records.append(done.record)
+            bar.update(1)
+    finally:
+        bar.close()
+    return records
 
 
 def _summary(records: list[dict[str, Any]], pool: EnginePool, wall: float, *, answered_now: int, waits: list[float],

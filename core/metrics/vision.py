@@ -6,9 +6,9 @@ written). The reference format's embeddings are kept in memory, keyed by model, 
 and the exact frames; a later format's embeddings of the same frames are compared with them and
 only the comparison is recorded: per group the cosine similarity and the relative error
 ``||e - e_ref|| / ||e_ref||`` of the flattened group. The suite runs each engine group's reference
-format first, so the reference is there when a candidate is scored. ``vqbench run`` answers a
-pre-quantized checkpoint before its ``--reference-model``: a candidate's embeddings are then kept until
-the reference scores the same frames, and the comparison is handed out later (``late``). vLLM keeps the vision encoder's outputs inside its engine process
+format first, so the reference is there when a candidate is scored; ``vqbench run`` answers a
+pre-quantized checkpoint's ``--reference-model`` first for the same reason. vLLM keeps the vision
+encoder's outputs inside its engine process
 (its encoder cache; no API hands them out), so vLLM cells have none.
 """
 
@@ -58,40 +58,24 @@ class VisionKey(NamedTuple):
 
 
 class VisionStore:
-    """The reference format's vision embeddings of the clips it answered, for later formats; and a
-    candidate's, when it answered before the reference, until the reference comes."""
+    """The reference format's vision embeddings of the clips it answered, for later formats."""
 
-    def __init__(self, max_bytes: int = MAX_BYTES, *, keep_candidates: bool = False) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self.keep_candidates = keep_candidates
-        """Keep a candidate's embeddings that came before the reference's (``vqbench run``'s order); the
-        suite scores the reference first and never needs this."""
         self._items: OrderedDict[VisionKey, tuple[Any, list[int]]] = OrderedDict()
-        self._pending: OrderedDict[VisionKey, tuple[Any, list[int]]] = OrderedDict()
-        self.late: dict[VisionKey, dict[str, Any]] = {}
-        """Comparisons of candidates that answered before the reference, by the same key."""
 
     def observe(self, key: VisionKey, *, reference: bool, embeddings, groups: list[int],
                 reference_format: str) -> dict[str, Any] | None:
-        """Keep ``embeddings`` when they are the reference's (and compare any candidate waiting for
-        them into ``late``); else compare them with the reference's for the same key, or keep them
-        until the reference answers (None then)."""
+        """Keep ``embeddings`` when they are the reference's; else compare them with the reference's for
+        the same key (None when the reference has not scored those frames)."""
         emb = embeddings.detach().to("cpu")
         if reference:
             self._items[key] = (emb, list(groups))
             self._items.move_to_end(key)
-            waiting = self._pending.pop(key, None)
-            if waiting is not None:
-                self.late[key] = {"reference": reference_format, **summary(group_stats(emb, waiting[0], groups))}
             self._evict(self._items)
             return None
         ref = self._items.get(key)
         if ref is None:
-            if not self.keep_candidates:
-                return None
-            self._pending[key] = (emb, list(groups))
-            self._pending.move_to_end(key)
-            self._evict(self._pending)
             return None
         return {"reference": reference_format, **summary(group_stats(ref[0], emb, groups))}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import os
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ class VqbenchState:
 
     def __init__(self, config: pytest.Config) -> None:
         from core.matrix import Matrix
+        from core.results import new_run_id
         from core.suite import xdist
 
         handed = xdist.from_controller(config)  # on an xdist worker: the controller's results file and run id
@@ -44,7 +44,7 @@ class VqbenchState:
         self.frames = None
         self.writer = None
         self.run_id: str = (handed.get("run_id") or config.getoption("vqbench_run_id", None)
-                            or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+                            or new_run_id())
         """One id for the whole run (the controller hands it to its xdist workers; ``vqbench cluster``
         gives each unit's pytest its own with ``--run-id``): the latency history's run, and the id
         stamped on every record this session writes (the merged --benchmark-json takes only these)."""
