@@ -121,7 +121,7 @@ def plan_engines(settings: Settings, *, updating_goldens: bool = False) -> list[
         for spec, spec_fmts in specs:
             if spec.is_prequantized:
                 # A pre-quantized checkpoint runs in its own format only, whatever --format says.
-                spec_fmts = [get_format(spec.detected_format)]
+                spec_fmts = [get_format(spec.prequantized.format)]
             for backend in settings.backends:
                 for fmt in spec_fmts:
                     eng = Engine(spec.name, backend, fmt.id, dev_kind)  # type: ignore[arg-type]
@@ -159,6 +159,7 @@ def select_engine(settings: Settings, *, model: str, backend: str, fmt: str | No
         raise ConfigError(f"{spec.name} is a {spec.detected_format} checkpoint ({spec.prequantized.source}): it runs "
                           f"as {spec.detected_format} only, not --format {fmt}")
     fmt_id = get_format(spec.detected_format or fmt or "bf16").id
+    kind: DeviceKind
     if device == "cpu" or (device == "auto" and devices.primary().kind != "cuda"):
         kind = "cpu"
     elif devices.primary().kind == "cuda":

@@ -14,6 +14,8 @@ either kind) is the cell's newest outcome and replaces every earlier record of i
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
 RecordKind = Literal["timed", "scoring"]
@@ -45,23 +47,53 @@ class Tokens(TypedDict):
     new: int
 
 
-class CellRecord(TypedDict):
-    """One cell (model x backend x format x task x video) answered once or timed over rounds."""
+class LoadDetails(TypedDict, total=False):
+    """An engine's load: where its time went, the weights as loaded, memory, what kernels ran."""
 
-    type: Literal["cell"]
-    kind: RecordKind
+    model: str
+    backend: str
+    format: str
+    device_class: str
+    device_name: str
+    observed_mode: dict[str, Any]
+    """What ran against what the capability verdict declared (``core.kernels``)."""
+    load_s: float
+    quantize_s: float | None
+    quantize_cached: bool | None
+    weight_bytes: int | None
+    weights_source: str | None
+    weight_bytes_estimated: bool
+    load_count: int
+    memory: dict[str, Any]
+    wall_s: float
+    details: dict[str, Any]
+    quantization: dict[str, Any] | None
+    versions: dict[str, str]
+
+
+class CellIdentity(TypedDict):
+    """The fields that name a cell in a record (``core.runner.cell_identity``)."""
+
     cell: str
     engine: str
     model: str
     backend: str
     format: str
     device: str
+    gpu_class: str | None
+    """The device class the cell was planned for (cpu, cpu_fp32, sm90 ...); None when planned with no GPU."""
     task: str
     video: str
     video_path: str
+
+
+class CellRecord(CellIdentity):
+    """One cell (model x backend x format x task x video) answered once or timed over rounds."""
+
+    type: Literal["cell"]
+    kind: RecordKind
     status: Status
     time: float
-    gpu_class: NotRequired[str]
     gpu_name: NotRequired[str]
     truth: NotRequired[str | None]
     predicted: NotRequired[str]
@@ -75,7 +107,7 @@ class CellRecord(TypedDict):
     rounds_s: NotRequired[list[float] | None]
     """Every timed round (timed records only)."""
     tokens: NotRequired[Tokens]
-    load: NotRequired[dict[str, Any]]
+    load: NotRequired[LoadDetails]
     memory: NotRequired[dict[str, Any]]
     frames: NotRequired[dict[str, Any]]
     mode: NotRequired[str]
@@ -102,13 +134,19 @@ class CellRecord(TypedDict):
 
 
 class EngineRecord(TypedDict):
-    """An engine's load (and, once it closed, its release): where the load time went, memory."""
+    """An engine's load (``details``: ``LoadDetails``), a failed load (the error) or its close (memory
+    against the pre-load baseline). Built by ``engine_record``."""
 
     type: Literal["engine"]
     event: Literal["load", "close", "load-failed"]
     engine: str
     time: float
-    details: NotRequired[dict[str, Any]]
+    details: dict[str, Any]
+
+
+def engine_record(event: Literal["load", "close", "load-failed"], engine: str,
+                  details: Mapping[str, Any]) -> EngineRecord:
+    return {"type": "engine", "event": event, "engine": engine, "time": time.time(), "details": dict(details)}
 
 
 class DriftRecord(TypedDict):
@@ -139,7 +177,32 @@ class SessionRecord(TypedDict):
     unattributed_s: float
     loads: dict[str, int]
     worker: NotRequired[str]
+    gpu: NotRequired[str | None]
+    """The GPUs the worker was pinned to (``CUDA_VISIBLE_DEVICES``), None when not pinned."""
+    engines: NotRequired[list[dict[str, Any]]]
+    """Each engine's wall time while loaded, in load order."""
     schedule: NotRequired[dict[str, Any]]
+
+
+class HeaderRecord(TypedDict, total=False):
+    """The first line a writer puts in a results file: the schema, the settings, who wrote it."""
+
+    type: Literal["header"]
+    schema: str
+    settings: dict[str, Any]
+    command: str
+    run: dict[str, Any]
+    machine: dict[str, Any]
+    worker: str
+    skipped: list[dict[str, Any]]
+    resumed: int | None
+    run_id: str
+    pytest_args: list[str]
+    workers: int
+    schedule: dict[str, Any] | None
+    planned_on: dict[str, Any] | None
+    units: Any
+    gpu_units: list[str]
 
 
 BENCHMARK_EXTRA_KEYS = ("kind", "model", "backend", "format", "device", "gpu_class", "task", "video", "truth",

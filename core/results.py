@@ -13,13 +13,13 @@ import json
 import os
 import statistics
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import VqbenchError
-from core.records import CellRecord, kind_of
+from core.records import CellRecord, HeaderRecord, kind_of
 
 SCHEMA = "vqbench.results/2"
 CellKey = tuple[str, str, str, str, str, str, str]
@@ -44,7 +44,7 @@ class ResultsWriter:
     ``run_id`` is stamped on the header and every record that has none: a results file reused by
     several sessions keeps each session's records apart (``load(path, run_id=...)``)."""
 
-    def __init__(self, path: Path | str, *, header: dict[str, Any] | None = None, run_id: str | None = None) -> None:
+    def __init__(self, path: Path | str, *, header: HeaderRecord | None = None, run_id: str | None = None) -> None:
         self.path = Path(path)
         self.run_id = run_id
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,9 +53,12 @@ class ResultsWriter:
         if _torn(self.path):  # a run killed mid-line: end that line, or the next record would join it
             os.write(self._fd, b"\n")
         if header is not None:
-            self.write({"type": "header", "schema": SCHEMA, **header})
+            first: HeaderRecord = {"type": "header", "schema": SCHEMA}
+            first.update(header)
+            self.write(first)
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Append one record (a ``core.records`` kind), stamped with the writer's run id."""
         if self.run_id is not None and "run_id" not in record:
             record = {**record, "run_id": self.run_id}
         line = (json.dumps(record, sort_keys=True, default=_default) + "\n").encode()

@@ -16,6 +16,7 @@ from typing import Any
 from core import results
 from core import settings as settings_mod
 from core.errors import ConfigError
+from core.records import CellRecord
 
 FREE = frozenset({"results", "max_videos", "resume", "decode_workers", "decode_memory", "gpu_memory_utilization",
                   "videos"})
@@ -57,7 +58,7 @@ def differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
-def answered(path: Path, ident: dict[str, Any], *, engine: str) -> dict[str, dict[str, Any]]:
+def answered(path: Path, ident: dict[str, Any], *, engine: str) -> dict[str, CellRecord]:
     """The answered cell records of ``engine`` in ``path``, by video id (none when the file does not
     exist yet). Raises ConfigError when the file was written by runs with other settings."""
     path = Path(path)

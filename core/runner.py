@@ -9,7 +9,7 @@ import gc
 import time
 import traceback
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from core import device as devices
@@ -20,7 +20,7 @@ from core.errors import VideoError, VqbenchError
 from core.matrix import Cell, EnginePlan
 from core.metrics.memory import MemoryProbe, snapshot
 from core.metrics.vision import VisionKey, VisionStore
-from core.records import CellRecord, RecordKind
+from core.records import CellIdentity, CellRecord, LoadDetails, RecordKind, engine_record
 from core.requests import Generation, Request
 from core.sampling import SamplingSpec, anchor
 from core.settings import Settings
@@ -76,14 +76,14 @@ class EnginePool:
     time went, the memory it took, and whether memory went back to its baseline after closing.
     """
 
-    def __init__(self, settings: Settings, *, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, settings: Settings, *, on_event: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         self.settings = settings
         self.on_event = on_event or (lambda rec: None)
         self.current: Backend | None = None
         self.current_plan: EnginePlan | None = None
         self.loads: Counter[str] = Counter()
         self.failures: dict[str, str] = {}
-        self.load_records: dict[str, dict[str, Any]] = {}
+        self.load_records: dict[str, LoadDetails] = {}
         self.close_records: dict[str, dict[str, Any]] = {}
         self.baselines: dict[str, dict[str, Any]] = {}
         self.history: list[dict[str, Any]] = []
@@ -128,8 +128,7 @@ class EnginePool:
                 backend.close()
             finally:
                 _free(dev)
-            self.on_event({"type": "engine", "event": "load-failed", "engine": key, "time": time.time(),
-                           "details": {"error": msg, "wall_s": time.perf_counter() - t0}})
+            self.on_event(engine_record("load-failed", key, {"error": msg, "wall_s": time.perf_counter() - t0}))
             raise EngineLoadError(msg) from exc
         self.current, self.current_plan = backend, plan
         self.baselines[key] = baseline
@@ -150,8 +149,7 @@ class EnginePool:
             "quantization": _quant_brief(info.details.get("quantization")),
             "versions": backend.versions(),
         }
-        self.on_event({"type": "engine", "event": "load", "engine": key, "time": time.time(),
-                       "details": self.load_records[key]})
+        self.on_event(engine_record("load", key, self.load_records[key]))
         return backend
 
     def memory_baseline(self, plan: EnginePlan) -> dict[str, Any] | None:
@@ -159,7 +157,7 @@ class EnginePool:
 
     def release(self) -> None:
         """Close the loaded engine and check memory against the engine's pre-load baseline."""
-        if self.current is None:
+        if self.current is None or self.current_plan is None:
             return
         key, dev = self.current_plan.engine.id, self.current.device
         try:
@@ -179,7 +177,7 @@ class EnginePool:
                                            and rec.get("gpu_growth_bytes", 0) <= LEAK_TOLERANCE_BYTES)
             rec["tolerance_bytes"] = {"host": HOST_LEAK_TOLERANCE_BYTES, "gpu": LEAK_TOLERANCE_BYTES}
             self.close_records[key] = rec
-            self.on_event({"type": "engine", "event": "close", "engine": key, "time": time.time(), "details": rec})
+            self.on_event(engine_record("close", key, rec))
 
 
 def _free(dev) -> None:
@@ -219,6 +217,8 @@ def record(cell: Cell, gen: Generation, frames: Frames, backend: Backend, pool: 
     t["decode_per_token_s"] = t["decode_s"] / (gen.new_tokens - 1) if gen.new_tokens > 1 else None
     dev = backend.device
     truth = task.truth(cell.clip)
+    mode = kernels.record_mode(cell.plan.verdict.mode, cell.plan.verdict.reason,
+                               pool.load_records.get(eng.id, {}).get("observed_mode"))
     rec: CellRecord = {
         "type": "cell", "kind": kind, "cell": cell.id, "engine": eng.id, "model": eng.model, "backend": eng.backend,
         "format": eng.format, "device": eng.device, "gpu_class": dev.gpu_class, "gpu_name": dev.name,
@@ -231,8 +231,7 @@ def record(cell: Cell, gen: Generation, frames: Frames, backend: Backend, pool: 
         "tokens": {"prompt": gen.prompt_tokens, "video": gen.video_tokens, "new": gen.new_tokens},
         "load": pool.load_records.get(eng.id, {}), "memory": memory, "frames": frames.summary(),
         # the verdict's mode, unless the load observed the engine run other kernels (core.kernels.record_mode)
-        **kernels.record_mode(cell.plan.verdict.mode, cell.plan.verdict.reason,
-                              pool.load_records.get(eng.id, {}).get("observed_mode")),
+        "mode": mode["mode"], "mode_note": mode["mode_note"], "mode_observed": mode["mode_observed"],
         "status": "ok", "time": time.time(),
     }
     if gen.extra:
@@ -246,7 +245,7 @@ def record(cell: Cell, gen: Generation, frames: Frames, backend: Backend, pool: 
     return rec
 
 
-def cell_identity(cell: Cell) -> dict[str, Any]:
+def cell_identity(cell: Cell) -> CellIdentity:
     """The fields that name a cell in a record (an error record is these and the error). The GPU class
     is the one the cell was planned for (its engine plan's device class)."""
     eng = cell.plan.engine

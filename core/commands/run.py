@@ -30,7 +30,7 @@ from core.capability import task_verdict
 from core.errors import ConfigError, Unsupported
 from core.estimate import plan_budget
 from core.matrix import select_engine
-from core.records import CellRecord, DriftRecord
+from core.records import CellRecord, DriftRecord, LoadDetails
 from core.results import ResultsWriter, new_run_id
 from core.runner import EnginePool
 from core.settings import Settings
@@ -171,10 +171,10 @@ def _answer_reference(clips, reference, *, task, pool: EnginePool, settings: Set
     return records
 
 
-def _summary(records: list[dict[str, Any]], pool: EnginePool, wall: float, *, answered_now: int, waits: list[float],
+def _summary(records: list[CellRecord], pool: EnginePool, wall: float, *, answered_now: int, waits: list[float],
              resumed: int, skipped: int, decoder: str, plan: decode.Plan | None) -> dict[str, Any]:
     ok = [r for r in records if r["status"] == "ok"]
-    load = next(iter(pool.load_records.values()), {})
+    load = next(iter(pool.load_records.values()), LoadDetails())
     lat = [r["timings"]["total_s"] for r in ok]
     truth = [r for r in ok if r.get("truth") is not None]
     return {
@@ -187,13 +187,13 @@ def _summary(records: list[dict[str, Any]], pool: EnginePool, wall: float, *, an
         "videos_per_s": answered_now / wall if wall > 0 and answered_now else None,
         "decoder": decoder, "decode_workers": plan.workers if plan else None,
         "decode_ahead": plan.ahead if plan else None,
-        "accuracy": sum(r["correct"] for r in truth) / len(truth) if truth else None,
+        "accuracy": sum(bool(r.get("correct")) for r in truth) / len(truth) if truth else None,
         "weight_bytes": load.get("weight_bytes"), "weights_source": load.get("weights_source"),
         "weight_bytes_estimated": bool(load.get("weight_bytes_estimated")),
     }
 
 
-def _print_summary(s: dict[str, Any], records: list[dict[str, Any]], skipped: list[dataset.Skipped]) -> None:
+def _print_summary(s: dict[str, Any], records: list[CellRecord], skipped: list[dataset.Skipped]) -> None:
     def f(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f}s"
 
@@ -222,7 +222,7 @@ def _print_summary(s: dict[str, Any], records: list[dict[str, Any]], skipped: li
             _say(f"| {sk.path} | {sk.reason} |")
 
 
-def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
+def _write_csv(path: Path, records: list[CellRecord]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 
 from core import settings as settings_mod
 from core import timeline
-from core.records import CellRecord, DriftRecord
+from core.records import CellRecord, DriftRecord, SessionRecord
 
 
 class VqbenchState:
@@ -55,6 +56,8 @@ class VqbenchState:
         self.load = None
         self.load_failures: dict[tuple[str, str], str] = {}
         self.load_records: list[dict[str, Any]] = []
+        self.session: SessionRecord | None = None
+        """This process's session record, once ``finish`` wrote it."""
 
     @property
     def plans(self):
@@ -82,7 +85,7 @@ class VqbenchState:
             self.pool, self.frames = EnginePool(self.settings, on_event=self._write), FrameCache()
         return self.pool, self.frames
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: Mapping[str, Any]) -> None:
         if self.writer is not None:
             self.writer.write(record)
 
@@ -193,7 +196,7 @@ class VqbenchState:
         if self.writer is not None:
             self.writer.close()
 
-    def finish(self, ledger: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, ledger: dict[str, Any]) -> SessionRecord:
         """Close the engine, add this process's timed cells to the latency history, write its
         session record, close the results file."""
         self.close_load()
@@ -208,10 +211,10 @@ class VqbenchState:
             from core.metrics.history import History
 
             gate.add_records(History(self.settings.history), self.load_records, run_id=self.run_id)
-        rec = {"type": "session", "worker": self.worker, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
-               "wall_s": ledger["wall_s"], "phases": ledger["phases"], "unattributed_s": ledger["unattributed_s"],
-               "loads": dict(self.pool.loads) if self.pool else {},
-               "engines": self.pool.history if self.pool else []}
+        rec: SessionRecord = {
+            "type": "session", "worker": self.worker, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "wall_s": ledger["wall_s"], "phases": ledger["phases"], "unattributed_s": ledger["unattributed_s"],
+            "loads": dict(self.pool.loads) if self.pool else {}, "engines": self.pool.history if self.pool else []}
         self._write(rec)
         self.close()
         self.session = rec
@@ -219,7 +222,7 @@ class VqbenchState:
 
     def session_summary(self) -> list[str]:
         """This process's time accounting and loads (the terminal summary of a plain run)."""
-        rec = getattr(self, "session", None)
+        rec = self.session
         if not rec or not rec["loads"]:
             return []
         return [*timeline.render(rec), *_loads_lines([rec])]
@@ -250,7 +253,7 @@ class VqbenchState:
         return lines + ["time over all workers:", *timeline.render(total), *_loads_lines(sessions)]
 
 
-def _loads_lines(sessions: list[dict[str, Any]]) -> list[str]:
+def _loads_lines(sessions: Sequence[Mapping[str, Any]]) -> list[str]:
     loads: dict[str, int] = {}
     for s in sessions:
         for k, v in s["loads"].items():
