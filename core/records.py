@@ -103,6 +103,9 @@ class CellRecord(CellIdentity):
     token_ids: NotRequired[list[int]]
     candidate_logprobs: NotRequired[dict[str, float]]
     top_logprobs: NotRequired[list[list[tuple[int, float]]]]
+    reference_model: NotRequired[str]
+    """A pre-quantized checkpoint's ``--reference-model``: the model it was quantized from, whose
+    reference-format engine its drift is judged against and beside which reports show it."""
     timings: NotRequired[Timings]
     rounds_s: NotRequired[list[float] | None]
     """Every timed round (timed records only)."""

@@ -234,6 +234,8 @@ def record(cell: Cell, gen: Generation, frames: Frames, backend: Backend, pool: 
         "mode": mode["mode"], "mode_note": mode["mode_note"], "mode_observed": mode["mode_observed"],
         "status": "ok", "time": time.time(),
     }
+    if cell.plan.spec.is_prequantized and cell.plan.reference is not None:
+        rec["reference_model"] = cell.plan.reference.model  # reports set the checkpoint beside it
     if gen.extra:
         rec["extra"] = gen.extra
     if gen.vocab:

@@ -472,3 +472,26 @@ def test_both_front_doors_give_the_same_answers_verdict_and_record_fields(both_f
     assert set(drift) == set(run_drift) and set(drift["report"]) == set(run_drift["report"])
     for key in ("flips", "agreement_rate", "n", "unpaired", "errored"):
         assert drift["report"].get(key) == run_drift["report"].get(key), key
+
+
+@pytest.mark.slow
+def test_the_report_sets_a_checkpoint_beside_the_model_it_was_quantized_from(both_fronts):
+    from core.report.sections import sections
+
+    def text(x) -> str:
+        return str(getattr(x, "text", x))
+
+    r = both_fronts["run_results"]
+    assert {c.get("reference_model") for c in r.answers() if c["engine"] == CHECKPOINT} == {"tiny-trained"}
+    speed, answers = sections(r)[:2]
+    rows = [(t, row) for t in speed.tables for row in t.rows if text(row[0]).startswith("Qwen2.5-VL-tiny-trained")]
+    assert rows and all(text(row[0]).endswith("(checkpoint of tiny-trained)") for _, row in rows), rows
+    for table, row in rows:
+        if "vs bf16" in table.headers:  # on real kernels: compared with tiny-trained's bf16 engine
+            assert text(row[table.headers.index("vs bf16")]).endswith(("faster", "slower")), row
+    # one answers table for tiny-trained and its checkpoint, the checkpoint's agreement measured
+    per_video, summary = answers.tables
+    assert "bf16" in per_video.headers and "bnb_int8 (Qwen2.5-VL-tiny-trained-bnb-int8)" in per_video.headers
+    agreement = {text(row[0]): text(row[1]) for row in summary.rows}
+    assert agreement["bf16"] == "reference"
+    assert agreement["bnb_int8 (Qwen2.5-VL-tiny-trained-bnb-int8)"] not in ("—", "reference"), agreement

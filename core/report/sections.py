@@ -19,6 +19,7 @@ from core.report.summary import (
     engine_of,
     mean,
     ordered_engines,
+    parents_of,
     real_kernels,
     reference_engine,
     speedup,
@@ -66,6 +67,11 @@ def _versus(s: dict[str, Any], ref: dict[str, Any] | None) -> str | Mark:
     return text if ref["backend"] == s["backend"] else f"{text} (vs {ref['backend']})"
 
 
+def _model(s: dict[str, Any]) -> str:
+    """The model column: a pre-quantized checkpoint names the model it was quantized from."""
+    return f"{s['model']} (checkpoint of {s['parent']})" if s.get("parent") else s["model"]
+
+
 def _quant(s: dict[str, Any]) -> str:
     return "—" if not s["quantize_s"] else fmt_s(s["quantize_s"]) + (" (cached)" if s["quantize_cached"] else "")
 
@@ -85,10 +91,11 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
                "total s", f"vs {reference}", "TTFT s", "decode tok/s", "video decode s", "memory held", "weights"]
     headers += ["roofline ratio"] * roof + ["errors"]
     rows = []
+    parents = {s["model"]: s["parent"] for s in summaries if s.get("parent")}
     for s in native:
-        ref = reference_engine(s["engine"], by_eng, reference)
+        ref = reference_engine(s["engine"], by_eng, reference, parents)
         row: list[str | Mark] = [
-            s["model"], s["backend"], s["format"], device_label(s), str(s["videos"]), fmt_s(s["load_s"]), _quant(s),
+            _model(s), s["backend"], s["format"], device_label(s), str(s["videos"]), fmt_s(s["load_s"]), _quant(s),
             fmt_s(s["latency_s"]), fmt_s(s["total_s"]), _versus(s, by_eng[ref] if ref else None), fmt_s(s["ttft_s"]),
             f"{s['decode_tok_s']:.1f}" if s["decode_tok_s"] else "—", fmt_s(s["video_decode_s"]), _peak(s),
             weights_text(s)]
@@ -122,7 +129,7 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
         e_headers = ["model", "backend", "format", "device", "mode", "videos", "load s", "quantize s",
                      "emulated latency s/video", "memory held", "weights", "errors"]
         e_rows: list[list[str | Mark]] = [
-            [s["model"], s["backend"], s["format"], device_label(s), s["mode"] or "—", str(s["videos"]), fmt_s(s["load_s"]),
+            [_model(s), s["backend"], s["format"], device_label(s), s["mode"] or "—", str(s["videos"]), fmt_s(s["load_s"]),
              _quant(s), fmt_s(s["latency_s"]), _peak(s), weights_text(s), _errors(s)] for s in emulated]
         tables.append(Table(e_headers, e_rows, caption=EMULATION_NOTE))
         mode_notes = [(f"{s['backend']}/{s['format']} on {device_label(s)} is {s['mode']}"
@@ -176,16 +183,19 @@ def answers_section(records: list[CellRecord], *, reference: str) -> Section:
     """Per (model, task), the predicted label of every video in every format, flips marked, then each
     format's agreement with the reference and its accuracy where the truth is known."""
     section = Section("Answers per video")
+    parents = parents_of(records)  # a checkpoint's answers sit beside the model it was quantized from
     by_group: dict[tuple[str, str], dict[tuple[EngineKey, str], dict[str, Any]]] = defaultdict(dict)
     for rec in records:
-        by_group[(str(rec.get("model")), str(rec.get("task")))][(engine_of(rec), str(rec.get("video")))] = rec
+        model = str(rec.get("model"))
+        by_group[(parents.get(model, model), str(rec.get("task")))][(engine_of(rec), str(rec.get("video")))] = rec
     for (model, task), cells in sorted(by_group.items()):
-        engines = ordered_engines(list(cells.values()), reference)
+        engines = ordered_engines(list(cells.values()), reference, parents)
         videos = list(dict.fromkeys(v for _, v in cells))
-        refs = {e: reference_engine(e, engines, reference) for e in engines}
+        refs = {e: reference_engine(e, engines, reference, parents) for e in engines}
         many_backends, many_devices = len({e[1] for e in engines}) > 1, len({e[3:] for e in engines}) > 1
         label = {e: (f"{e[1]}/" if many_backends else "") + e[2]
-                 + (f"@{e[4] if e[4] and e[4] != e[3] else e[3]}" if many_devices else "") for e in engines}
+                 + (f"@{e[4] if e[4] and e[4] != e[3] else e[3]}" if many_devices else "")
+                 + (f" ({e[0]})" if e[0] != model else "") for e in engines}
         truth = {v: next((c["truth"] for (_, w), c in cells.items() if w == v and c.get("truth")), None)
                  for v in videos}
         has_truth = any(truth.values())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from core.records import CellRecord
@@ -39,18 +39,32 @@ def mean(xs: Iterable[float | None]) -> float | None:
     return statistics.fmean(vals) if vals else None
 
 
-def ordered_engines(records: Iterable[dict[str, Any]], reference: str) -> list[EngineKey]:
+def parents_of(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Each pre-quantized checkpoint's model name -> the model it was quantized from (its
+    ``--reference-model``, which cell records carry as ``reference_model``): a checkpoint sits beside
+    that model in the report and is compared with it."""
+    return {str(r["model"]): str(r["reference_model"]) for r in records if r.get("reference_model")}
+
+
+def ordered_engines(records: Iterable[dict[str, Any]], reference: str,
+                    parents: Mapping[str, str] | None = None) -> list[EngineKey]:
+    """Engines grouped by model (a checkpoint right after the model it was quantized from), the
+    reference format first within each device and backend."""
+    parents = parents or {}
     first: dict[EngineKey, int] = {}
     for i, rec in enumerate(records):
         first.setdefault(engine_of(rec), i)
-    return sorted(first, key=lambda e: (e[0], e[3], e[4], e[1], e[2] != reference, first[e]))
+    return sorted(first, key=lambda e: (parents.get(e[0], e[0]), e[0] in parents, e[0], e[3], e[4], e[1],
+                                        e[2] != reference, first[e]))
 
 
-def reference_engine(eng: EngineKey, engines: Iterable[EngineKey], reference: str) -> EngineKey | None:
-    """The engine a format is compared with: the reference format on the same backend, device and GPU
-    class, else on the same device and GPU class (Hugging Face first), else on the same device, else
-    anywhere for the same model."""
-    cands = [e for e in engines if e[0] == eng[0] and e[2] == reference]
+def reference_engine(eng: EngineKey, engines: Iterable[EngineKey], reference: str,
+                     parents: Mapping[str, str] | None = None) -> EngineKey | None:
+    """The engine a format is compared with: the reference format of the same model (a checkpoint's:
+    of the model it was quantized from) on the same backend, device and GPU class, else on the same
+    device and GPU class (Hugging Face first), else on the same device, else anywhere."""
+    model = (parents or {}).get(eng[0], eng[0])
+    cands = [e for e in engines if e[0] == model and e[2] == reference]
     for same in (lambda e: e[1] == eng[1] and e[3:] == eng[3:], lambda e: e[3:] == eng[3:], lambda e: e[3] == eng[3],
                  lambda e: True):
         found = sorted((e for e in cands if same(e)), key=lambda e: (e[1] != "hf", e))
@@ -82,7 +96,8 @@ def summarize(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[di
     for rec in results.answers():
         answered[engine_of(rec)].append(rec)
     out = []
-    for eng in ordered_engines(results.answers(), reference):
+    parents = parents_of(results.answers())
+    for eng in ordered_engines(results.answers(), reference, parents):
         ok = timed.get(eng, [])
         every = answered[eng]
         good = [r for r in every if r.get("status", "ok") == "ok"]
@@ -95,7 +110,7 @@ def summarize(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[di
         roof = [r["roofline"] for r in ok if isinstance(r.get("roofline"), dict)]
         out.append({
             "engine": eng, "model": eng[0], "backend": eng[1], "format": eng[2], "device": eng[3],
-            "gpu_class": eng[4] or None,
+            "gpu_class": eng[4] or None, "parent": parents.get(eng[0]),
             "videos": len(ok), "answered": len(good), "errors": len(every) - len(good),
             "mode": next((r["mode"] for r in good if r.get("mode")), None),
             "mode_note": next((r["mode_note"] for r in good if r.get("mode_note")), ""),
