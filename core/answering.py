@@ -7,8 +7,9 @@ behind ``vqbench run`` (and the perf probe's decode-ahead mode).
   (``timings.video_wait_s``).
 * Each clip is one cell, run by the runner the pytest cells use (``core.runner.run_cell``), its
   decoded frames handed over directly.
-* A clip whose header says it cannot fit the engine's budget (``core.estimate.ClipBudget``), or whose
-  decode failed, gets an error record of its own; the others go on. An engine that fails to load
+* A clip whose header says it cannot fit the engine's budget (``core.estimate.ClipBudget``) is not
+  decoded; it, a clip whose decode failed, and one whose decoded frames do not fit (``run_cell``
+  checks) get an error record of their own; the others go on. An engine that fails to load
   raises ``EngineLoadError`` after the first clip's error record.
 """
 
@@ -99,11 +100,6 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
                 wait = out.wait_s
                 if out.error is not None:
                     raise out.error
-                if budget is not None:
-                    n, h, w, _ = out.frames.array.shape
-                    problem = budget.problem(budget.cost(clip.id, n, h, w))
-                    if problem:
-                        raise BudgetError(f"{clip.id}: {problem}")
                 rec = run_cell(cell, pool, out.frames, settings, timer=timer, video_wait_s=wait)
             except EngineLoadError as exc:
                 yield Answered(clip, error_record(cell, exc, kind="timed"), wait)

@@ -57,6 +57,11 @@ class Unsupported(VqbenchError):
     """A backend/format/device combination cannot run; the message says why."""
 
 
+class DoesNotFit(Unsupported):
+    """The engine cannot fit this device's memory at all (``core.estimate.plan_budget``): a verdict
+    reached before loading, so the suite skips its cells with the reason and ``vqbench run`` stops."""
+
+
 class NumericsError(VqbenchError):
     """The model produced NaN or inf logits (for example after a broken quantization)."""
 

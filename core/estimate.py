@@ -180,6 +180,16 @@ class ClipBudget:
     def problem(self, cost: ClipCost) -> str | None:
         return self.budget.check(cost, need_bytes=self.need(cost), max_new_tokens=self.max_new_tokens)
 
+    def frames_problem(self, clip_id: str, shape: tuple[int, ...]) -> str | None:
+        """Why decoded frames of ``shape`` (frames, height, width, channels) do not fit; None when they
+        do, or when their cost cannot be worked out (an estimate is advice, never a blocker)."""
+        n, h, w = shape[:3]
+        try:
+            cost = self.cost(clip_id, n, h, w)
+        except Exception:  # noqa: BLE001 - a family without a token formula: no check
+            return None
+        return self.problem(cost)
+
 
 def plan_budget(plan, dev, clips, probes: dict[str, Any], settings,
                 say: Callable[[str], None]) -> tuple[ClipBudget | None, CapabilityVerdict]:

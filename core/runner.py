@@ -16,13 +16,15 @@ from core import device as devices
 from core import kernels, timeline
 from core.backends import backend_class
 from core.backends.base import Backend
-from core.errors import VideoError, VqbenchError
+from core.capability import CapabilityVerdict
+from core.errors import BudgetError, DoesNotFit, VideoError, VqbenchError
 from core.matrix import Cell, EnginePlan
 from core.metrics.memory import MemoryProbe, snapshot
 from core.metrics.vision import VisionKey, VisionStore
 from core.records import CellIdentity, CellRecord, LoadDetails, RecordKind, engine_record
 from core.requests import Generation, Request
 from core.sampling import SamplingSpec, anchor
+from core.estimate import ClipBudget
 from core.settings import Settings
 from core.video import Frames, VideoClip, load_frames
 
@@ -90,7 +92,30 @@ class EnginePool:
         """Engines in the order they ran, each with its wall time from load start to close."""
         self.vision = VisionStore()
         """The reference format's vision embeddings, for later formats' vision drift."""
+        self.budgets: dict[str, tuple[ClipBudget | None, CapabilityVerdict]] = {}
         self._started = 0.0
+
+    def device_for(self, plan: EnginePlan) -> devices.DeviceInfo:
+        return devices.cpu(self.settings.cpu_dtype) if plan.engine.device == "cpu" else devices.primary()
+
+    def set_budget(self, plan: EnginePlan, budget: ClipBudget | None, fits: CapabilityVerdict) -> None:
+        """Hand in a budget made with the clips' header costs (``vqbench run`` prints its estimate)."""
+        self.budgets[plan.engine.id] = (budget, fits)
+
+    def budget(self, plan: EnginePlan) -> ClipBudget | None:
+        """The engine's memory and context budget (``core.estimate.plan_budget``), worked out once, before
+        its first load; raises ``DoesNotFit`` when the engine cannot fit this device at all."""
+        key = plan.engine.id
+        if key not in self.budgets:
+            from core.estimate import plan_budget
+
+            with timeline.phase("budget"):
+                self.budgets[key] = plan_budget(plan, self.device_for(plan), [], {}, self.settings,
+                                                say=lambda _: None)
+        budget, fits = self.budgets[key]
+        if not fits:
+            raise DoesNotFit(fits.reason)
+        return budget
 
     def get(self, plan: EnginePlan) -> Backend:
         if self.current is not None and self.current_plan == plan:
@@ -99,7 +124,8 @@ class EnginePool:
         key = plan.engine.id
         if key in self.failures:
             raise EngineLoadError(self.failures[key])
-        dev = devices.cpu(self.settings.cpu_dtype) if plan.engine.device == "cpu" else devices.primary()
+        self.budget(plan)  # an engine that cannot fit is refused before it loads
+        dev = self.device_for(plan)
         backend = backend_class(plan.engine.backend)(plan.spec, plan.fmt, dev, self.settings.engine_options())
         self.loads[key] += 1
         try:
@@ -274,6 +300,10 @@ def run_cell(cell: Cell, pool: EnginePool, frames: FrameCache | Frames, settings
     that decodes it; ``video_wait_s``, how long the engine waited for those frames (recorded)."""
     if isinstance(frames, FrameCache):
         frames = frames.get(cell.clip, sampling_for(cell, settings))
+    budget = pool.budget(cell.plan)
+    problem = budget.frames_problem(cell.clip.id, frames.array.shape) if budget is not None else None
+    if problem:  # this clip alone cannot fit the engine's context or memory: it fails, naming what to lower
+        raise BudgetError(f"{cell.clip.id}: {problem}")
     backend = pool.get(cell.plan)
     request = build_request(cell, frames, settings)
     with MemoryProbe(backend.device, backend.pids, baseline=pool.memory_baseline(cell.plan)) as probe:

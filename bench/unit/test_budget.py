@@ -15,6 +15,8 @@ from core.sampling import SamplingSpec
 
 pytestmark = pytest.mark.cpu
 
+pytest_plugins = ["pytester"]
+
 QWEN = {"vision_config": {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
                           "hidden_size": 1280, "intermediate_size": 3420}}
 
@@ -112,3 +114,52 @@ def test_a_clip_over_the_budget_fails_alone(capsys, tmp_path):
         r = by_id[vid]
         assert r["status"] == "error" and r["error_type"] == "BudgetError", r
         assert "9720 video tokens" in r["error"] and "lower --fps, --max-frames or --resolution" in r["error"]
+
+
+@pytest.mark.slow
+def test_a_clip_over_the_budget_fails_alone_in_the_suite_too(pytester, tmp_path):
+    """The pytest cells check the same budget (``run_cell``): the long clip's cell fails with the same
+    BudgetError, the short one passes."""
+    from core import paths, results
+
+    d = tmp_path / "v"
+    d.mkdir()
+    shutil.copy(dataset.fixture_clips()[0].path, d / "short.mp4")
+    synth.encode(synth.render_clip("normal", 1, width=64, height=48, fps=4, seconds=60), d / "long.mp4", fps=4)
+    out = tmp_path / "r.jsonl"
+    res = pytester.runpytest_subprocess(
+        str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
+        "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"), "--videos", str(d),
+        "--model", "tiny", "--backend", "hf", "--format", "bf16", "--rounds", "1", "--warmup-rounds", "0",
+        "--results", str(out))
+    res.assert_outcomes(passed=1, failed=1)
+    by_id = {r["video"]: r for r in results.load(out).answers()}
+    assert by_id["short"]["status"] == "ok"
+    assert by_id["long"]["error_type"] == "BudgetError" and "9720 video tokens" in by_id["long"]["error"]
+
+
+def test_an_engine_that_cannot_fit_is_refused_before_it_loads(monkeypatch):
+    """Weights over the device's memory: ``EnginePool`` refuses the engine (``DoesNotFit``, which the suite
+    turns into a skip with the reason) before any backend code runs."""
+    import core.runner as runner
+    from core import device as devices
+    from core.capability import CapabilityVerdict
+    from core.errors import DoesNotFit
+    from core.formats import get_format
+    from core.matrix import Engine, EnginePlan
+    from core.models import registry
+    from core.settings import Settings
+
+    small = devices.DeviceInfo(kind="cuda", name="NVIDIA T4-ish", capability=(9, 0), memory_gib=1)
+    monkeypatch.setattr(devices, "primary", lambda: small)
+    real = estimate.estimate
+    monkeypatch.setattr(estimate, "estimate", lambda *a, **k: {**real(*a, **k), "weights_bytes": 3 * 2**30})
+    monkeypatch.setattr(runner, "backend_class", lambda name: pytest.fail("the backend was built"))
+    spec = registry.resolve("tiny")
+    plan = EnginePlan(Engine(spec.name, "hf", "bf16", "cuda"), spec, get_format("bf16"), CapabilityVerdict(True),
+                      device_class="sm90")
+    pool = runner.EnginePool(Settings())
+    for _ in range(2):  # worked out once, refused every time
+        with pytest.raises(DoesNotFit, match=r"needs ~3\.0 GiB for its weights alone; .*NVIDIA T4-ish"):
+            pool.get(plan)
+    assert list(pool.budgets) == [plan.engine.id] and not pool.loads

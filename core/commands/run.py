@@ -98,6 +98,8 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
         "skipped": [s.to_dict() for s in found.skipped], "resumed": len(previous) if settings.resume else None},
         run_id=new_run_id())
     pool = EnginePool(settings, on_event=writer.write)
+    if todo:
+        pool.set_budget(plan, budget, fits)
     new: dict[str, CellRecord] = {}
     waits: list[float] = []
     decode_plan: list[decode.Plan] = []

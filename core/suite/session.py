@@ -20,6 +20,7 @@ import pytest
 
 from core import settings as settings_mod
 from core import timeline
+from core.errors import DoesNotFit
 from core.records import CellRecord, DriftRecord, SessionRecord
 
 
@@ -113,6 +114,8 @@ class VqbenchState:
                 verdict = judge_record(History(self.settings.history), rec, run_id=self.run_id)
                 if verdict is not None:
                     rec["history"] = verdict.to_dict()
+        except DoesNotFit as exc:  # refused before loading (core.estimate.plan_budget): a skip, like any verdict
+            pytest.skip(str(exc))
         except BaseException as exc:
             if is_oom(exc):
                 free_after_oom()
