@@ -117,7 +117,7 @@ def test_doctor_names_the_cpu_and_its_compute_dtype(capsys):
 
 
 @pytest.mark.slow
-def test_the_avx2_path_runs_green_on_any_host(pytester):
+def test_the_avx2_path_runs_green_on_any_host(pytester, monkeypatch):
     """CI lands on AVX2-only hosts and on AVX-512 ones: on a host with bf16 arithmetic, the AVX2 path
     (float32 compute, cpu_fp32 goldens, drift) runs here under the caps torch and oneDNN read, so a
     change cannot break the other host class unseen. On an AVX2 host the tier itself is that path."""
@@ -127,8 +127,8 @@ def test_the_avx2_path_runs_green_on_any_host(pytester):
     from core import paths
 
     root = paths.PROJECT_ROOT
-    pytester.monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
-    pytester.monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # the child pytest inherits them
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     res = pytester.runpytest_subprocess(
         str(root / "bench" / "test_cells.py"), str(root / "bench" / "test_golden.py"),
         str(root / "bench" / "test_drift.py"), "-p", "no:cacheprovider", "--rootdir", str(root),
