@@ -141,7 +141,7 @@ def test_internvl_hf_and_vllm_agree():
     """The second family through vLLM: tiny InternVL3.5 on RoadBuddy-style multiple choice.
 
     vLLM serves it with its own model code and video processor (``<video>`` expanded to per-frame
-    image tiles), so this checks ``InternVLFamily.vllm_inputs`` end to end: both engines must give
+    image tiles), so this checks ``core.backends.vllm.prompt_inputs`` for InternVL end to end: both engines must give
     the same candidate log-probs within ``LOGPROB_TOL`` and the same answer, on every question.
     Measured: at most 0.006 nats apart (vLLM 0.32 CPU vs transformers 5.19)."""
     from core.dataset import load

@@ -35,7 +35,7 @@ task = get_task("anomaly")
 clips = dataset.load(task.default_dataset)[:1]
 cache = FrameCache()
 items, errors = prepare(clips, task, frames_for=lambda c: cache.get(c, anchor(s.sampling(), c)), tokenizer=backend.tokenizer,
-                        processor_kwargs=backend.family.vllm_processor_kwargs, model=SERVED_NAME, max_new_tokens=7)
+                        processor_kwargs=backend.family.processor_kwargs, model=SERVED_NAME, max_new_tokens=7)
 assert items, errors
 base = with_uuid(items[0].body, "bisect")
 base["stream"] = False

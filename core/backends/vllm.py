@@ -112,7 +112,7 @@ class VLLMBackend(Backend):
                 f"{_memory_hint(exc)}.") from exc
         self._engine_procs = procs.started_since(before)
         self._watchdog = _Watchdog(self._engine_procs, getattr(self.llm.llm_engine.engine_core, "outputs_queue", None))
-        self.video_token_id = self.family.vllm_video_token_id(self.tokenizer)
+        self.video_token_id = self.family.prompt_video_token_id(self.tokenizer)
         self._scores: dict[tuple, dict[str, float]] = {}
         t2 = time.perf_counter()
         try:
@@ -251,7 +251,7 @@ class VLLMBackend(Backend):
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "warm up"}]}]
         request = Request(clip=VideoClip(path=Path("warm-up"), id="warm-up"), frames=frames, messages=messages,
                           candidates=[], max_new_tokens=2)
-        prompt = self.family.vllm_inputs(self.processor, request)
+        prompt = prompt_inputs(self.family, self.processor, request)
         SamplingParams = self.vllm.SamplingParams
         params = [SamplingParams(temperature=0.0, max_tokens=2),
                   SamplingParams(temperature=0.0, max_tokens=2, logprobs=self.options.top_k),
@@ -282,7 +282,7 @@ class VLLMBackend(Backend):
         self._check_open()
         t0, wall0 = time.perf_counter(), time.time()
         offset = wall0 - time.monotonic()
-        prompt = self.family.vllm_inputs(self.processor, request)
+        prompt = prompt_inputs(self.family, self.processor, request)
         params = self.vllm.SamplingParams(temperature=0.0, max_tokens=request.max_new_tokens,
                                           ignore_eos=self.options.ignore_eos)
         where = f"{self.spec.name}/{self.format.id} on {request.clip.id}"
@@ -305,7 +305,7 @@ class VLLMBackend(Backend):
         """Top-k log-probs of every generated token and the candidates' log-probs at the answer
         position, from untimed requests (the same greedy prompt again, with log-probs)."""
         self._check_open()
-        prompt = generation.raw or self.family.vllm_inputs(self.processor, request)
+        prompt = generation.raw or prompt_inputs(self.family, self.processor, request)
         generation.raw = None
         where = f"{self.spec.name}/{self.format.id} on {request.clip.id} (scoring)"
         k = self.options.top_k
@@ -447,6 +447,14 @@ def _engine_timings(metrics, *, start_wall: float, offset: float, total_s: float
     generate = max(total_s - processor, prefill)
     return {"processor_s": processor, "prefill_s": prefill, "decode_s": max(last - first, 0.0),
             "generate_s": generate, "total_s": max(total_s, processor + generate)}
+
+
+def prompt_inputs(family, processor, request) -> dict[str, Any]:
+    """vLLM's prompt dict for a request: the family's chat prompt, the frames (T, H, W, 3 uint8) with the
+    metadata vLLM's processor needs, and the family's arguments for frames that arrive sampled."""
+    return {"prompt": family.prompt(processor, request),
+            "multi_modal_data": {"video": [(request.frames.array, request.frames.metadata())]},
+            "mm_processor_kwargs": dict(family.processor_kwargs)}
 
 
 def architecture(spec) -> str:

@@ -11,7 +11,7 @@ What the server sees. Each request carries the clip's sampled frames as a ``vide
 whose parts are PNG images (vLLM decodes each part with PIL, which reads the PNG: lossless, the same
 pixels as the offline cells), the frames' metadata through ``media_io_kwargs`` (fps, frame indices,
 total frames, duration; no resampling) and the family's processor arguments through
-``mm_processor_kwargs`` (no resize), exactly as ``Family.vllm_inputs`` hands them to the in-process
+``mm_processor_kwargs`` (no resize), exactly as ``core.backends.vllm.prompt_inputs`` hands them to the in-process
 engine. Every request's video carries a unique ``uuid``, so vLLM's multimodal caches (keyed by it)
 never serve one request's video to another: each request costs what a first-seen video costs.
 Greedy decoding; the top log-probs of every token come back as token ids

@@ -46,7 +46,7 @@ class LoadSession:
         try:
             items, self.excluded = prepare(self.clips, self.task, frames_for=self.frames_for,
                                            tokenizer=backend.tokenizer,
-                                           processor_kwargs=backend.family.vllm_processor_kwargs, model=SERVED_NAME,
+                                           processor_kwargs=backend.family.processor_kwargs, model=SERVED_NAME,
                                            max_new_tokens=s.max_new_tokens, ignore_eos=s.ignore_eos)
             self.run = sc.LoadRun(self.server.url, items, slo_s=s.load_slo, timeout_s=s.load_timeout,
                                   seed=s.engine_options().seed, check_alive=self.server.check_alive)

@@ -1,7 +1,11 @@
-"""Model-family specifics: how a request becomes each engine's inputs.
+"""Model-family specifics: the prompt, the processor arguments, the video token and the token counts
+of a family, which every engine's input builder reads.
 
 Only prompt and input building differ between families; loading, timing and scoring are shared.
-``Family`` holds what every family does alike; a family overrides only its differences.
+``Family`` holds what every family does alike; a family overrides only its differences. How a request
+becomes one engine's inputs lives with that engine (``core.backends.vllm.prompt_inputs``; HF's
+processor call is ``hf_inputs`` here because the suite's fingerprints and vision drift read it too), so
+adding an engine adds nothing to the families.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ from core.requests import Request
 
 
 class Family:
-    """A model family: the chat prompt, HF processor inputs and vLLM prompt dict for a request."""
+    """A model family: the chat prompt, processor arguments, HF processor inputs for a request."""
 
     name: ClassVar[str]
-    hf_processor_kwargs: ClassVar[dict[str, Any]] = {}
-    """Extra processor arguments for HF (frames are already sampled; some families also sized)."""
-    vllm_processor_kwargs: ClassVar[dict[str, Any]] = {"do_sample_frames": False}
+    processor_kwargs: ClassVar[dict[str, Any]] = {"do_sample_frames": False}
+    """Processor arguments for frames that arrive sampled (and, for some families, sized): every engine
+    hands them to the family's processor, so no engine samples or resizes the suite's frames again."""
 
     def prompt(self, processor, request: Request) -> str:
         return processor.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
@@ -29,14 +33,8 @@ class Family:
     def hf_inputs(self, processor, request: Request) -> dict[str, Any]:
         """Processor outputs for HF ``generate``: the given frames, no resampling."""
         return processor(text=[self.prompt(processor, request)], videos=[request.frames.array],
-                         video_metadata=[request.frames.metadata()], do_sample_frames=False,
-                         return_tensors="pt", **self.hf_processor_kwargs, **self._hf_extra(processor))
-
-    def vllm_inputs(self, processor, request: Request) -> dict[str, Any]:
-        """vLLM prompt dict: frames (T, H, W, 3 uint8) with the metadata its processor needs."""
-        return {"prompt": self.prompt(processor, request),
-                "multi_modal_data": {"video": [(request.frames.array, request.frames.metadata())]},
-                "mm_processor_kwargs": dict(self.vllm_processor_kwargs)}
+                         video_metadata=[request.frames.metadata()], return_tensors="pt",
+                         **self.processor_kwargs, **self._hf_extra(processor))
 
     def video_token_id(self, model) -> int:
         """The token video frames occupy in HF ``input_ids``."""
@@ -51,8 +49,8 @@ class Family:
         """Patches the vision tower processes for those frames (its activations scale with these)."""
         raise NotImplementedError
 
-    def vllm_video_token_id(self, tokenizer) -> int:
-        """The token video frames occupy in vLLM's prompt ids."""
+    def prompt_video_token_id(self, tokenizer) -> int:
+        """The token video frames occupy in the prompt ids an engine's own processing writes (vLLM's)."""
         raise NotImplementedError
 
     def vision_embeddings(self, model, inputs) -> tuple[Any, list[int]]:
@@ -66,8 +64,7 @@ class QwenVL(Family):
     arrive sampled and sized on the 28-pixel grid, so the processor neither resamples nor resizes."""
 
     name = "qwen2_5_vl"
-    hf_processor_kwargs = {"do_resize": False}
-    vllm_processor_kwargs = {"do_sample_frames": False, "do_resize": False}
+    processor_kwargs = {"do_sample_frames": False, "do_resize": False}
 
     def _hf_extra(self, processor) -> dict[str, Any]:
         if hasattr(getattr(processor, "video_processor", None), "cap_pixels_per_frame"):
@@ -78,7 +75,7 @@ class QwenVL(Family):
         """The placeholder id the processor repeats once per video token (HF)."""
         return model.config.video_token_id
 
-    def vllm_video_token_id(self, tokenizer) -> int:
+    def prompt_video_token_id(self, tokenizer) -> int:
         return tokenizer.convert_tokens_to_ids("<|video_pad|>")
 
     def vision_embeddings(self, model, inputs) -> tuple[Any, list[int]]:
@@ -130,7 +127,7 @@ class InternVL(Family):
     def video_token_id(self, model) -> int:
         return int(model.config.image_token_id)
 
-    def vllm_video_token_id(self, tokenizer) -> int:
+    def prompt_video_token_id(self, tokenizer) -> int:
         return int(tokenizer.convert_tokens_to_ids(getattr(tokenizer, "video_token", None) or "<video>"))
 
     def vision_embeddings(self, model, inputs) -> tuple[Any, list[int]]:

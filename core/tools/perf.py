@@ -151,19 +151,17 @@ def bare_vllm(model: str, fmt: str, rounds: int, *, videos: str, max_videos: int
     import vllm
 
     from core import results
-    from core.backends.vllm import VLLMBackend
-    from core.capability import check
-    from core.matrix import Cell, Engine, EnginePlan
+    from core.backends.vllm import VLLMBackend, prompt_inputs
+    from core.matrix import Cell
     from core.runner import build_request, sampling_for
     from core.tasks import get_task
 
     dev = devices.primary()
     settings = Settings(videos=videos, max_videos=max_videos)
-    spec, f = registry.resolve(model), get_format(fmt)
     task = get_task("anomaly")
     clips = dataset.load(videos or task.default_dataset)[: max_videos or None]
-    plan = EnginePlan(Engine(spec.name, "vllm", f.id, dev.kind), spec, f, check("vllm", f, dev, spec=spec))
-    backend = VLLMBackend(spec, f, dev, settings.engine_options())
+    plan = _run_plan(model, "vllm", fmt, "auto", settings)
+    backend = VLLMBackend(plan.spec, plan.fmt, dev, settings.engine_options())
     reqs = []
     for clip in clips:
         cell = Cell(plan, task, clip)
@@ -179,7 +177,7 @@ def bare_vllm(model: str, fmt: str, rounds: int, *, videos: str, max_videos: int
             llm.llm_engine.reset_encoder_cache()
 
         def bare_once(req):
-            return llm.generate([family.vllm_inputs(processor, req)], params, use_tqdm=False)
+            return llm.generate([prompt_inputs(family, processor, req)], params, use_tqdm=False)
 
         def timed(fn, before):
             before()
