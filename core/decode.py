@@ -93,8 +93,8 @@ class Plan:
             return "decoding in the main process, one clip at a time"
         return (f"decoding ahead in {self.workers} worker process{'es' if self.workers > 1 else ''} "
                 f"({self.threads} FFmpeg thread{'s' if self.threads > 1 else ''} each), at most {self.ahead} "
-                f"clip{'s' if self.ahead > 1 else ''} in flight ({self.budget_bytes / 2**20:.0f} MiB budget / {self.clip_bytes / 2**20:.1f} MiB "
-                "for the largest clip)")
+                f"clip{'s' if self.ahead > 1 else ''} in flight ({self.budget_bytes / 2**20:.0f} MiB budget / "
+                f"{self.clip_bytes / 2**20:.1f} MiB for the largest clip)")
 
 
 def plan(*, clips: int, clip_bytes: int, workers: int | None = None, budget_bytes: int = DEFAULT_BUDGET_BYTES,

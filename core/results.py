@@ -253,8 +253,9 @@ def load(path: Path | str, *, run_id: str | None = None) -> Results:
         res = from_records(r for r in read(path) if run_id is None or r.get("run_id") == run_id)
     if not res:
         raise ReportInputError(
-            f"{path}: no benchmark cells or load records found (is it empty, a truncated pytest-benchmark JSON, or another "
-            "kind of file?); write one with 'pytest bench/test_cells.py --results FILE' or '--benchmark-json FILE'")
+            f"{path}: no benchmark cells or load records found (is it empty, a truncated pytest-benchmark JSON, "
+            "or another kind of file?); write one with 'pytest bench/test_cells.py --results FILE' or "
+            "'--benchmark-json FILE'")
     return res
 
 

@@ -129,7 +129,8 @@ async def _run(url: str, schedule: list[tuple[float, WorkItem]], *, timeout_s: f
         return list(await asyncio.gather(*(one(i, at, it) for i, (at, it) in enumerate(schedule))))
 
 
-def run_schedule(url: str, schedule: list[tuple[float, WorkItem]], *, timeout_s: float, tag: str) -> tuple[list[Outcome], float]:
+def run_schedule(url: str, schedule: list[tuple[float, WorkItem]], *, timeout_s: float,
+                 tag: str) -> tuple[list[Outcome], float]:
     t0 = time.perf_counter()
     outcomes = asyncio.run(_run(url, schedule, timeout_s=timeout_s, tag=tag))
     return outcomes, time.perf_counter() - t0
@@ -225,10 +226,12 @@ class LoadRun:
             if good is not None and bad is not None and (bad - good) / good <= resolution:
                 break
             rate = (good + bad) / 2 if good is not None and bad is not None else rate * 2 if bad is None else rate / 2
-        return {"scenario": "sweep", "slo_e2e_s": self.slo_s, "largest_rate_per_s": good, "first_failing_rate_per_s": bad,
+        return {"scenario": "sweep", "slo_e2e_s": self.slo_s, "largest_rate_per_s": good,
+                "first_failing_rate_per_s": bad,
                 "resolution": resolution, "requests_per_point": n, "converged": good is not None and bad is not None
                 and (bad - good) / good <= resolution,
-                "note": None if good is not None else f"no rate tried met the SLO (lowest tried {min(p.offered['rate_per_s'] for p in points):.3g}/s)",
+                "note": None if good is not None else
+                f"no rate tried met the SLO (lowest tried {min(p.offered['rate_per_s'] for p in points):.3g}/s)",
                 "points": [p.to_dict() for p in points], "_results": points}
 
     def camera_search(self, *, period_s: float, clips_per_stream: int, start_streams: int = 1, max_streams: int = 1024,
@@ -275,7 +278,8 @@ def as_record(outcome: Outcome, item: WorkItem, key: str) -> dict[str, Any]:
     """A drift record (the shape ``core.metrics.drift`` pairs) of one answer."""
     lps, missing = candidate_logprobs(outcome, item.candidates)
     ok = outcome.ok and bool(lps)
-    rec: dict[str, Any] = {"video": key, "video_path": item.clip, "truth": item.truth, "status": "ok" if ok else "error",
+    rec: dict[str, Any] = {"video": key, "video_path": item.clip, "truth": item.truth,
+                           "status": "ok" if ok else "error",
                            "token_ids": outcome.token_ids, "candidate_logprobs": lps,
                            "predicted": max(lps, key=lambda c: lps[c]) if lps else None}
     if missing:

@@ -238,7 +238,8 @@ def _video_drift(video: str, ref: Mapping[str, Any], cand: Mapping[str, Any]) ->
         raise ValueError(f"video '{video}': {exc}") from None
     tok_ref, tok_cand = _first_token(ref), _first_token(cand)
     return VideoDrift(
-        video=video, clip=str(ref.get("video_path") or video), truth=ref.get("truth"), reference_label=ref_label, candidate_label=cand_label,
+        video=video, clip=str(ref.get("video_path") or video), truth=ref.get("truth"), reference_label=ref_label,
+        candidate_label=cand_label,
         reference_logprobs=ref_lp, candidate_logprobs=cand_lp, kl=kl,
         margin_change=margin(cand_lp) - margin(ref_lp),
         delta_p=p_ref[ref_label] - p_cand.get(ref_label, 0.0),

@@ -161,7 +161,8 @@ class History:
         """(median, clocks) of the cell in the ``window`` most recent other runs on ``gpu_class``."""
         with closing(self._connect()) as db:
             rows = db.execute(
-                "SELECT c.median_s, r.clocks FROM cells c JOIN runs r ON r.run_id = c.run_id AND r.gpu_class = c.gpu_class "
+                "SELECT c.median_s, r.clocks FROM cells c "
+                "JOIN runs r ON r.run_id = c.run_id AND r.gpu_class = c.gpu_class "
                 "WHERE c.cell = ? AND c.gpu_class = ? AND c.run_id != ? ORDER BY r.time DESC LIMIT ?",
                 (cell, gpu_class, before_run, window)).fetchall()
         return [(m, json.loads(c or "{}")) for m, c in rows]

@@ -129,8 +129,9 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
         e_headers = ["model", "backend", "format", "device", "mode", "videos", "load s", "quantize s",
                      "emulated latency s/video", "memory held", "weights", "errors"]
         e_rows: list[list[str | Mark]] = [
-            [_model(s), s["backend"], s["format"], device_label(s), s["mode"] or "—", str(s["videos"]), fmt_s(s["load_s"]),
-             _quant(s), fmt_s(s["latency_s"]), _peak(s), weights_text(s), _errors(s)] for s in emulated]
+            [_model(s), s["backend"], s["format"], device_label(s), s["mode"] or "—", str(s["videos"]),
+             fmt_s(s["load_s"]), _quant(s), fmt_s(s["latency_s"]), _peak(s), weights_text(s), _errors(s)]
+            for s in emulated]
         tables.append(Table(e_headers, e_rows, caption=EMULATION_NOTE))
         mode_notes = [(f"{s['backend']}/{s['format']} on {device_label(s)} is {s['mode']}"
                        + (f": {s['mode_note'].rstrip('.')}" if s["mode_note"] else "") + ".") for s in emulated]
@@ -340,6 +341,6 @@ def sections(results: Results, *, baseline: Results | None = None,
     out += [s for s in (drift_section(results), history_section(results)) if s is not None]
     if baseline is not None:
         out.append(baseline_section(baseline, results))
-    out += [s for s in (load_section(results), roofline_section([s for s in summaries if real_kernels(s)]), time_section(results),
-                        errors_section(results)) if s is not None]
+    out += [s for s in (load_section(results), roofline_section([s for s in summaries if real_kernels(s)]),
+                        time_section(results), errors_section(results)) if s is not None]
     return out
