@@ -171,6 +171,8 @@ class DecodeAhead:
         limit = min(current + (1 if self._isolate else self.ahead), len(self.jobs))
         for k in range(current, limit):
             if k not in self._futures:
+                if self._pool is None:
+                    raise RuntimeError("decode pool submitted to before start()")
                 self._futures[k] = self._pool.submit(self.fn, self.jobs[k])
         self.max_in_flight = max(self.max_in_flight, len(self._futures))
 
@@ -181,7 +183,8 @@ class DecodeAhead:
         for k in lost:
             self._futures.pop(k)
         self._isolate |= lost
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = self._new_pool()
         self.restarts += 1
 

@@ -43,7 +43,7 @@ class Ledger:
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
-        frame = [name, 0.0]
+        frame: list[Any] = [name, 0.0]
         with self._lock:
             self._stack.append(frame)
         try:

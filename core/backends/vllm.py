@@ -111,7 +111,8 @@ class VLLMBackend(Backend):
                 f"{type(exc).__name__}: {exc}. The engine process's log above has the root cause"
                 f"{_memory_hint(exc)}.") from exc
         self._engine_procs = procs.started_since(before)
-        self._watchdog = _Watchdog(self._engine_procs, getattr(self.llm.llm_engine.engine_core, "outputs_queue", None))
+        self._watchdog: _Watchdog | None = _Watchdog(
+            self._engine_procs, getattr(self.llm.llm_engine.engine_core, "outputs_queue", None))
         self.video_token_id = self.family.vllm_video_token_id(self.tokenizer)
         self._scores: dict[tuple, dict[str, float]] = {}
         t2 = time.perf_counter()

@@ -83,9 +83,11 @@ class ScenarioResult:
 
     def figures(self) -> dict[str, Any]:
         ok = self.ok
-        span = (max(o.end for o in ok) - min(o.scheduled for o in self.outcomes)) if ok else None
+        ends = [o.end for o in ok if o.end is not None]  # all of them: an outcome is ok once it has an end
+        e2e_values = [e for o in ok if (e := o.e2e_s) is not None]  # likewise
+        span = (max(ends) - min(o.scheduled for o in self.outcomes)) if ends else None
         tokens = sum(len(o.token_ids) for o in ok)
-        e2e = quantiles([o.e2e_s for o in ok])
+        e2e = quantiles(e2e_values)
         fig: dict[str, Any] = {
             "requests": len(self.outcomes), "completed": len(ok), "errors": len(self.errors),
             "span_s": span, "videos_per_s": len(ok) / span if span else None,
@@ -96,7 +98,7 @@ class ScenarioResult:
         }
         if self.slo_s is not None:
             value, judged_on = slo_value(e2e)
-            within = sum(1 for o in ok if o.e2e_s <= self.slo_s)
+            within = sum(1 for e in e2e_values if e <= self.slo_s)
             fig["slo"] = {"e2e_s": self.slo_s, "judged_on": judged_on, "value_s": value,
                           "met": bool(ok) and not self.errors and value is not None and value <= self.slo_s,
                           "within": within, "goodput_per_s": within / span if span else None}
@@ -270,7 +272,8 @@ def candidate_logprobs(outcome: Outcome, candidates: dict[str, int]) -> tuple[di
         if tid in first:
             out[label] = first[tid]
         else:
-            out[label], _ = floor, missing.append(label)
+            out[label] = floor
+            missing.append(label)
     return out, missing
 
 

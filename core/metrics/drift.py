@@ -153,13 +153,14 @@ class DriftReport:
 
     def vision_summary(self) -> dict[str, Any] | None:
         """The worst clip by cosine and by relative error over the compared clips (None: none)."""
-        if not self.vision:
+        vision = self.vision
+        if not vision:
             return None
-        worst_cos = min(self.vision, key=lambda v: (self.vision[v]["cos_min"], v))
-        worst_err = max(self.vision, key=lambda v: (self.vision[v]["rel_err_max"], v))
-        return {"clips": len(self.vision), "cos_min": self.vision[worst_cos]["cos_min"], "cos_min_clip": worst_cos,
-                "rel_err_max": self.vision[worst_err]["rel_err_max"], "rel_err_max_clip": worst_err,
-                "rel_err_mean": sum(v["rel_err_mean"] for v in self.vision.values()) / len(self.vision)}
+        worst_cos = min(vision, key=lambda v: (vision[v]["cos_min"], v))
+        worst_err = max(vision, key=lambda v: (vision[v]["rel_err_max"], v))
+        return {"clips": len(vision), "cos_min": vision[worst_cos]["cos_min"], "cos_min_clip": worst_cos,
+                "rel_err_max": vision[worst_err]["rel_err_max"], "rel_err_max_clip": worst_err,
+                "rel_err_mean": sum(v["rel_err_mean"] for v in vision.values()) / len(vision)}
 
     @property
     def flips(self) -> list[VideoDrift]:

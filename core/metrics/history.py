@@ -117,7 +117,7 @@ def judge(median_s: float, history: list[tuple[float, dict[str, Any]]], *, clock
     same = [m for m, c in history if not clock_changes(c, clocks)]
     changed = tuple(dict.fromkeys(x for _, c in history for x in clock_changes(c, clocks)))
     excluded = len(history) - len(same)
-    common = dict(median_s=median_s, runs=len(same), min_runs=min_runs, excluded_runs=excluded,
+    common: dict[str, Any] = dict(median_s=median_s, runs=len(same), min_runs=min_runs, excluded_runs=excluded,
                   clock_changes=changed)
     left_out = (f"{excluded} of the {len(history)} earlier runs ran at other clock settings and are left out "
                 f"({', '.join(changed)})") if excluded else ""

@@ -73,7 +73,8 @@ def _sd(values: list[float]) -> float:
 
 def sensitivities(report, thresholds, *, confidence: float = 0.95) -> list[Sensitivity]:
     """The power of each statistical gate of ``thresholds`` on ``report`` (a DriftReport)."""
-    alpha, out = 1.0 - confidence, []
+    alpha = 1.0 - confidence
+    out: list[Sensitivity] = []
     n = report.n
     if not n:
         return out

@@ -160,7 +160,8 @@ def render(text: str, names: tuple[str, ...], where: str = "README.md") -> str:
         pattern = re.compile(rf"(<!-- {name} -->\n)(.*?)(<!-- /{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"{where} has no <!-- {name} --> block")
-        text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(3), text)
+        # sub() calls the lambda before the loop moves on, so it always sees this iteration's make
+        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(3), text)  # noqa: B023
     return text
 
 

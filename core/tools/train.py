@@ -120,8 +120,8 @@ def train(out: Path, *, steps: int, batch: int, lr: float, examples: int, seed: 
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         build_untrained(tmp / "init", seed=seed)
         print(f"rendering {examples} training and {VALIDATION} validation clips ...", file=sys.stderr)
         data = make_examples(examples, first_seed=TRAIN_SEED0 + seed * 100_000, workdir=tmp)
