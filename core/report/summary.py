@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from core.records import CellRecord
+from core.records import CellRecord, LoadDetails
 from core.results import Results, cell_key, gpu_class_of, latency_s, rounds_of
 
 REFERENCE_FORMAT = "bf16"
@@ -101,7 +101,7 @@ def summarize(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[di
         ok = timed.get(eng, [])
         every = answered[eng]
         good = [r for r in every if r.get("status", "ok") == "ok"]
-        load = next((r["load"] for r in good if r.get("load")), {})
+        load = next((r["load"] for r in good if r.get("load")), LoadDetails())
         lat = {cell_key(r)[5:]: latency_s(r) for r in ok}  # (task, video)
         timings = [r.get("timings") or {} for r in ok]
         per_tok = mean(t.get("decode_per_token_s") for t in timings)
