@@ -15,7 +15,8 @@ from core.settings import Settings
 from core.tasks import get_task
 
 pytestmark = [pytest.mark.cpu, pytest.mark.slow,
-              pytest.mark.skipif(not installed("transformers"), reason="needs 'transformers': pip install 'vqbench[hf]'")]
+              pytest.mark.skipif(not installed("transformers"),
+                                 reason="needs 'transformers': pip install 'vqbench[hf]'")]
 
 MIN_ACCURACY = 0.9
 

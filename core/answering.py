@@ -104,7 +104,7 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
             except EngineLoadError as exc:
                 yield Answered(clip, error_record(cell, exc, kind="timed"), wait)
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the clip's failure is its error record; the next clip runs
                 rec = error_record(cell, exc, kind="timed")
             yield Answered(clip, rec, wait)
     finally:

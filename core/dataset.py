@@ -33,7 +33,7 @@ PROBE_THREADS = 8
 MANIFEST_NAMES = ("manifest.csv", "labels.csv", "manifest.json")
 
 
-def safe_path(root: Path, relative: str, *, source: Path, row: int | str) -> Path:
+def safe_path(root: Path, relative: object, *, source: Path, row: int | str) -> Path:
     """``root / relative`` resolved, refusing anything that escapes ``root``."""
     if not isinstance(relative, str) or not relative.strip():
         raise DatasetError(f"{source}: entry {row} has an empty video path")
@@ -162,6 +162,7 @@ def scan_folder(folder: Path) -> Scan:
     probe's reason (so a broken ``.mp4`` is an error, not a silent skip)."""
     root = folder.resolve()
     entries: list[tuple[Path, Path | None, str]] = []  # (path, resolved or None, reason if refused)
+    resolved: Path | None
     for p in _walk(folder):
         try:
             resolved = p.resolve(strict=True)

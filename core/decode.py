@@ -93,8 +93,8 @@ class Plan:
             return "decoding in the main process, one clip at a time"
         return (f"decoding ahead in {self.workers} worker process{'es' if self.workers > 1 else ''} "
                 f"({self.threads} FFmpeg thread{'s' if self.threads > 1 else ''} each), at most {self.ahead} "
-                f"clip{'s' if self.ahead > 1 else ''} in flight ({self.budget_bytes / 2**20:.0f} MiB budget / {self.clip_bytes / 2**20:.1f} MiB "
-                "for the largest clip)")
+                f"clip{'s' if self.ahead > 1 else ''} in flight ({self.budget_bytes / 2**20:.0f} MiB budget / "
+                f"{self.clip_bytes / 2**20:.1f} MiB for the largest clip)")
 
 
 def plan(*, clips: int, clip_bytes: int, workers: int | None = None, budget_bytes: int = DEFAULT_BUDGET_BYTES,
@@ -171,6 +171,8 @@ class DecodeAhead:
         limit = min(current + (1 if self._isolate else self.ahead), len(self.jobs))
         for k in range(current, limit):
             if k not in self._futures:
+                if self._pool is None:
+                    raise RuntimeError("decode pool submitted to before start()")
                 self._futures[k] = self._pool.submit(self.fn, self.jobs[k])
         self.max_in_flight = max(self.max_in_flight, len(self._futures))
 
@@ -181,7 +183,8 @@ class DecodeAhead:
         for k in lost:
             self._futures.pop(k)
         self._isolate |= lost
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = self._new_pool()
         self.restarts += 1
 

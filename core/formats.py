@@ -117,7 +117,7 @@ class QuantFormat:
         routes = {b: r for b, r in self.backends.items()
                   if r.how != "fake-quant" and b not in self.prequantized_not_supported}
         reasons = {**self.not_supported, **self.prequantized_not_supported}
-        for b, r in self.backends.items():
+        for b in self.backends:
             if b not in routes and b not in reasons:
                 reasons[b] = (f"{b} runs {self.name} as {self.tool} fake-quant of a bf16 model; a checkpoint already "
                               f"quantized has no bf16 weights to fake-quantize")
@@ -179,7 +179,8 @@ FORMATS: dict[str, QuantFormat] = {
         QuantFormat(
             name="bf16", description="BF16 weights and activations (the reference)", tool="none",
             weight_bits=16, act_bits=16, scope="nothing is quantized",
-            backends={"hf": Route(how="native", kernels="hf:linear"), "vllm": Route(how="native", kernels="vllm:unquantized"),
+            backends={"hf": Route(how="native", kernels="hf:linear"),
+                      "vllm": Route(how="native", kernels="vllm:unquantized"),
                       "trtllm": Route(how="native")},
         ),
         QuantFormat(
@@ -306,7 +307,8 @@ FORMATS: dict[str, QuantFormat] = {
         QuantFormat(
             name="awq", description="W4A16 INT4 AWQ checkpoint in AutoAWQ's layout (quant_method 'awq', GEMM "
                                     "packing, zero points, group size 128), quantized elsewhere",
-            tool="prequantized", scope=_PREQ_SCOPE, weight_bits=4, act_bits=16, real_kernels_min_sm=75, lm_bytes_per_weight=0.5 + 4 / 128,
+            tool="prequantized", scope=_PREQ_SCOPE, weight_bits=4, act_bits=16, real_kernels_min_sm=75,
+            lm_bytes_per_weight=0.5 + 4 / 128,
             backends={"hf": Route(how="checkpoint", quantization="awq", packages=("gptqmodel", "accelerate"),
                                   shape=_PREQ_NO_SHAPE),
                       "vllm": Route(how="checkpoint", quantization="awq", auto=True, kernels="vllm:w4a16")},
@@ -315,7 +317,8 @@ FORMATS: dict[str, QuantFormat] = {
         QuantFormat(
             name="gptq", description="W4A16 INT4 GPTQ checkpoint (quant_method 'gptq': AutoGPTQ/GPTQModel layout), "
                                      "quantized elsewhere",
-            tool="prequantized", scope=_PREQ_SCOPE, weight_bits=4, act_bits=16, real_kernels_min_sm=60, lm_bytes_per_weight=0.5 + 4 / 128,
+            tool="prequantized", scope=_PREQ_SCOPE, weight_bits=4, act_bits=16, real_kernels_min_sm=60,
+            lm_bytes_per_weight=0.5 + 4 / 128,
             backends={"hf": Route(how="checkpoint", quantization="gptq",
                                   packages=("optimum", "gptqmodel", "accelerate"), shape=_PREQ_NO_SHAPE),
                       "vllm": Route(how="checkpoint", quantization="gptq", auto=True, kernels="vllm:w4a16")},
@@ -325,7 +328,8 @@ FORMATS: dict[str, QuantFormat] = {
             name="fp8_block", description="W8A8 FP8 checkpoint with 128x128 block weight scales and dynamic "
                                           "activations (quant_method 'fp8': transformers' FineGrainedFP8, the "
                                           "DeepSeek/Qwen FP8 layout), quantized elsewhere",
-            tool="prequantized", scope=_PREQ_SCOPE, weight_bits=8, act_bits=8, real_kernels_min_sm=89, lm_bytes_per_weight=1.0,
+            tool="prequantized", scope=_PREQ_SCOPE, weight_bits=8, act_bits=8, real_kernels_min_sm=89,
+            lm_bytes_per_weight=1.0,
             backends={"hf": Route(how="checkpoint", quantization="fp8", packages=("accelerate",), shape=_PREQ_NO_SHAPE,
                                   below_min_sm="emulated",
                                   emulation="transformers dequantizes FP8 checkpoints to bf16 below sm_89",
@@ -371,8 +375,9 @@ def get_format(name: str) -> QuantFormat:
     fmt = FORMATS[base]
     if vision:
         if fmt.tool != "modelopt":
+            modelopt = ", ".join(f for f, q in FORMATS.items() if q.tool == "modelopt")
             raise ConfigError(f"format '{name}': the {VIT_MODIFIER} modifier (vision tower quantized too) exists for "
-                              f"ModelOpt formats only ({', '.join(f for f, q in FORMATS.items() if q.tool == 'modelopt')})")
+                              f"ModelOpt formats only ({modelopt})")
         fmt = replace(fmt, vision=True, scope="language model and vision tower linear layers (lm_head stays high "
                                                "precision); calibrated on video clips",
                       backends={b: r for b, r in fmt.backends.items() if b == "hf"},

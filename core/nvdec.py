@@ -83,7 +83,7 @@ def load_frames(path: Path | str, spec: SamplingSpec, *, threads: int = 0, fallb
     t0 = time.perf_counter()
     try:
         return _decode(path, spec, t0, access)
-    except Exception as exc:  # noqa: BLE001 - NVDEC's refusal of one clip is no reason to lose it
+    except Exception as exc:  # NVDEC's refusal of one clip is no reason to lose it
         if not fallback:
             raise
         frames = video.load_frames(path, spec, threads=threads)

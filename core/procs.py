@@ -56,7 +56,7 @@ def resource_tracker_pid() -> int | None:
     try:
         from multiprocessing import resource_tracker
 
-        return resource_tracker._resource_tracker._pid
+        return getattr(resource_tracker._resource_tracker, "_pid", None)
     except Exception:  # noqa: BLE001
         return None
 

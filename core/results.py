@@ -115,27 +115,27 @@ def read(path: Path | str) -> Iterator[dict[str, Any]]:
 
 # --- identity and latency of a cell --------------------------------------------------------------
 
-def gpu_class_of(rec: dict[str, Any]) -> str:
+def gpu_class_of(rec: Mapping[str, Any]) -> str:
     """The class of the hardware a record ran on (cpu, sm90, sm100 ...); '' where an old record
     of a GPU cell does not say."""
     return str(rec.get("gpu_class") or ("cpu" if rec.get("device") == "cpu" else ""))
 
 
-def cell_key(rec: dict[str, Any]) -> CellKey:
+def cell_key(rec: Mapping[str, Any]) -> CellKey:
     """What identifies a cell across runs: (model, backend, format, device, GPU class, task, video).
     The GPU class keeps an H100 and a B200 measurement of one cell apart when runs are merged
     (``vqbench report a b``, a Ray cluster of mixed nodes)."""
-    return (*(str(rec.get(k)) for k in ("model", "backend", "format", "device")), gpu_class_of(rec),
-            str(rec.get("task")), str(rec.get("video")))  # type: ignore[return-value]
+    return (str(rec.get("model")), str(rec.get("backend")), str(rec.get("format")), str(rec.get("device")),
+            gpu_class_of(rec), str(rec.get("task")), str(rec.get("video")))
 
 
-def rounds_of(rec: dict[str, Any]) -> list[float]:
+def rounds_of(rec: Mapping[str, Any]) -> list[float]:
     """The per-round seconds of a timed record (results file or pytest-benchmark ``stats.data``)."""
     rounds = rec.get("rounds_s") or (rec.get("stats") or {}).get("data") or []
     return [float(x) for x in rounds if x is not None]
 
 
-def latency_s(rec: dict[str, Any]) -> float | None:
+def latency_s(rec: Mapping[str, Any]) -> float | None:
     """Per-video latency of a timed record: the median of its timed rounds."""
     rounds = rounds_of(rec)
     return statistics.median(rounds) if rounds else None
@@ -170,7 +170,7 @@ class Results:
         if kind == "cell":
             if not gpu_class_of(rec) and self._machine_class:
                 # written before error records named their GPU class: the class of the run's machine
-                rec = {**rec, "gpu_class": self._machine_class}  # type: ignore[assignment]
+                rec = {**rec, "gpu_class": self._machine_class}
             key = cell_key(rec)
             self._history.setdefault(key, []).append(rec)
             self._replay(key)
@@ -189,6 +189,8 @@ class Results:
     def _replay(self, key: CellKey) -> None:
         for book in (self.timed, self.scoring, self.errors):
             book.pop(key, None)
+        # The ignores below: a record read back is a plain dict; add() filed it here as a cell
+        # (type "cell"), so the books hold it as the CellRecord it was written as.
         for rec in _chronological(self._history[key]):
             if rec.get("status", "ok") != "ok":
                 self.timed.pop(key, None)
@@ -253,8 +255,9 @@ def load(path: Path | str, *, run_id: str | None = None) -> Results:
         res = from_records(r for r in read(path) if run_id is None or r.get("run_id") == run_id)
     if not res:
         raise ReportInputError(
-            f"{path}: no benchmark cells or load records found (is it empty, a truncated pytest-benchmark JSON, or another "
-            "kind of file?); write one with 'pytest bench/test_cells.py --results FILE' or '--benchmark-json FILE'")
+            f"{path}: no benchmark cells or load records found (is it empty, a truncated pytest-benchmark JSON, "
+            "or another kind of file?); write one with 'pytest bench/test_cells.py --results FILE' or "
+            "'--benchmark-json FILE'")
     return res
 
 

@@ -99,9 +99,9 @@ def smart_nframes(spec: SamplingSpec, *, total_frames: int, video_fps: float) ->
     else:
         min_frames = ceil_by_factor(spec.min_frames, FRAME_FACTOR)
         max_frames = floor_by_factor(min(spec.max_frames, total_frames), FRAME_FACTOR)
-        n = total_frames / video_fps * spec.target_fps
-        n = min(min(max(n, min_frames), max_frames), total_frames)
-        n = floor_by_factor(n, FRAME_FACTOR)
+        want = total_frames / video_fps * spec.target_fps
+        want = min(min(max(want, min_frames), max_frames), total_frames)
+        n = floor_by_factor(want, FRAME_FACTOR)
     if not (FRAME_FACTOR <= n <= total_frames):
         raise ConfigError(f"frame count must lie in [{FRAME_FACTOR}, {total_frames}], got {n}")
     return n

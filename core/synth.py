@@ -124,7 +124,8 @@ def render_clip(kind: str, seed: int, *, width: int = WIDTH, height: int = HEIGH
     elif kind == "collision":
         lane = int(rng.integers(2))  # two cars in one downward lane: the rear one is faster
         lead_y = float(rng.uniform(height * 0.55, height * 0.7))
-        special["lead"] = _Car(lane=lane, y=lead_y, speed=0.8 * unit, color=(40, 80, 200), length=int(cl), width=int(cw))
+        special["lead"] = _Car(lane=lane, y=lead_y, speed=0.8 * unit, color=(40, 80, 200),
+                               length=int(cl), width=int(cw))
         special["rear"] = _Car(lane=lane, y=lead_y - cl * 1.8, speed=3.5 * unit, color=(200, 40, 40),
                                length=int(cl), width=int(cw))
     elif kind == "pedestrian":

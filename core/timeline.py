@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from typing import Any
 
 PHASES = (
-    "collection", "imports", "video decode", "model build", "weights load", "quantizer import", "calibration + quantize",
-    "export", "engine start", "warm-up", "timed rounds", "scoring", "roofline peaks", "engine close",
-    "goldens", "drift", "cells (bookkeeping)", "other tests",
+    "collection", "imports", "video decode", "model build", "weights load", "quantizer import",
+    "calibration + quantize", "export", "engine start", "warm-up", "timed rounds", "scoring", "roofline peaks",
+    "engine close", "goldens", "drift", "cells (bookkeeping)", "other tests",
 )
 """The phase names a session reports, in the order shown."""
 
@@ -43,7 +43,7 @@ class Ledger:
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
-        frame = [name, 0.0]
+        frame: list[Any] = [name, 0.0]
         with self._lock:
             self._stack.append(frame)
         try:
@@ -82,6 +82,7 @@ def render(summary: dict[str, Any]) -> list[str]:
     lines = [f"{'phase':<24} {'seconds':>9} {'share':>6}"]
     for name, s in summary["phases"].items():
         lines.append(f"{name:<24} {s:>9.2f} {100 * s / wall:>5.1f}%")
-    lines.append(f"{'unattributed':<24} {summary['unattributed_s']:>9.2f} {100 * summary['unattributed_s'] / wall:>5.1f}%")
+    unattributed = summary["unattributed_s"]
+    lines.append(f"{'unattributed':<24} {unattributed:>9.2f} {100 * unattributed / wall:>5.1f}%")
     lines.append(f"{'wall':<24} {summary['wall_s']:>9.2f}")
     return lines

@@ -234,7 +234,7 @@ def _judge(name: str, container) -> Probe:
         duration = float(stream.duration * stream.time_base)
     elif container.duration:
         duration = container.duration / 1_000_000
-    facts = dict(container=fmt, codec=codec, width=width, height=height, fps=fps, frames=frames,
+    facts: dict[str, Any] = dict(container=fmt, codec=codec, width=width, height=height, fps=fps, frames=frames,
                  duration_s=duration)
     if codec in TEXT_CODECS or fmt == "tty":
         return Probe(name, False, "a text file (FFmpeg would read it as ANSI art), not a video", **facts)

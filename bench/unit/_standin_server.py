@@ -44,7 +44,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         for tid, text in ((42, "Nor"), (43, "mal")):
             step = {"token": f"token_id:{tid}", "logprob": -0.1,
-                    "top_logprobs": [{"token": f"token_id:{tid}", "logprob": -0.1}, {"token": "token_id:7", "logprob": -2.5}]}
+                    "top_logprobs": [{"token": f"token_id:{tid}", "logprob": -0.1},
+                                     {"token": "token_id:7", "logprob": -2.5}]}
             event = {"choices": [{"delta": {"content": text}, "logprobs": {"content": [step]}}]}
             self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
             self.wfile.flush()

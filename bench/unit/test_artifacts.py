@@ -69,7 +69,8 @@ def test_modelopt_state_round_trips_without_pickle(fmt, tmp_path, monkeypatch):
     restored = artifacts.restore_modelopt(_small_model(), entry)
     got, want = restored.state_dict(), model.state_dict()
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)  # scales included
-    assert len(mto.modelopt_state(restored)["modelopt_state_dict"]) == len(mto.modelopt_state(model)["modelopt_state_dict"])
+    assert (len(mto.modelopt_state(restored)["modelopt_state_dict"])
+            == len(mto.modelopt_state(model)["modelopt_state_dict"]))
     if not fmt.startswith("nvfp4"):  # NVFP4's fake-quant kernel needs CUDA
         with torch.no_grad():
             assert torch.equal(restored(data), model(data))

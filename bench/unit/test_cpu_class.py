@@ -97,7 +97,8 @@ def test_this_hosts_facts_agree_with_torch_itself_with_and_without_caps():
         if cap:
             env["ATEN_CPU_CAPABILITY"] = cap
         out = subprocess.run([sys.executable, "-c", "import torch, json; print(json.dumps("
-                              "[torch.backends.cpu.get_cpu_capability(), torch.ops.mkldnn._is_mkldnn_bf16_supported()]))"],
+                              "[torch.backends.cpu.get_cpu_capability(), "
+                              "torch.ops.mkldnn._is_mkldnn_bf16_supported()]))"],
                              env=env, capture_output=True, text=True, check=True).stdout
         torch_isa, onednn_bf16 = json.loads(out.strip().splitlines()[-1])
         facts = devices.cpu_facts(env=env)

@@ -121,6 +121,7 @@ def test_paired_gate_fails_a_significantly_worse_candidate_and_clusters_by_clip(
 
 def test_no_truth_means_no_paired_gate_and_no_accuracy_power():
     ref = [{**r, "truth": None} for r in agreeing(20)]
-    verdict = evaluate(compare_formats(ref, ref, reference_format="bf16", candidate_format="fp8"), thresholds_for("fp8"))
+    verdict = evaluate(compare_formats(ref, ref, reference_format="bf16", candidate_format="fp8"),
+                       thresholds_for("fp8"))
     assert "accuracy_drop" not in {s.metric for s in verdict.sensitivity}
     assert math.isfinite(next(s.detectable for s in verdict.sensitivity if s.metric == "flip_rate"))

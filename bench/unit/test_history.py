@@ -148,7 +148,8 @@ def test_history_gate_end_to_end_in_pytest_sessions(pytester, tmp_path):
     cell = h.cell_name(rec)
     store = h.History(db)
     # the first run is in the history: one run of this cell, at its median
-    assert [m for m, _ in store.earlier(cell, rec["gpu_class"], before_run="-")] == [pytest.approx(rec["history"]["median_s"])]
+    assert ([m for m, _ in store.earlier(cell, rec["gpu_class"], before_run="-")]
+            == [pytest.approx(rec["history"]["median_s"])])
     # Four earlier runs far faster than this machine can be: with the first run, five in all.
     for i in range(4):
         store.add(f"preloaded{i}", {cell: [FAST] * 2}, gpu_class=rec["gpu_class"], when=i)

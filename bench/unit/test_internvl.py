@@ -113,7 +113,8 @@ def test_vllm_names_the_hf_internvl_class_for_the_shape_config(tmp_path, monkeyp
     assert cfg["model_type"] == "internvl" and not cfg.get("architectures")
     kwargs = VLLMBackend(spec, get_format("bf16"), H200, EngineOptions()).engine_kwargs(directory, None)
     assert kwargs["hf_overrides"]["architectures"] == ["InternVLForConditionalGeneration"]
-    assert kwargs["load_format"] == "dummy" and kwargs["gpu_memory_utilization"] == EngineOptions().gpu_memory_utilization
+    assert kwargs["load_format"] == "dummy"
+    assert kwargs["gpu_memory_utilization"] == EngineOptions().gpu_memory_utilization
 
 
 def test_vllm_refuses_a_family_it_has_no_class_for_in_words(tmp_path):

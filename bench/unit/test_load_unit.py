@@ -43,7 +43,8 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path):
 
 
 def test_a_server_exiting_at_start_up_names_its_code_and_log(tmp_path):
-    with pytest.raises(ServerError, match=r"exited with code 7 while starting; its log .*exit.log ends:\n(.*\n)*.*failing at start-up"):
+    with pytest.raises(ServerError, match=r"exited with code 7 while starting; "
+                                          r"its log .*exit.log ends:\n(.*\n)*.*failing at start-up"):
         standin(tmp_path, "exit").start()
 
 
@@ -67,8 +68,9 @@ def test_stop_ends_the_whole_process_group_and_frees_the_port(tmp_path):
 
 
 def _item(clip="c1", candidates=None):
-    body = {"model": "vqbench", "messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "x"}},
-                                                                          {"type": "text", "text": "q"}]}],
+    body = {"model": "vqbench", "messages": [{"role": "user",
+                                              "content": [{"type": "video_url", "video_url": {"url": "x"}},
+                                                          {"type": "text", "text": "q"}]}],
             "max_tokens": 2, "stream": True}
     return sc.WorkItem(clip=clip, body=body, truth="Normal", candidates=candidates or {"Normal": 42, "Anomaly": 7})
 
@@ -82,7 +84,8 @@ def test_answers_stream_back_with_their_tokens_and_timings(tmp_path):
         assert o.ok and o.text == "Normal" and o.token_ids == [42, 43] and o.prompt_tokens == 11
         assert 0 <= o.ttft_s <= o.e2e_s and o.tpot_s is not None
     fig = offline.figures()
-    assert fig["completed"] == 4 and fig["videos_per_s"] > 0 and fig["output_tokens_per_s"] == pytest.approx(2 * fig["videos_per_s"])
+    assert fig["completed"] == 4 and fig["videos_per_s"] > 0
+    assert fig["output_tokens_per_s"] == pytest.approx(2 * fig["videos_per_s"])
     drift = sc.batch_drift(alone, [offline], run.items)
     assert drift["n"] == 4 and drift["flips"] == 0 and drift["token_sequence_changes"] == 0
     assert drift["status"] == "inconclusive"  # 4 answers cannot show a 10% flip limit is kept
@@ -121,7 +124,8 @@ def test_poisson_arrivals_are_seeded_and_at_the_rate():
 
 
 def test_a_flip_under_load_is_counted_against_the_clip_alone():
-    alone = sc.ScenarioResult("alone", {}, [Outcome(0, "c1", 0.0, 0.0, 0.1, 0.2, "Normal", [42], [[(42, -0.1), (7, -2.5)]])], 0.2)
+    alone = sc.ScenarioResult(
+        "alone", {}, [Outcome(0, "c1", 0.0, 0.0, 0.1, 0.2, "Normal", [42], [[(42, -0.1), (7, -2.5)]])], 0.2)
     flipped = Outcome(0, "c1", 0.0, 0.0, 0.1, 0.2, "Anomaly", [7], [[(7, -0.2), (42, -1.9)]])
     same = Outcome(1, "c1", 0.0, 0.0, 0.1, 0.2, "Normal", [42], [[(42, -0.1), (7, -2.5)]])
     drift = sc.batch_drift(alone, [sc.ScenarioResult("offline", {}, [flipped, same], 0.2)], [_item("c1")])
@@ -224,7 +228,8 @@ def test_the_report_draws_each_formats_sweep_and_tables_its_capacity():
                 "capacity": {"concurrent_videos": capacity, "kv_cache_tokens": capacity * 750, "weights_gib": 15.0},
                 "batch_drift": {"status": "pass"}, "alone": {"e2e_s": {"p50": 0.1}},
                 "result": {"slo_e2e_s": 1.0, "largest_rate_per_s": rate, "converged": True,
-                           "points": [point(rate, rate, 0.8, 0.9, True, 100), point(2 * rate, 1.5 * rate, None, 2.0, False, 50)]}}
+                           "points": [point(rate, rate, 0.8, 0.9, True, 100),
+                                      point(2 * rate, 1.5 * rate, None, 2.0, False, 50)]}}
 
     results = from_records([rec("bf16", 1000, 10.0), rec("ct_w4a16", 1100, 13.0)])
     md = render_markdown(results, title="t")

@@ -238,7 +238,8 @@ def test_the_matrix_plans_only_the_detected_format(checkpoints):
     d = str(checkpoints["ct-w8a8"])
     plans = _plans(models=[d], backends=["hf", "vllm", "trtllm"], formats=["bf16", "fp8", "ct_w4a16"])
     assert {p.engine.format for p in plans} == {"ct_w8a8"}
-    assert {p.engine.id for p in plans} == {f"Qwen2.5-VL-tiny-ct-w8a8-{b}-ct_w8a8-cpu" for b in ("hf", "vllm", "trtllm")}
+    assert {p.engine.id for p in plans} == {f"Qwen2.5-VL-tiny-ct-w8a8-{b}-ct_w8a8-cpu"
+                                            for b in ("hf", "vllm", "trtllm")}
     by_backend = {p.engine.backend: p for p in plans}
     assert "loads ModelOpt exports" in by_backend["trtllm"].verdict.reason
     assert all(p.reference is None for p in plans)

@@ -37,7 +37,8 @@ def test_every_generated_block_lives_in_one_file():
         text = page.read_text(encoding="utf-8")
         for name in readme.BLOCKS:
             if f"<!-- {name} -->" in text:
-                assert name in readme.FILES.get(page, ()), f"{_rel(page)} has a <!-- {name} --> block no one regenerates"
+                assert name in readme.FILES.get(page, ()), \
+                    f"{_rel(page)} has a <!-- {name} --> block no one regenerates"
 
 
 def test_every_option_is_in_the_readme_with_its_flags():

@@ -56,7 +56,7 @@ def md_row(markdown: str, *first: str) -> list[str]:
 
 
 def md_headers(markdown: str, first: str) -> list[str]:
-    line = next(l for l in markdown.splitlines() if l.startswith(f"| {first} |"))
+    line = next(ln for ln in markdown.splitlines() if ln.startswith(f"| {first} |"))
     return [c.strip() for c in line.strip("|").split(" | ")]
 
 
@@ -98,8 +98,8 @@ def test_gpu_memory_roofline_and_errors_shown() -> None:
     recs = [cell(device="cuda", video=v, memory=mem, roofline={"prefill_floor_s": 0.01, "ratio": 2.5})
             for v in ("v1", "v2")]
     recs.append({"type": "cell", "model": "tiny", "backend": "hf", "format": "bf16", "device": "cuda",
-                 "gpu_class": "sm90", "task": "anomaly", "video": "v3", "status": "error", "error_type": "NumericsError",
-                 "error": "NaN logits\ntrace", "cell": "tiny-hf-bf16-cuda-anomaly-v3"})
+                 "gpu_class": "sm90", "task": "anomaly", "video": "v3", "status": "error",
+                 "error_type": "NumericsError", "error": "NaN logits\ntrace", "cell": "tiny-hf-bf16-cuda-anomaly-v3"})
     md = report.render_markdown(recs)
     row = dict(zip(md_headers(md, "model"), md_row(md, "tiny", "hf", "bf16")))
     assert row["memory held"] == "torch 3.00 GiB · NVML 4.00 GiB"

@@ -22,7 +22,8 @@ def cell(video: str, fmt: str, p_top: float, **extra) -> dict:
     return {"type": "cell", "kind": "timed", "model": "tiny-trained", "backend": "hf", "format": fmt, "device": "cuda",
             "task": "anomaly", "video": video, "status": "ok", "truth": "Anomaly", "predicted": "Anomaly",
             "candidate_logprobs": lps, "token_ids": [7], "rounds_s": [0.1, 0.1, 0.1], "gpu_class": "sm90",
-            "gpu_name": "H200", "vocab": compact_pairs([[(7, math.log(p_top)), (8, math.log(1 - p_top))]], k=2), **extra}
+            "gpu_name": "H200", "vocab": compact_pairs([[(7, math.log(p_top)), (8, math.log(1 - p_top))]], k=2),
+            **extra}
 
 
 def records() -> list[dict]:

@@ -289,7 +289,8 @@ def test_edge_cases_are_guarded():
 
 def _truth() -> dict[str, str]:
     root = paths.PROJECT_ROOT
-    out = {r["video"].rsplit(".", 1)[0]: r["label"] for r in csv.DictReader(open(root / "fixtures/clips/manifest.csv"))}
+    with open(root / "fixtures/clips/manifest.csv") as f:
+        out = {r["video"].rsplit(".", 1)[0]: r["label"] for r in csv.DictReader(f)}
     data = json.loads((root / "fixtures/questions_roadbuddy.json").read_text())["data"]
     out.update({q["id"]: q["answer"] for q in data})
     return out

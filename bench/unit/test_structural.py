@@ -141,4 +141,4 @@ def test_a_cpu_session_deselects_what_can_never_run_and_skips_what_is_missing(py
         "     1  tiny has random weights (near-tied labels)*",
     ])
     res.stdout.fnmatch_lines(["SKIPPED [[]2[]] test_cells.py*bnb_int8*needs 'bitsandbytes', which is not installed*"])
-    assert "TensorRT-LLM needs a CUDA GPU" not in "".join(l for l in res.outlines if l.startswith("SKIPPED"))
+    assert "TensorRT-LLM needs a CUDA GPU" not in "".join(ln for ln in res.outlines if ln.startswith("SKIPPED"))

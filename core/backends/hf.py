@@ -95,7 +95,8 @@ class HFBackend(Backend):
         from core.quant.inspect import weight_size
 
         size = weight_size(model)
-        details: dict[str, Any] = {"directory": str(directory), "dtype": self.device.dtype, **_cpu_facts(self.device, torch),
+        details: dict[str, Any] = {"directory": str(directory), "dtype": self.device.dtype,
+                                   **_cpu_facts(self.device, torch),
                                    "attn_implementation": self.options.attn_implementation}
         if size.note:
             details["weight_bytes_note"] = size.note
@@ -264,7 +265,7 @@ def _unify_float_dtype(model, dtype, torch) -> None:
     mat2 must have the same dtype'). Plain floating parameters and buffers follow ``dtype``; the
     quantizer's own tensors (Int8Params, packed weights: subclasses or integer dtypes) stay as loaded."""
     for module in model.modules():
-        for name, p in list(module.named_parameters(recurse=False)):
+        for _, p in list(module.named_parameters(recurse=False)):
             if type(p) is torch.nn.Parameter and p.is_floating_point() and p.dtype != dtype:
                 p.data = p.data.to(dtype)
         for name, b in list(module.named_buffers(recurse=False)):

@@ -70,7 +70,8 @@ def trtllm_config(hf_config: dict[str, Any], *, vision_token_id: int | None = No
     the image token id (a no-op in that mask).
     """
     cfg = copy.deepcopy(hf_config)
-    text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}
+    text_config = cfg.get("text_config")
+    text = text_config if isinstance(text_config, dict) else {}
     rope = (text.get("rope_parameters") or cfg.get("rope_parameters") or text.get("rope_scaling")
             or cfg.get("rope_scaling") or {})
     kind = rope.get("rope_type", rope.get("type"))
@@ -290,10 +291,11 @@ def _metric_timings(perf) -> tuple[float | None, float | None]:
     """(time to first token, decode time) from ``CompletionOutput.request_perf_metrics.timing_metrics``
     (arrival/first_token/last_token times; tests/unittest/llmapi/test_llm.py test_llm_perf_metrics)."""
     timing = getattr(perf, "timing_metrics", None)
-    t = {k: _seconds(getattr(timing, k, None)) for k in ("arrival_time", "first_token_time", "last_token_time")}
-    if None in t.values() or not t["arrival_time"] < t["first_token_time"] <= t["last_token_time"]:
+    arrival, first, last = (_seconds(getattr(timing, k, None))
+                            for k in ("arrival_time", "first_token_time", "last_token_time"))
+    if arrival is None or first is None or last is None or not arrival < first <= last:
         return None, None
-    return t["first_token_time"] - t["arrival_time"], t["last_token_time"] - t["first_token_time"]
+    return first - arrival, last - first
 
 
 def _logits_rows(logits: Any, steps: int) -> np.ndarray:
@@ -314,7 +316,7 @@ def _logprob_map(entry: Any, token_id: int) -> dict[int, float]:
     """One step of ``CompletionOutput.logprobs``: {token_id: Logprob(logprob, rank)} (executor/
     result.py), or a bare float (the sampled token's log-prob) in older flows."""
     if isinstance(entry, dict):
-        return {int(k): float(getattr(v, "logprob", v)) for k, v in entry.items()}
+        return {int(k): float(v.logprob if hasattr(v, "logprob") else v) for k, v in entry.items()}
     return {int(token_id): float(entry)}
 
 

@@ -111,7 +111,8 @@ class VLLMBackend(Backend):
                 f"{type(exc).__name__}: {exc}. The engine process's log above has the root cause"
                 f"{_memory_hint(exc)}.") from exc
         self._engine_procs = procs.started_since(before)
-        self._watchdog = _Watchdog(self._engine_procs, getattr(self.llm.llm_engine.engine_core, "outputs_queue", None))
+        self._watchdog: _Watchdog | None = _Watchdog(
+            self._engine_procs, getattr(self.llm.llm_engine.engine_core, "outputs_queue", None))
         self.video_token_id = self.family.prompt_video_token_id(self.tokenizer)
         self._scores: dict[tuple, dict[str, float]] = {}
         t2 = time.perf_counter()
@@ -213,7 +214,8 @@ class VLLMBackend(Backend):
             "model": str(directory), "runner": "generate", "dtype": self.device.dtype, "max_model_len": max_len,
             "seed": opts.seed, "tensor_parallel_size": opts.tensor_parallel_size,
             "trust_remote_code": opts.trust_remote_code, "limit_mm_per_prompt": {"video": 1},
-            "disable_log_stats": False, "logprobs_mode": "raw_logprobs", "max_logprobs": max(20, opts.top_k, opts.vocab_top_k),
+            "disable_log_stats": False, "logprobs_mode": "raw_logprobs",
+            "max_logprobs": max(20, opts.top_k, opts.vocab_top_k),
             "enforce_eager": CPU_ENFORCE_EAGER if cpu else False,
             # dummy: shape-only specs have no weights (nor do their config-only quantized checkpoints);
             # vLLM fills random ones (no HF parity intended)
@@ -329,11 +331,13 @@ class VLLMBackend(Backend):
 
         # raw_logprobs: full-vocabulary log-softmax values of vLLM's top-k (see core.metrics.vocab)
         generation.vocab = compact_pairs([[(int(t), float(lp.logprob)) for t, lp in step.items()]
-                                          for step in steps[: self.options.vocab_positions]], k=self.options.vocab_top_k)
+                                          for step in steps[: self.options.vocab_positions]],
+                                         k=self.options.vocab_top_k)
         # vLLM runs the HF processor inside its engine; the fingerprint is of the same processor's
         # outputs for the same frames and prompt, built here (untimed)
         generation.inputs = {"processor_sha256": fingerprint.processor_sha256(
-            self.family.hf_inputs(self.processor, request)), "processor": fingerprint.processor_versions(self.processor)}
+            self.family.hf_inputs(self.processor, request)),
+            "processor": fingerprint.processor_versions(self.processor)}
         return generation
 
     def _candidate_logprobs(self, prompt, request: Request, cand_ids: dict[str, int], first: dict,

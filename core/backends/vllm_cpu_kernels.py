@@ -70,7 +70,7 @@ def _cache_key(library: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def probe(library: str = "auto") -> dict[str, Any]:
     """The kernel library vLLM loads here (``auto``) or the named one, and which ``OPS`` it registers.
     ``{"error": ...}`` when the probe itself failed (vLLM missing or broken)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from typing import Any
 
 from core import capability
 from core import device as devices
@@ -30,8 +31,8 @@ def _older(version: str, than: str) -> bool:
 
 def known_issues(packages: dict[str, str | None]) -> list[str]:
     """Warnings for installed versions with bugs that change this suite's numbers."""
-    return [f"{name} {packages[name]} (fixed in {good}): {what}" for name, bad, good, what in KNOWN_ISSUES
-            if packages.get(name) and not _older(packages[name], bad) and _older(packages[name], good)]
+    return [f"{name} {v} (fixed in {good}): {what}" for name, bad, good, what in KNOWN_ISSUES
+            if (v := packages.get(name)) and not _older(v, bad) and _older(v, good)]
 
 
 def tool_environments() -> dict[str, dict]:
@@ -71,7 +72,7 @@ def report() -> dict:
     tools = tool_environments()
     table = []
     for fmt in all_formats():
-        row = {"format": fmt.id, "tool": fmt.tool, "description": fmt.description, "cells": {}}
+        row: dict[str, Any] = {"format": fmt.id, "tool": fmt.tool, "description": fmt.description, "cells": {}}
         for backend in BACKENDS:
             for target in ([devices.CPU] + ([dev] if gpus else [])):
                 # What the engine serves; a tool whose own environment is missing here only limits it to

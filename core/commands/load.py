@@ -53,7 +53,9 @@ def load(s: Settings, *, results: Path, device: str = "auto") -> int:
                     print(f"  could not start: {exc}")
                     writer.write(session.error_record("start", exc))
                     continue
-                print(f"  up in {session.server.facts.start_s:.0f} s; {len(session.run.items)} clips answered alone"
+                run, server = session.started()
+                up = f"{server.facts.start_s:.0f} s" if server.facts else "? s"
+                print(f"  up in {up}; {len(run.items)} clips answered alone"
                       + (f"; left out: {session.excluded}" if session.excluded else ""), flush=True)
                 try:
                     for name in s.load_scenarios():

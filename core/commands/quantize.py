@@ -43,6 +43,8 @@ def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, 
     backend = HFBackend(spec, fmt, dev, options)
     with backend:
         info = backend.load_info
+        if info is None:
+            raise RuntimeError(f"{spec.name} {fmt.id}: the backend loaded without recording its load")
         q = info.details.get("quantization", {})
     weights = (f"{info.weight_bytes / 2**20:.2f} MiB" if info.weight_bytes is not None
                else f"unknown ({info.details.get('weight_bytes_note')})")
@@ -58,9 +60,9 @@ def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, 
         if len(q["layers"]) > 8:
             print(f"    ... {len(q['layers']) - 8} more layers")
     elif "runs" in q:  # a checkpoint its tool wrote, loaded by transformers (compressed-tensors)
-        export = q.get("export", {})
+        exported = q.get("export", {})
         state = "reused from the artifact cache" if info.quantize_cached else f"made in {info.quantize_s:.1f}s"
-        print(f"  {fmt.tool} {q['recipe']} checkpoint {export.get('export_dir')} ({state})")
+        print(f"  {fmt.tool} {q['recipe']} checkpoint {exported.get('export_dir')} ({state})")
         print(f"  layers {q['layers']}; runs {q['runs']}: {q['how']}")
         print(f"  note: {verdict.reason}")
     else:

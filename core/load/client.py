@@ -20,7 +20,6 @@ Greedy decoding; the top log-probs of every token come back as token ids
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -168,7 +167,7 @@ async def send(session, url: str, body: dict[str, Any], outcome: Outcome, *, t0:
                         continue
                     _absorb(json.loads(data), outcome, now)
             outcome.end = time.perf_counter() - t0
-    except asyncio.TimeoutError:
+    except TimeoutError:
         outcome.error = f"timed out after {timeout_s:.0f} s (no complete answer; --load-timeout sets the limit)"
     except aiohttp.ClientError as exc:
         outcome.error = f"{type(exc).__name__}: {exc}"

@@ -83,12 +83,14 @@ def markdown(records: list[dict[str, Any]], *, reference_format: str = "bf16") -
         model, backend, gclass, task, fmt = key
         r = rows[key]
         ref = rows.get((model, backend, gclass, task, reference_format), {})
-        slo = f" (p99 e2e <= {r['slo']:g} s{'' if r.get('sweep_converged') else ', not converged'})" if r.get("slo") else ""
+        slo = (f" (p99 e2e <= {r['slo']:g} s{'' if r.get('sweep_converged') else ', not converged'})"
+               if r.get("slo") else "")
         streams = f"{r['streams']} at 1 clip/{r['period']:g} s" if r.get("streams") is not None else "-"
         drift = ", ".join(f"{k}: {v}" for k, v in sorted((r.get("batch_drift") or {}).items())) or "-"
         lines.append(f"| {model} | {gclass} | {fmt} | {_f(r.get('offline_vps'))} | {_f(r.get('slo_rate'))}{slo} | "
                      f"{streams} | {_f(r.get('capacity'))} | {_f(r.get('weights_gib'))} | "
-                     f"{_ratio(r.get('slo_rate'), ref.get('slo_rate'))} / {_ratio(r.get('streams'), ref.get('streams'))} / "
+                     f"{_ratio(r.get('slo_rate'), ref.get('slo_rate'))} / "
+                     f"{_ratio(r.get('streams'), ref.get('streams'))} / "
                      f"{_ratio(r.get('capacity'), ref.get('capacity'))} | {drift} |")
         for err in r.get("errors", []):
             lines.append(f"|  |  | {fmt} error | {err[:200]} |  |  |  |  |  |  |")
@@ -96,8 +98,11 @@ def markdown(records: list[dict[str, Any]], *, reference_format: str = "bf16") -
              for k, r in sorted(rows.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
              for rate, p99, mx, vps, met, n in sorted(r.get("sweep_points") or [])]
     if curve:
-        lines += ["", "Throughput vs latency (each sweep point; p99 needs >= 100 requests, else judged on the max):", "",
-                  "| model | format | offered rate/s | p99 e2e s | max e2e s | served videos/s | meets SLO | requests |",
+        lines += ["",
+                  "Throughput vs latency (each sweep point; p99 needs >= 100 requests, else judged on the max):",
+                  "",
+                  "| model | format | offered rate/s | p99 e2e s | max e2e s | served videos/s | meets SLO "
+                  "| requests |",
                   "|---|---|---|---|---|---|---|---|", *curve]
     return lines
 

@@ -83,9 +83,11 @@ class ScenarioResult:
 
     def figures(self) -> dict[str, Any]:
         ok = self.ok
-        span = (max(o.end for o in ok) - min(o.scheduled for o in self.outcomes)) if ok else None
+        ends = [o.end for o in ok if o.end is not None]  # all of them: an outcome is ok once it has an end
+        e2e_values = [e for o in ok if (e := o.e2e_s) is not None]  # likewise
+        span = (max(ends) - min(o.scheduled for o in self.outcomes)) if ends else None
         tokens = sum(len(o.token_ids) for o in ok)
-        e2e = quantiles([o.e2e_s for o in ok])
+        e2e = quantiles(e2e_values)
         fig: dict[str, Any] = {
             "requests": len(self.outcomes), "completed": len(ok), "errors": len(self.errors),
             "span_s": span, "videos_per_s": len(ok) / span if span else None,
@@ -96,7 +98,7 @@ class ScenarioResult:
         }
         if self.slo_s is not None:
             value, judged_on = slo_value(e2e)
-            within = sum(1 for o in ok if o.e2e_s <= self.slo_s)
+            within = sum(1 for e in e2e_values if e <= self.slo_s)
             fig["slo"] = {"e2e_s": self.slo_s, "judged_on": judged_on, "value_s": value,
                           "met": bool(ok) and not self.errors and value is not None and value <= self.slo_s,
                           "within": within, "goodput_per_s": within / span if span else None}
@@ -129,7 +131,8 @@ async def _run(url: str, schedule: list[tuple[float, WorkItem]], *, timeout_s: f
         return list(await asyncio.gather(*(one(i, at, it) for i, (at, it) in enumerate(schedule))))
 
 
-def run_schedule(url: str, schedule: list[tuple[float, WorkItem]], *, timeout_s: float, tag: str) -> tuple[list[Outcome], float]:
+def run_schedule(url: str, schedule: list[tuple[float, WorkItem]], *, timeout_s: float,
+                 tag: str) -> tuple[list[Outcome], float]:
     t0 = time.perf_counter()
     outcomes = asyncio.run(_run(url, schedule, timeout_s=timeout_s, tag=tag))
     return outcomes, time.perf_counter() - t0
@@ -225,10 +228,12 @@ class LoadRun:
             if good is not None and bad is not None and (bad - good) / good <= resolution:
                 break
             rate = (good + bad) / 2 if good is not None and bad is not None else rate * 2 if bad is None else rate / 2
-        return {"scenario": "sweep", "slo_e2e_s": self.slo_s, "largest_rate_per_s": good, "first_failing_rate_per_s": bad,
+        return {"scenario": "sweep", "slo_e2e_s": self.slo_s, "largest_rate_per_s": good,
+                "first_failing_rate_per_s": bad,
                 "resolution": resolution, "requests_per_point": n, "converged": good is not None and bad is not None
                 and (bad - good) / good <= resolution,
-                "note": None if good is not None else f"no rate tried met the SLO (lowest tried {min(p.offered['rate_per_s'] for p in points):.3g}/s)",
+                "note": None if good is not None else
+                f"no rate tried met the SLO (lowest tried {min(p.offered['rate_per_s'] for p in points):.3g}/s)",
                 "points": [p.to_dict() for p in points], "_results": points}
 
     def camera_search(self, *, period_s: float, clips_per_stream: int, start_streams: int = 1, max_streams: int = 1024,
@@ -267,7 +272,8 @@ def candidate_logprobs(outcome: Outcome, candidates: dict[str, int]) -> tuple[di
         if tid in first:
             out[label] = first[tid]
         else:
-            out[label], _ = floor, missing.append(label)
+            out[label] = floor
+            missing.append(label)
     return out, missing
 
 
@@ -275,7 +281,8 @@ def as_record(outcome: Outcome, item: WorkItem, key: str) -> dict[str, Any]:
     """A drift record (the shape ``core.metrics.drift`` pairs) of one answer."""
     lps, missing = candidate_logprobs(outcome, item.candidates)
     ok = outcome.ok and bool(lps)
-    rec: dict[str, Any] = {"video": key, "video_path": item.clip, "truth": item.truth, "status": "ok" if ok else "error",
+    rec: dict[str, Any] = {"video": key, "video_path": item.clip, "truth": item.truth,
+                           "status": "ok" if ok else "error",
                            "token_ids": outcome.token_ids, "candidate_logprobs": lps,
                            "predicted": max(lps, key=lambda c: lps[c]) if lps else None}
     if missing:

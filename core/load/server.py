@@ -237,7 +237,8 @@ class VLLMServer:
         if left:
             raise ServerError(f"vLLM server processes {left} outlived SIGKILL of their group {pgid}; see {self.log}")
         if self.stopped["port_free"] is False:
-            raise ServerError(f"port {self.port} is still taken after the vLLM server's process group exited; see {self.log}")
+            raise ServerError(f"port {self.port} is still taken after the vLLM server's process group exited; "
+                              f"see {self.log}")
 
     def __enter__(self) -> VLLMServer:
         return self.start()

@@ -65,14 +65,21 @@ class LoadSession:
         if self.server is not None:
             self.server.stop()
 
+    def started(self) -> tuple[sc.LoadRun, VLLMServer]:
+        """The load run and the server of a started session."""
+        if self.run is None or self.server is None:
+            raise RuntimeError("the load session has not been started (LoadSession.start)")
+        return self.run, self.server
+
     def offline(self) -> sc.ScenarioResult:
         if self._offline is None:
-            self._offline = self.run.offline(self.settings.load_requests)
+            self._offline = self.started()[0].offline(self.settings.load_requests)
         return self._offline
 
     def scenario(self, name: str) -> dict[str, Any]:
         """Run scenario ``name`` and return its ``load`` record (figures, batch drift, capacity, server)."""
-        s, run = self.settings, self.run
+        s = self.settings
+        run, server = self.started()
         self._first_point = len(run.finished)
         if name == "offline":
             points = [self.offline()]
@@ -96,8 +103,8 @@ class LoadSession:
                                inconclusive=s.drift_inconclusive)
         return {"type": "load", "scenario": name, **self.identity(), "status": "ok", "result": body,
                 "batch_drift": drift, "capacity": self.capacity, "alone": self.alone.to_dict(),
-                "server": {"log": str(self.server.log), "url": self.server.url,
-                           "facts": self.server.facts.to_dict() if self.server.facts else None,
+                "server": {"log": str(server.log), "url": server.url,
+                           "facts": server.facts.to_dict() if server.facts else None,
                            "engine_kwargs": {k: v for k, v in self.engine_kwargs.items() if k != "model"},
                            "model_dir": str(self.engine_kwargs.get("model"))},
                 "excluded_clips": self.excluded, "time": time.time()}
@@ -121,7 +128,7 @@ class LoadSession:
     def alone_vs_golden(self, golden: dict[str, Any], tolerance: float) -> list[str]:
         """Differences between the answers at concurrency 1 and an offline golden of this engine: the label,
         and each candidate log-prob within ``tolerance`` (a candidate outside the top log-probs is not judged)."""
-        items = {it.clip: it for it in self.run.items}
+        items = {it.clip: it for it in self.started()[0].items}
         out = []
         by_clip = {o.clip: o for o in self.alone.outcomes}
         for clip, want in sorted(golden.get("videos", {}).items()):

@@ -11,8 +11,9 @@ from core.load.scenarios import WorkItem
 from core.requests import Request
 
 
-def prepare(clips: Sequence[Any], task, *, frames_for: Callable[[Any], Any], tokenizer, processor_kwargs: dict[str, Any],
-            model: str, max_new_tokens: int, ignore_eos: bool = False) -> tuple[list[WorkItem], dict[str, str]]:
+def prepare(clips: Sequence[Any], task, *, frames_for: Callable[[Any], Any], tokenizer,
+            processor_kwargs: dict[str, Any], model: str, max_new_tokens: int,
+            ignore_eos: bool = False) -> tuple[list[WorkItem], dict[str, str]]:
     """(work items in clip order, {clip id: why it was left out})."""
     from core.backends.base import candidate_token_ids
 

@@ -153,13 +153,14 @@ class DriftReport:
 
     def vision_summary(self) -> dict[str, Any] | None:
         """The worst clip by cosine and by relative error over the compared clips (None: none)."""
-        if not self.vision:
+        vision = self.vision
+        if not vision:
             return None
-        worst_cos = min(self.vision, key=lambda v: (self.vision[v]["cos_min"], v))
-        worst_err = max(self.vision, key=lambda v: (self.vision[v]["rel_err_max"], v))
-        return {"clips": len(self.vision), "cos_min": self.vision[worst_cos]["cos_min"], "cos_min_clip": worst_cos,
-                "rel_err_max": self.vision[worst_err]["rel_err_max"], "rel_err_max_clip": worst_err,
-                "rel_err_mean": sum(v["rel_err_mean"] for v in self.vision.values()) / len(self.vision)}
+        worst_cos = min(vision, key=lambda v: (vision[v]["cos_min"], v))
+        worst_err = max(vision, key=lambda v: (vision[v]["rel_err_max"], v))
+        return {"clips": len(vision), "cos_min": vision[worst_cos]["cos_min"], "cos_min_clip": worst_cos,
+                "rel_err_max": vision[worst_err]["rel_err_max"], "rel_err_max_clip": worst_err,
+                "rel_err_mean": sum(v["rel_err_mean"] for v in vision.values()) / len(vision)}
 
     @property
     def flips(self) -> list[VideoDrift]:
@@ -238,7 +239,8 @@ def _video_drift(video: str, ref: Mapping[str, Any], cand: Mapping[str, Any]) ->
         raise ValueError(f"video '{video}': {exc}") from None
     tok_ref, tok_cand = _first_token(ref), _first_token(cand)
     return VideoDrift(
-        video=video, clip=str(ref.get("video_path") or video), truth=ref.get("truth"), reference_label=ref_label, candidate_label=cand_label,
+        video=video, clip=str(ref.get("video_path") or video), truth=ref.get("truth"), reference_label=ref_label,
+        candidate_label=cand_label,
         reference_logprobs=ref_lp, candidate_logprobs=cand_lp, kl=kl,
         margin_change=margin(cand_lp) - margin(ref_lp),
         delta_p=p_ref[ref_label] - p_cand.get(ref_label, 0.0),

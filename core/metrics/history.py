@@ -117,7 +117,7 @@ def judge(median_s: float, history: list[tuple[float, dict[str, Any]]], *, clock
     same = [m for m, c in history if not clock_changes(c, clocks)]
     changed = tuple(dict.fromkeys(x for _, c in history for x in clock_changes(c, clocks)))
     excluded = len(history) - len(same)
-    common = dict(median_s=median_s, runs=len(same), min_runs=min_runs, excluded_runs=excluded,
+    common: dict[str, Any] = dict(median_s=median_s, runs=len(same), min_runs=min_runs, excluded_runs=excluded,
                   clock_changes=changed)
     left_out = (f"{excluded} of the {len(history)} earlier runs ran at other clock settings and are left out "
                 f"({', '.join(changed)})") if excluded else ""
@@ -161,7 +161,8 @@ class History:
         """(median, clocks) of the cell in the ``window`` most recent other runs on ``gpu_class``."""
         with closing(self._connect()) as db:
             rows = db.execute(
-                "SELECT c.median_s, r.clocks FROM cells c JOIN runs r ON r.run_id = c.run_id AND r.gpu_class = c.gpu_class "
+                "SELECT c.median_s, r.clocks FROM cells c "
+                "JOIN runs r ON r.run_id = c.run_id AND r.gpu_class = c.gpu_class "
                 "WHERE c.cell = ? AND c.gpu_class = ? AND c.run_id != ? ORDER BY r.time DESC LIMIT ?",
                 (cell, gpu_class, before_run, window)).fetchall()
         return [(m, json.loads(c or "{}")) for m, c in rows]

@@ -74,8 +74,8 @@ def annotate(record: dict[str, Any], *, shape: ModelShape, lm_weight_bytes: floa
     """The ``roofline`` of a finished cell record: floors and measured/floor ratios."""
     tok = record["tokens"]
     patches = tok["video"] * 4  # 2x2 spatial merge: each video token covers four patches
-    f = floors(shape, lm_weight_bytes=lm_weight_bytes, prompt_tokens=tok["prompt"], video_patches=patches,
-               new_tokens=tok["new"], peaks=peaks)
+    f: dict[str, Any] = floors(shape, lm_weight_bytes=lm_weight_bytes, prompt_tokens=tok["prompt"],
+                               video_patches=patches, new_tokens=tok["new"], peaks=peaks)
     t = record["timings"]
     f["ratio"] = t["generate_s"] / f["floor_s"] if f["floor_s"] else None
     f["prefill_ratio"] = t["prefill_s"] / f["prefill_floor_s"] if f["prefill_floor_s"] else None

@@ -73,7 +73,8 @@ def _sd(values: list[float]) -> float:
 
 def sensitivities(report, thresholds, *, confidence: float = 0.95) -> list[Sensitivity]:
     """The power of each statistical gate of ``thresholds`` on ``report`` (a DriftReport)."""
-    alpha, out = 1.0 - confidence, []
+    alpha = 1.0 - confidence
+    out: list[Sensitivity] = []
     n = report.n
     if not n:
         return out
@@ -81,7 +82,8 @@ def sensitivities(report, thresholds, *, confidence: float = 0.95) -> list[Sensi
         out.append(Sensitivity(
             metric="flip_rate", limit=thresholds.max_flip_rate, observed=report.flip_rate, n=n,
             detectable=stats.min_detectable_drop(n, alpha=alpha),
-            clips_needed=stats.clips_needed(thresholds.max_flip_rate, lambda m: stats.min_detectable_drop(m, alpha=alpha)),
+            clips_needed=stats.clips_needed(thresholds.max_flip_rate,
+                                            lambda m: stats.min_detectable_drop(m, alpha=alpha)),
             method="exact one-sided binomial"))
     acc = report.accuracy
     if acc is not None and thresholds.max_accuracy_drop > 0:
@@ -95,7 +97,8 @@ def sensitivities(report, thresholds, *, confidence: float = 0.95) -> list[Sensi
         out.append(Sensitivity(
             metric="accuracy_drop", limit=thresholds.max_accuracy_drop, observed=acc.drop, n=units,
             detectable=detect(units), clips_needed=stats.clips_needed(thresholds.max_accuracy_drop, detect, cap=5000),
-            method=(test.method if test is not None else "exact McNemar") + f" two-sided, {100 * (discordance or 0):.0f}% discordant pairs observed"))
+            method=(test.method if test is not None else "exact McNemar")
+            + f" two-sided, {100 * (discordance or 0):.0f}% discordant pairs observed"))
     for metric, limit, values in (
             ("mean_kl", thresholds.max_mean_kl, [v.kl for v in report.videos]),
             ("mean_abs_margin_change", thresholds.max_mean_abs_margin_change,

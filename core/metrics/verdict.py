@@ -162,18 +162,19 @@ def evaluate(report: DriftReport, thresholds: Thresholds, *, confidence: float =
         fails.append(f"errored = {len(report.errored)} videos not 'ok' on both sides "
                      f"({', '.join(report.errored)}); their drift is unknown")
     vids = report.videos
-    if report.n and report.flip_rate > t.max_flip_rate:
+    if report.n and report.flip_rate is not None and report.flip_rate > t.max_flip_rate:
         fails.append(f"flip_rate = {report.flip_rate:.3f} ({report.n - report.agreement}/{report.n}) "
                      f"> limit max_flip_rate {t.max_flip_rate:.3f}")
         bad += [v.video for v in report.flips]
-    if report.n and report.kl_mean > t.max_mean_kl:
+    if report.n and report.kl_mean is not None and report.kl_mean > t.max_mean_kl:
         fails.append(f"mean_kl = {report.kl_mean:.4g} nats > limit max_mean_kl {t.max_mean_kl:.4g}")
         bad += _worst(vids, lambda v: v.kl, t.max_mean_kl)
-    if report.n and report.kl_max > t.max_kl:
+    if report.n and report.kl_max is not None and report.kl_max > t.max_kl:
         over = [v.video for v in vids if v.kl > t.max_kl]
         fails.append(f"max_kl = {report.kl_max:.4g} nats > limit max_kl {t.max_kl:.4g} ({len(over)} videos over)")
         bad += over
-    if report.n and report.abs_margin_change_mean > t.max_mean_abs_margin_change:
+    if (report.n and report.abs_margin_change_mean is not None
+            and report.abs_margin_change_mean > t.max_mean_abs_margin_change):
         fails.append(f"mean_abs_margin_change = {report.abs_margin_change_mean:.4g} nats "
                      f"> limit max_mean_abs_margin_change {t.max_mean_abs_margin_change:.4g}")
         bad += _worst(vids, lambda v: abs(v.margin_change), t.max_mean_abs_margin_change)

@@ -8,8 +8,8 @@ only the comparison is recorded: per group the cosine similarity and the relativ
 ``||e - e_ref|| / ||e_ref||`` of the flattened group. The suite runs each engine group's reference
 format first, so the reference is there when a candidate is scored; ``vqbench run`` answers a
 pre-quantized checkpoint's ``--reference-model`` first for the same reason. vLLM keeps the vision
-encoder's outputs inside its engine process
-(its encoder cache; no API hands them out), so vLLM cells have none.
+encoder's outputs inside its engine process (its encoder cache; no API hands them out), so vLLM cells have
+none.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def group_stats(reference, candidate, groups: list[int]) -> list[dict[str, float
 
 def summary(groups: list[dict[str, float]]) -> dict[str, Any]:
     """A record's vision comparison: per-group values and the worst group."""
-    return {"groups": groups, "cos_min": min(g["cos"] for g in groups), "rel_err_max": max(g["rel_err"] for g in groups),
+    return {"groups": groups, "cos_min": min(g["cos"] for g in groups),
+            "rel_err_max": max(g["rel_err"] for g in groups),
             "rel_err_mean": sum(g["rel_err"] for g in groups) / len(groups)}
 
 

@@ -175,7 +175,8 @@ class VocabDrift:
         return d
 
 
-def dominant_clips(kl_by_clip: Mapping[str, float], *, share: float = 0.5, most: int = 5) -> tuple[tuple[str, float], ...]:
+def dominant_clips(kl_by_clip: Mapping[str, float], *, share: float = 0.5,
+                   most: int = 5) -> tuple[tuple[str, float], ...]:
     """The fewest clips (at most ``most``) that carry ``share`` of the summed KL, largest first."""
     total = sum(kl_by_clip.values())
     if total <= 0:

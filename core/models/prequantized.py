@@ -142,13 +142,14 @@ def _compressed_tensors(qcfg: dict[str, Any], where: str) -> str:
             raise ModelError(f"{where}: config_groups.{name} has no weights block")
         found.add((_scheme(group["weights"]), _scheme(group.get("input_activations"))))
     if len(found) != 1:
-        raise ModelError(f"{where}: config groups with different schemes (mixed precision: "
-                         f"{'; '.join(f'weights {_describe(w)}, activations {_describe(a)}' for w, a in sorted(found, key=str))}) "
+        schemes = "; ".join(f"weights {_describe(w)}, activations {_describe(a)}" for w, a in sorted(found, key=str))
+        raise ModelError(f"{where}: config groups with different schemes (mixed precision: {schemes}) "
                          "map to no single format here")
     weights, acts = found.pop()
     fmt = CT_SCHEMES.get((weights, acts))
     if fmt is None:
-        known = "; ".join(f"{f}: weights {_describe(w)}, activations {_describe(a)}" for (w, a), f in CT_SCHEMES.items())
+        known = "; ".join(f"{f}: weights {_describe(w)}, activations {_describe(a)}"
+                          for (w, a), f in CT_SCHEMES.items())
         raise ModelError(f"{where}: compressed-tensors scheme weights {_describe(weights)}, input activations "
                          f"{_describe(acts)} maps to no format here (known: {known})")
     kv = qcfg.get("kv_cache_scheme")

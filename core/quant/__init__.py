@@ -12,7 +12,7 @@ from core.catalog import QUANTIZERS, QuantizerInfo, quantizer_info, resolve
 __all__ = ["QUANTIZERS", "QuantizerInfo", "quantizer", "quantizer_info", "resolve"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def quantizer(name: str):
     """The ``Quantizer`` of tool ``name`` (one shared, stateless instance)."""
     return resolve(quantizer_info(name).target)()

@@ -128,7 +128,7 @@ def python_path() -> Path:
     return Path(env).expanduser() if env else paths.PROJECT_ROOT / TOX_ENV / "bin" / "python"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def probe(python: str) -> dict[str, Any]:
     """Versions in that environment, read without importing llmcompressor (well under a second)."""
     try:
@@ -222,7 +222,8 @@ def job_for(spec, fmt, *, directory: Path, calib, out: Path, allow_pickle: bool 
             dtype: str = "bfloat16") -> dict[str, Any]:
     """What the worker is asked to do (written as JSON beside its output); ``dtype``: what calibration
     computes in (the device's: float32 on a CPU without bf16 arithmetic, where bf16 is ~100x slower)."""
-    return {"dtype": dtype, "model": str(directory), "format": fmt.id, "family": spec.family, "recipe": recipe(fmt).document(),
+    return {"dtype": dtype, "model": str(directory), "format": fmt.id, "family": spec.family,
+            "recipe": recipe(fmt).document(),
             "calibration": calib.describe() if calib is not None else None,
             "sequential_targets": SEQUENTIAL_TARGETS.get(spec.family), "max_seq_length": MAX_SEQ_LENGTH,
             "allow_pickle": allow_pickle, "out": str(out)}

@@ -62,7 +62,8 @@ def load(job: dict[str, Any], *, torch, auto_model, auto_processor):
     from core.safety import use_safetensors
 
     directory = job["model"]
-    model = auto_model.from_pretrained(directory, dtype=getattr(torch, job.get("dtype", "bfloat16")), local_files_only=True,
+    model = auto_model.from_pretrained(directory, dtype=getattr(torch, job.get("dtype", "bfloat16")),
+                                       local_files_only=True,
                                        use_safetensors=use_safetensors(bool(job.get("allow_pickle"))))
     processor = auto_processor.from_pretrained(directory, local_files_only=True)
     return model, processor

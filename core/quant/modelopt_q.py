@@ -83,8 +83,8 @@ class ModelOptQuantizer(Quantizer):
         # a quantization kept the whole model, and on a GPU its 7B export, in memory for the rest of
         # the session. Import it here, from frames that hold no model.
         with timeline.phase("quantizer import"):
-            import modelopt.torch.export  # noqa: F401
-            import modelopt.torch.opt  # noqa: F401 - registers ModelOpt's modes for restore
+            import modelopt.torch.export
+            import modelopt.torch.opt  # registers ModelOpt's modes for restore
             import modelopt.torch.quantization  # noqa: F401
 
     def apply(self, model, fmt: QuantFormat, ctx: QuantContext) -> Applied:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,8 @@ class CellChange:
         return f"{model}/{backend}/{fmt}/{where} {task}:{video}"
 
 
-def _change(key: CellKey, ra: dict[str, Any], rb: dict[str, Any], threshold_pct: float) -> CellChange:
-    base = {"key": key, "a_label": ra.get("predicted"), "b_label": rb.get("predicted"),
+def _change(key: CellKey, ra: Mapping[str, Any], rb: Mapping[str, Any], threshold_pct: float) -> CellChange:
+    base: dict[str, Any] = {"key": key, "a_label": ra.get("predicted"), "b_label": rb.get("predicted"),
             "truth": rb.get("truth", ra.get("truth"))}
     failed = [side for side, r in (("A", ra), ("B", rb)) if r.get("status", "ok") != "ok"]
     if failed:
@@ -182,8 +183,8 @@ def _secs(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-def compare(a_records: list[dict[str, Any]], b_records: list[dict[str, Any]], *, threshold_pct: float = 5.0,
-            fail_on_flip: bool = False) -> Comparison:
+def compare(a_records: Sequence[Mapping[str, Any]], b_records: Sequence[Mapping[str, Any]], *,
+            threshold_pct: float = 5.0, fail_on_flip: bool = False) -> Comparison:
     """Match cells of A (baseline) and B by (model, backend, format, device, GPU class, task, video) and compare."""
     a = {cell_key(r): r for r in a_records}
     b = {cell_key(r): r for r in b_records}
@@ -193,8 +194,8 @@ def compare(a_records: list[dict[str, Any]], b_records: list[dict[str, Any]], *,
     changes += [CellChange(key=k, a_s=latency_s(a[k]), a_label=a[k].get("predicted"), verdict="only in A")
                 for k in a if k not in b]
     notes = []
-    ga = {r.get("gpu_class") for r in a_records} - {None}
-    gb = {r.get("gpu_class") for r in b_records} - {None}
+    ga = {g for r in a_records if (g := r.get("gpu_class")) is not None}
+    gb = {g for r in b_records if (g := r.get("gpu_class")) is not None}
     if ga and gb and ga != gb:
         notes.append(f"The runs are from different machines (A: {', '.join(sorted(ga))}; "
                      f"B: {', '.join(sorted(gb))}); latency changes mix hardware and code.")

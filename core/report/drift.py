@@ -56,7 +56,8 @@ def drift_section(results: Results) -> Section | None:
         if verdict.get("status") == "inconclusive":
             for s in verdict.get("sensitivity") or []:
                 if not s.get("conclusive"):
-                    need = f"{s['clips_needed']} clips would see it" if s.get("clips_needed") else "no practical set sees it"
+                    need = (f"{s['clips_needed']} clips would see it" if s.get("clips_needed")
+                            else "no practical set sees it")
                     seen = "nothing" if s.get("detectable") is None else f"{s['detectable']:.3g}"
                     sec.paragraphs.append(f"{rec['engine']} ({rec['task']}): inconclusive on {s['metric']}: "
                                           f"{s['n']} clips detect {seen}, the limit is {s['limit']:.3g}; {need}.")
@@ -74,7 +75,8 @@ def history_section(results: Results) -> Section | None:
         h = r["history"]
         status = Mark(h["status"], kinds[h["status"]]) if h["status"] in kinds else h["status"]
         rows.append([str(r.get("cell")), str(r.get("gpu_class")), _num(h.get("median_s"), ".4g"),
-                     _num(h.get("baseline_s"), ".4g"), _num(h.get("delta_pct"), "+.1f"), _num(h.get("noise_pct"), ".1f"),
+                     _num(h.get("baseline_s"), ".4g"), _num(h.get("delta_pct"), "+.1f"),
+                     _num(h.get("noise_pct"), ".1f"),
                      _runs(h), status, ", ".join(h.get("clock_changes") or []) or "—"])
     return Section("Latency against the history", [
         "Each timed cell against the median of up to 10 earlier runs on the same GPU class (SQLite history): warn "

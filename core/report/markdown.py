@@ -16,7 +16,8 @@ def as_results(data: Results | Iterable[dict[str, Any]]) -> Results:
     return data if isinstance(data, Results) else from_records(data)
 
 
-def render_markdown(data: Results | Iterable[dict[str, Any]], *, baseline: Results | Iterable[dict[str, Any]] | None = None,
+def render_markdown(data: Results | Iterable[dict[str, Any]], *,
+                    baseline: Results | Iterable[dict[str, Any]] | None = None,
                     title: str = "vqbench report", reference: str = REFERENCE_FORMAT) -> str:
     results = as_results(data)
     base = as_results(baseline) if baseline is not None else None

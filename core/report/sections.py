@@ -8,6 +8,7 @@ drift stay in the answer tables with everyone else's.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,7 @@ def _versus(s: dict[str, Any], ref: dict[str, Any] | None) -> str | Mark:
     if ref is s:
         return Mark("reference", "ref")
     x = speedup(s, ref) if ref is not None else None
-    if x is None:
+    if x is None or ref is None:
         return "—"
     text = f"{x:.2f}x faster" if x >= 1 else f"{1 / x:.2f}x slower"
     return text if ref["backend"] == s["backend"] else f"{text} (vs {ref['backend']})"
@@ -129,8 +130,9 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
         e_headers = ["model", "backend", "format", "device", "mode", "videos", "load s", "quantize s",
                      "emulated latency s/video", "memory held", "weights", "errors"]
         e_rows: list[list[str | Mark]] = [
-            [_model(s), s["backend"], s["format"], device_label(s), s["mode"] or "—", str(s["videos"]), fmt_s(s["load_s"]),
-             _quant(s), fmt_s(s["latency_s"]), _peak(s), weights_text(s), _errors(s)] for s in emulated]
+            [_model(s), s["backend"], s["format"], device_label(s), s["mode"] or "—", str(s["videos"]),
+             fmt_s(s["load_s"]), _quant(s), fmt_s(s["latency_s"]), _peak(s), weights_text(s), _errors(s)]
+            for s in emulated]
         tables.append(Table(e_headers, e_rows, caption=EMULATION_NOTE))
         mode_notes = [(f"{s['backend']}/{s['format']} on {device_label(s)} is {s['mode']}"
                        + (f": {s['mode_note'].rstrip('.')}" if s["mode_note"] else "") + ".") for s in emulated]
@@ -138,7 +140,7 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
     return Section("Speed and memory", notes, tables)
 
 
-def _answer_label(rec: dict[str, Any] | None) -> str:
+def _answer_label(rec: Mapping[str, Any] | None) -> str:
     if rec is None:
         return "—"
     return "error" if rec.get("status", "ok") != "ok" else str(rec.get("predicted"))
@@ -153,14 +155,14 @@ class _Tally:
     right: int = 0
     judged: int = 0
 
-    def score(self, rec: dict[str, Any], truth: str | None) -> None:
+    def score(self, rec: Mapping[str, Any], truth: str | None) -> None:
         if truth is not None:
             self.judged += 1
             correct = rec.get("correct")
             self.right += int(correct if correct is not None else rec.get("predicted") == truth)
 
 
-def _answer_cell(rec: dict[str, Any] | None, ref: dict[str, Any] | None, tally: _Tally,
+def _answer_cell(rec: Mapping[str, Any] | None, ref: Mapping[str, Any] | None, tally: _Tally,
                  truth: str | None) -> str | Mark:
     text = _answer_label(rec)
     if rec is None or text == "error":
@@ -184,7 +186,7 @@ def answers_section(records: list[CellRecord], *, reference: str) -> Section:
     format's agreement with the reference and its accuracy where the truth is known."""
     section = Section("Answers per video")
     parents = parents_of(records)  # a checkpoint's answers sit beside the model it was quantized from
-    by_group: dict[tuple[str, str], dict[tuple[EngineKey, str], dict[str, Any]]] = defaultdict(dict)
+    by_group: dict[tuple[str, str], dict[tuple[EngineKey, str], CellRecord]] = defaultdict(dict)
     for rec in records:
         model = str(rec.get("model"))
         by_group[(parents.get(model, model), str(rec.get("task")))][(engine_of(rec), str(rec.get("video")))] = rec
@@ -202,7 +204,8 @@ def answers_section(records: list[CellRecord], *, reference: str) -> Section:
         tallies = {e: _Tally() for e in engines}
         rows = []
         for v in videos:
-            answers = [_answer_cell(cells.get((e, v)), cells.get((refs[e], v)), tallies[e], truth[v])
+            answers = [_answer_cell(cells.get((e, v)), cells.get((ref, v)) if (ref := refs[e]) is not None else None,
+                                    tallies[e], truth[v])
                        for e in engines]
             agrees = not any(isinstance(a, Mark) and a.kind == "flip" for a in answers)
             rows.append([v] + [truth[v] or "—"] * has_truth + answers + ["yes" if agrees else Mark("no", "change")])
@@ -297,7 +300,7 @@ def setup_lines(results: Results) -> list[str]:
     if len(frames) == 1 and frames[0][0]:
         n, fps, w, h = frames[0]
         lines.append(f"Each clip: {n} frames at {fps:g} fps, {w}x{h}; "
-                     f"{mean((r.get('tokens') or {}).get('video') for r in ok):.0f} video tokens on average; "
+                     f"{mean(t.get('video') for r in ok if (t := r.get('tokens'))):.0f} video tokens on average; "
                      f"{max((len(rounds_of(r)) for r in results.speed()), default=0)} timed rounds per cell.")
     from core.report.drift import clock_lines
 
@@ -340,6 +343,6 @@ def sections(results: Results, *, baseline: Results | None = None,
     out += [s for s in (drift_section(results), history_section(results)) if s is not None]
     if baseline is not None:
         out.append(baseline_section(baseline, results))
-    out += [s for s in (load_section(results), roofline_section([s for s in summaries if real_kernels(s)]), time_section(results),
-                        errors_section(results)) if s is not None]
+    out += [s for s in (load_section(results), roofline_section([s for s in summaries if real_kernels(s)]),
+                        time_section(results), errors_section(results)) if s is not None]
     return out

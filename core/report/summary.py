@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from core.records import CellRecord
+from core.records import CellRecord, LoadDetails
 from core.results import Results, cell_key, gpu_class_of, latency_s, rounds_of
 
 REFERENCE_FORMAT = "bf16"
@@ -21,10 +21,10 @@ REAL_KERNEL_MODES = {"native", "export", None}
 """Modes whose latency is the format's own speed ('export' is how older results named checkpoints)."""
 
 
-def engine_of(rec: dict[str, Any]) -> EngineKey:
+def engine_of(rec: Mapping[str, Any]) -> EngineKey:
     """(model, backend, format, device, GPU class): what loads once and answers every video, on one
     class of hardware."""
-    return (*(str(rec.get(k)) for k in ("model", "backend", "format", "device")),  # type: ignore[return-value]
+    return (str(rec.get("model")), str(rec.get("backend")), str(rec.get("format")), str(rec.get("device")),
             gpu_class_of(rec))
 
 
@@ -46,7 +46,7 @@ def parents_of(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return {str(r["model"]): str(r["reference_model"]) for r in records if r.get("reference_model")}
 
 
-def ordered_engines(records: Iterable[dict[str, Any]], reference: str,
+def ordered_engines(records: Iterable[Mapping[str, Any]], reference: str,
                     parents: Mapping[str, str] | None = None) -> list[EngineKey]:
     """Engines grouped by model (a checkpoint right after the model it was quantized from), the
     reference format first within each device and backend."""
@@ -101,13 +101,13 @@ def summarize(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[di
         ok = timed.get(eng, [])
         every = answered[eng]
         good = [r for r in every if r.get("status", "ok") == "ok"]
-        load = next((r["load"] for r in good if r.get("load")), {})
+        load = next((r["load"] for r in good if r.get("load")), LoadDetails())
         lat = {cell_key(r)[5:]: latency_s(r) for r in ok}  # (task, video)
         timings = [r.get("timings") or {} for r in ok]
         per_tok = mean(t.get("decode_per_token_s") for t in timings)
         rounds = [rounds_of(r) for r in ok]
         mem = [r.get("memory") or {} for r in ok]
-        roof = [r["roofline"] for r in ok if isinstance(r.get("roofline"), dict)]
+        roof = [rf for r in ok if isinstance(rf := r.get("roofline"), dict)]
         out.append({
             "engine": eng, "model": eng[0], "backend": eng[1], "format": eng[2], "device": eng[3],
             "gpu_class": eng[4] or None, "parent": parents.get(eng[0]),

@@ -3,6 +3,7 @@ sections, and number formatting."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ class Table:
     """Headers and rows of one table, shared by the Markdown and HTML renderers."""
 
     headers: list[str]
-    rows: list[list[str | Mark]]
+    rows: Sequence[Sequence[str | Mark]]
     caption: str = ""
 
 
@@ -57,7 +58,7 @@ def _md_cell(cell: str | Mark) -> str:
     return str(cell).replace("|", "\\|")
 
 
-def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+def markdown_table(headers: list[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub-flavoured Markdown table."""
     lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]

@@ -205,7 +205,8 @@ def machine_info() -> dict[str, Any]:
         p for q in QUANTIZERS.values() for p in q.versioned}
     info: dict[str, Any] = {
         "gpu": None if gpu.kind == "cpu" else {
-            "name": gpu.name, "compute_capability": f"{gpu.capability[0]}.{gpu.capability[1]}",
+            "name": gpu.name,
+            "compute_capability": f"{gpu.capability[0]}.{gpu.capability[1]}" if gpu.capability else None,
             "memory_gib": round(gpu.memory_gib or 0, 1), "driver": gpu.driver, "cuda_driver": gpu.cuda_driver_version,
             "count": len(devices.gpus())},
         "gpu_class": gpu.gpu_class,

@@ -57,7 +57,7 @@ def entry_from_load(rec: dict[str, Any], *, results: str = "", where: str = "") 
         return None, f"{rec.get('engine')}: the load record names no format/backend/device class (an older run)"
     if observed.get("mode") not in ("native", "emulated"):
         return None, f"{rec.get('engine')}: inconclusive ({observed.get('note') or 'no observation'})"
-    when = datetime.datetime.fromtimestamp(rec.get("time") or 0, tz=datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(rec.get("time") or 0, tz=datetime.UTC)
     entry = {
         "format": ident[0], "backend": ident[1], "device_class": ident[2],
         "observed": observed["mode"], "declared": observed.get("declared"), "note": observed.get("note", ""),

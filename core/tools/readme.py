@@ -101,7 +101,7 @@ def support_matrix(evidence: list[dict] | None = None) -> str:
         evidence = observed.load()
 
     targets = [*CPU_CLASSES, *GPU_CLASSES]
-    head = ["format", "tool"] + [f"{b} {(('CPU' if t.bf16_native else 'CPU AVX2') if t.kind == 'cpu' else f'sm_{t.sm}')}"
+    head = ["format", "tool"] + [f"{b} {('CPU' if t.bf16_native else 'CPU AVX2') if t.kind == 'cpu' else f'sm_{t.sm}'}"
                                  for b in BACKENDS for t in targets]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     reasons: dict[str, str] = {}
@@ -160,7 +160,8 @@ def render(text: str, names: tuple[str, ...], where: str = "README.md") -> str:
         pattern = re.compile(rf"(<!-- {name} -->\n)(.*?)(<!-- /{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"{where} has no <!-- {name} --> block")
-        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(3), text)
+        # sub() calls the lambda before the loop moves on, so it always sees this iteration's make
+        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(3), text)  # noqa: B023
     return text
 
 

@@ -120,8 +120,8 @@ def train(out: Path, *, steps: int, batch: int, lr: float, examples: int, seed: 
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         build_untrained(tmp / "init", seed=seed)
         print(f"rendering {examples} training and {VALIDATION} validation clips ...", file=sys.stderr)
         data = make_examples(examples, first_seed=TRAIN_SEED0 + seed * 100_000, workdir=tmp)
@@ -194,7 +194,8 @@ def train(out: Path, *, steps: int, batch: int, lr: float, examples: int, seed: 
 
     qwen_vl.save_support_files(out, tok, processor)
     record = {"recipe": "tiny-qwen2.5-vl-trained", "seed": seed, "steps_run": step + 1, "steps": steps,
-              "batch": batch, "lr": lr, "examples": examples, "warm_subset": warm_subset, "warm_steps": warm_steps, "first_train_seed": TRAIN_SEED0 + seed * 100_000,
+              "batch": batch, "lr": lr, "examples": examples, "warm_subset": warm_subset, "warm_steps": warm_steps,
+              "first_train_seed": TRAIN_SEED0 + seed * 100_000,
               "final_loss": sum(log[-20:]) / len(log[-20:]), "validation_accuracy": best[0],
               "best_step": best[1], "validation_clips": VALIDATION, "minutes": (time.perf_counter() - t_start) / 60,
               "weights_sha256": qwen_vl.weights_digest(out), "torch": torch.__version__}

@@ -78,7 +78,10 @@ def tool_requirements(python: Path) -> list[str]:
     skip = set(KEPT) | {name for name, _ in NO_DEPS}
     keep = []
     for req in json.loads(out.strip().splitlines()[-1]):
-        name = re.match(r"[A-Za-z0-9_.\-]+", req).group(0).lower().replace("_", "-")
+        m = re.match(r"[A-Za-z0-9_.\-]+", req)
+        if m is None:
+            raise RuntimeError(f"a requirement with no project name: {req!r}")
+        name = m.group(0).lower().replace("_", "-")
         if name in skip or re.search(r"\bextra\s*==", req) or req in keep:
             continue
         keep.append(req)

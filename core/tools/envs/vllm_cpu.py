@@ -78,7 +78,10 @@ def vllm_requirements(python: Path) -> list[str]:
               capture=True)
     keep = []
     for req in json.loads(out.strip().splitlines()[-1]) or []:
-        name = re.match(r"[A-Za-z0-9_.\-]+", req).group(0).lower().replace("_", "-")
+        m = re.match(r"[A-Za-z0-9_.\-]+", req)
+        if m is None:
+            raise RuntimeError(f"a requirement with no project name: {req!r}")
+        name = m.group(0).lower().replace("_", "-")
         if name in LEFT_OUT or re.search(r"\bextra\s*==", req):
             continue
         keep.append(req)
