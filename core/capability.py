@@ -63,7 +63,7 @@ MEMORY_HEADROOM = 0.9
 """A model whose bf16 weights exceed this share of the GPU's memory is skipped before loading."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def installed(package: str) -> bool:
     """Whether ``package`` (a key of PACKAGES) can be imported, without importing it."""
     module = PACKAGES[package][0]
@@ -73,7 +73,7 @@ def installed(package: str) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def version(package: str) -> str | None:
     """Installed version of ``package`` (a key of PACKAGES), or None."""
     for dist in PACKAGES[package][1]:

@@ -18,13 +18,13 @@ from core.backends import backend_class
 from core.backends.base import Backend
 from core.capability import CapabilityVerdict
 from core.errors import BudgetError, DoesNotFit, VideoError, VqbenchError
+from core.estimate import ClipBudget
 from core.matrix import Cell, EnginePlan
 from core.metrics.memory import MemoryProbe, snapshot
 from core.metrics.vision import VisionKey, VisionStore
 from core.records import CellIdentity, CellRecord, LoadDetails, RecordKind, engine_record
 from core.requests import Generation, Request
 from core.sampling import SamplingSpec, anchor
-from core.estimate import ClipBudget
 from core.settings import Settings
 from core.video import Frames, VideoClip, load_frames
 
@@ -131,7 +131,7 @@ class EnginePool:
         try:
             with timeline.phase("imports"):
                 backend.imports()
-        except Exception as exc:  # noqa: BLE001 - a missing engine fails this engine's cells only
+        except Exception as exc:
             self.failures[key] = f"loading {key} failed: {type(exc).__name__}: {exc}"
             raise EngineLoadError(self.failures[key]) from exc
         if dev.kind == "cuda":
@@ -147,7 +147,7 @@ class EnginePool:
         try:
             with MemoryProbe(dev, backend.pids, baseline=baseline) as probe:
                 backend.load_info = backend.load()
-        except Exception as exc:  # noqa: BLE001 - any load failure fails this engine's cells only
+        except Exception as exc:
             msg = f"loading {key} failed: {type(exc).__name__}: {exc}"
             self.failures[key] = msg
             try:

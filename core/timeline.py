@@ -16,7 +16,7 @@ import contextlib
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 PHASES = (
@@ -76,7 +76,7 @@ def phase(name: str):
     return LEDGER.phase(name)
 
 
-def render(summary: dict[str, Any]) -> list[str]:
+def render(summary: Mapping[str, Any]) -> list[str]:
     """The summary as aligned text lines (the session's terminal summary)."""
     wall = summary["wall_s"] or 1e-9
     lines = [f"{'phase':<24} {'seconds':>9} {'share':>6}"]

@@ -74,6 +74,7 @@ class Backend(ABC):
 
     def before_round(self) -> None:
         """Reset anything that would make a repeated request cheaper than a first one (untimed)."""
+        return None  # nothing to reset by default
 
     def pids(self) -> list[int]:
         """Every process holding this engine's memory (default: this process)."""
@@ -81,6 +82,7 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Free the model and its device memory."""
+        return None  # nothing held by default
 
     def versions(self) -> dict[str, str]:
         """Versions of the packages this backend and the format's quantizer run on."""

@@ -155,7 +155,8 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     if csv_path is not None:
         _write_csv(csv_path, records)
     _print_summary(summary, records, found.skipped)
-    _say(f"results: {output} (JSON), {results_path} (JSON lines)" + (f", {csv_path} (CSV id,answer)" if csv_path else ""))
+    _say(f"results: {output} (JSON), {results_path} (JSON lines)"
+         + (f", {csv_path} (CSV id,answer)" if csv_path else ""))
     return 0 if all(r["status"] == "ok" for r in records) and (drift is None or drift["passed"]) else 1
 
 

@@ -19,6 +19,7 @@ import json
 import sqlite3
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -179,7 +180,7 @@ class History:
                             for cell, r in cells.items() if r])
 
 
-def cell_name(rec: dict[str, Any]) -> str:
+def cell_name(rec: Mapping[str, Any]) -> str:
     """The key a cell's history is kept under (model/backend/format/device/task/video)."""
     from core.results import cell_key
 
@@ -187,7 +188,7 @@ def cell_name(rec: dict[str, Any]) -> str:
     return "/".join(key[:4] + key[5:])  # the GPU class is a column of its own
 
 
-def judge_record(db: History, rec: dict[str, Any], *, run_id: str) -> HistoryVerdict | None:
+def judge_record(db: History, rec: Mapping[str, Any], *, run_id: str) -> HistoryVerdict | None:
     """The history verdict of a timed record (None when it has no rounds)."""
     rounds = [float(x) for x in rec.get("rounds_s") or []]
     if not rounds:
@@ -196,7 +197,7 @@ def judge_record(db: History, rec: dict[str, Any], *, run_id: str) -> HistoryVer
     return judge(statistics.median(rounds), earlier, clocks=rec.get("gpu_clocks"))
 
 
-def add_records(db: History, records: list[dict[str, Any]], *, run_id: str) -> int:
+def add_records(db: History, records: Sequence[Mapping[str, Any]], *, run_id: str) -> int:
     """Add a run's timed records to the history; returns how many cells were added."""
     by_class: dict[str, dict[str, list[float]]] = {}
     meta: dict[str, tuple[str, dict[str, Any]]] = {}

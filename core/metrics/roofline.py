@@ -13,6 +13,7 @@ and bf16 matrix throughput (a large matmul). Then, per cell,
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from core.models.shape import ModelShape
@@ -69,7 +70,7 @@ def floors(shape: ModelShape, *, lm_weight_bytes: float, prompt_tokens: int, vid
             "bandwidth_GBps": bw / 1e9, "matmul_TFLOPs": fl / 1e12}
 
 
-def annotate(record: dict[str, Any], *, shape: ModelShape, lm_weight_bytes: float,
+def annotate(record: Mapping[str, Any], *, shape: ModelShape, lm_weight_bytes: float,
              peaks: dict[str, float]) -> dict[str, Any]:
     """The ``roofline`` of a finished cell record: floors and measured/floor ratios."""
     tok = record["tokens"]

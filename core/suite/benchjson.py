@@ -57,4 +57,4 @@ def to_document(records: list[CellRecord], *, machine_info: dict[str, Any],
             "extra_info": extra_info(r),
         })
     return {"machine_info": machine_info, "commit_info": {}, "benchmarks": benches,
-            "datetime": dt.datetime.now(dt.timezone.utc).isoformat(), "version": "vqbench-merged"}
+            "datetime": dt.datetime.now(dt.UTC).isoformat(), "version": "vqbench-merged"}

@@ -99,7 +99,7 @@ class VqbenchState:
         book[rec["cell"]] = rec
         if rec["status"] == "ok":
             self.errors.pop(rec["cell"], None)
-        self._write(rec)  # type: ignore[arg-type]
+        self._write(rec)
         return rec
 
     def _execute(self, cell, *, timer=None) -> CellRecord:

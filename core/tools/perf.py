@@ -59,8 +59,8 @@ def modes(model: str, fmt: str, rounds: int, tokens: int) -> list[dict[str, Any]
     for fast in (False, True):
         b = HFBackend(registry.resolve(model), get_format(fmt), dev, EngineOptions(fast=fast, ignore_eos=True))
         with b:
-            gens = []
-            times = _rounds(lambda: gens.append(b.generate(req)), rounds, warmup=3 if fast else 1)
+            gens: list[Any] = []
+            times = _rounds(lambda b=b, gens=gens: gens.append(b.generate(req)), rounds, warmup=3 if fast else 1)
             g = gens[-1]
             row = {"model": model, "format": fmt, "mode": "fast (static cache + compile)" if fast else "eager",
                    "median_s": statistics.median(times), "min_s": min(times),
@@ -193,11 +193,11 @@ def bare_vllm(model: str, fmt: str, rounds: int, *, videos: str, max_videos: int
         bare_rounds: list[list[float]] = [[] for _ in reqs]
         suite_rounds: list[list[float]] = [[] for _ in reqs]
         for i, req in enumerate(reqs):
-            timed(lambda: bare_once(req), reset)  # warm-up of each side
-            timed(lambda: backend.generate(req), backend.before_round)
+            timed(lambda req=req: bare_once(req), reset)  # warm-up of each side
+            timed(lambda req=req: backend.generate(req), backend.before_round)
             for r in range(rounds * passes):
-                pair = [(bare_rounds, lambda: timed(lambda: bare_once(req), reset)),
-                        (suite_rounds, lambda: timed(lambda: backend.generate(req), backend.before_round))]
+                pair = [(bare_rounds, lambda req=req: timed(lambda: bare_once(req), reset)),
+                        (suite_rounds, lambda req=req: timed(lambda: backend.generate(req), backend.before_round))]
                 for book, run in (pair if r % 2 == 0 else pair[::-1]):
                     book[i].append(run())
         b, s_ = mean_median(bare_rounds), mean_median(suite_rounds)
@@ -205,16 +205,16 @@ def bare_vllm(model: str, fmt: str, rounds: int, *, videos: str, max_videos: int
         rows = [{"engine": plan.engine.id, "pass": f"interleaved, {rounds * passes} rounds a side per clip",
                  "videos": len(reqs), "bare_s": b, "suite_s": s_, "suite/bare": s_ / b,
                  "per-clip ratio min..max": f"{min(ratios):.3f}..{max(ratios):.3f}"}]
-        warm = [[timed(lambda: bare_once(req), lambda: None) for _ in range(rounds)] for req in reqs]
+        warm = [[timed(lambda req=req: bare_once(req), lambda: None) for _ in range(rounds)] for req in reqs]
         rows.append({"engine": plan.engine.id, "pass": "warm (caches kept, labelled)", "videos": len(reqs),
                      "bare_s": mean_median(warm)})
     if suite_results is not None and suite_results.exists():
-        timed = [r for r in results.load(suite_results).speed() if r["engine"] == plan.engine.id
-                 and r["video"] in {c.id for c in clips}]
-        if timed:
-            reported = statistics.fmean(statistics.median(r["rounds_s"]) for r in timed)
+        recorded = [r for r in results.load(suite_results).speed() if r["engine"] == plan.engine.id
+                    and r["video"] in {c.id for c in clips}]
+        if recorded:
+            reported = statistics.fmean(statistics.median(r.get("rounds_s") or [0.0]) for r in recorded)
             b = rows[0]["bare_s"]
-            rows.append({"engine": plan.engine.id, "pass": "suite's results file", "videos": len(timed),
+            rows.append({"engine": plan.engine.id, "pass": "suite's results file", "videos": len(recorded),
                          "bare_s": b, "suite_s": reported, "suite/bare": reported / b})
     return rows
 
@@ -458,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no GPU: {devices.no_gpu_reason()}", file=sys.stderr)
             return 2
         pk = measure_peaks(dev.index)
-        rows = [{"gpu": dev.name, "bandwidth_GBps": pk["bandwidth_Bps"] / 1e9, "bf16_TFLOPs": pk["matmul_flops"] / 1e12}]
+        rows = [{"gpu": dev.name, "bandwidth_GBps": pk["bandwidth_Bps"] / 1e9,
+                 "bf16_TFLOPs": pk["matmul_flops"] / 1e12}]
     elif a.probe == "summarize":
         rows = summarize(a.results)
     elif a.probe == "bare-vllm":
