@@ -25,6 +25,7 @@ from core.metrics.drift import RunToRunNoise, compare_formats, judge_run_to_run,
 from core.metrics.verdict import evaluate, thresholds_for
 
 
+@pytest.mark.vqbench(judge="drift")
 def test_drift(vqbench_engine, vqbench_state, record_property):
     plan, task = vqbench_engine
     st = vqbench_state
