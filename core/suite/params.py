@@ -18,10 +18,10 @@ from core.matrix import Cell, EnginePlan, expand
 from core.tasks import get_task
 
 MARK = "vqbench"
-"""Marker a test taking ``vqbench_engine`` says what it does with it by:
-``@pytest.mark.vqbench(judge="golden")`` (its engines are judged by the plan's golden verdict) or
-``judge="drift"`` (by its drift verdict: also the default without the marker). ``phase=NAME`` names the
-session-timeline phase its time counts in (``core.timeline``; default: from ``judge``, see ``phase_of``)."""
+"""The marker by which a test tells the plugin what it does, so the plugin never reads test names. A test
+taking ``vqbench_engine`` is judged by the plan's golden verdict with ``@pytest.mark.vqbench(judge="golden")``,
+by its drift verdict with ``judge="drift"`` (also without the marker). ``phase=NAME`` names the session
+timeline phase its time counts in (``core.timeline``; default: from ``judge``, see ``phase_of``)."""
 JUDGES = {"golden": "goldens", "drift": "drift"}
 """What a ``vqbench(judge=...)`` may say, and the timeline phase such a test's time counts in."""
 CELL_PHASE = "cells (bookkeeping)"
