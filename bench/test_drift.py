@@ -26,6 +26,7 @@ from core.metrics.drift import RunToRunNoise, judge_run_to_run, usable_inputs
 from core.metrics.judge import judge_drift
 
 
+@pytest.mark.vqbench(judge="drift")
 def test_drift(vqbench_engine, vqbench_state, record_property):
     plan, task = vqbench_engine
     st = vqbench_state

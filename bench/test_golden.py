@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from core.golden import GoldenJSON, engine_payload, golden_extension, unjudged
 from core.matrix import Cell
 
 
+@pytest.mark.vqbench(judge="golden")
 def test_golden(vqbench_engine, vqbench_state, snapshot):
     plan, task = vqbench_engine
     settings = vqbench_state.settings

@@ -11,9 +11,30 @@ from dataclasses import dataclass
 from core.errors import unknown_name
 
 
+@dataclass(frozen=True)
+class EngineCosts:
+    """What one engine costs before it has run once (seconds, GPU, batch 1, a few new tokens):
+    ``core.schedule`` cuts the matrix into work units with these until a results file measures them.
+    The defaults are a middle guess for an engine nobody has timed yet."""
+
+    load_s: float = 10.0
+    """Engine start besides reading the weights (vLLM captures CUDA graphs)."""
+    load_s_per_b: float = 2.0
+    """Seconds per billion parameters to materialize or read the weights."""
+    answer_s: float = 0.05
+    """One answer's floor."""
+    answer_s_per_b: float = 0.03
+    """One answer's seconds per billion parameters."""
+
+
+NO_QUANTIZED_VISION = "its catalog entry does not say it runs a model whose vision tower is quantized"
+
+
 @dataclass(frozen=True, kw_only=True)
 class BackendInfo:
-    """One inference backend."""
+    """One inference backend. Everything the suite knows about a backend besides its code is here: the
+    pytest marker of its cells, the ``--backend`` choices and help, schedule costs and report colours
+    are made from these records (docs/adding-an-engine.md)."""
 
     name: str
     """The name used in options, ids, marks and goldens."""
@@ -39,24 +60,47 @@ class BackendInfo:
     context_option: str = ""
     """The option that sets its context length (``--max-model-len``); '' = the model's own
     ``max_position_embeddings`` is the limit."""
+    quantized_vision: str = NO_QUANTIZED_VISION
+    """Why it cannot run a format whose vision tower is quantized too (the ``+vit`` modifier of a tool with
+    ``QuantizerInfo.vision``); '' = it runs the base format's route for it."""
+    costs: EngineCosts = EngineCosts()
+    """Estimated load and answer times (``core.schedule``)."""
+    color: str | None = None
+    """Its bars' colour in the HTML report's plots (None = matplotlib's next colour)."""
 
 
 BACKENDS: dict[str, BackendInfo] = {
     b.name: b
     for b in [
         BackendInfo(name="hf", target="core.backends.hf:HFBackend", description="Hugging Face transformers generate",
-                    packages=("torch", "transformers"), versioned=("torch", "transformers")),
+                    packages=("torch", "transformers"), versioned=("torch", "transformers"), quantized_vision="",
+                    color="#4C72B0",
+                    costs=EngineCosts(load_s=3.0, load_s_per_b=1.5, answer_s=0.05, answer_s_per_b=0.03)),
         BackendInfo(name="vllm", target="core.backends.vllm:VLLMBackend", description="vLLM offline LLM engine",
                     packages=("vllm",), versioned=("vllm", "torch", "transformers"),
                     cpu_kv_fp8="vLLM's CPU backend has no FP8 KV cache", bf16_tensor_cores=True,
                     cpu_kernels="core.backends.vllm_cpu_kernels:missing", preallocates_memory=True,
-                    context_option="--max-model-len"),
+                    context_option="--max-model-len",
+                    quantized_vision="vLLM's ModelOpt loader expects a language-model-only checkpoint: one with a "
+                                     "quantized vision tower fails to load (seed 001: the VLM-calibrated FP8 "
+                                     "checkpoint, 'missing tensor names')",
+                    color="#DD8452",
+                    costs=EngineCosts(load_s=45.0, load_s_per_b=2.0, answer_s=0.02, answer_s_per_b=0.012)),
         BackendInfo(name="trtllm", target="core.backends.trtllm:TRTLLMBackend",
                     description="TensorRT-LLM LLM API (PyTorch workflow)", packages=("tensorrt_llm",),
                     versioned=("tensorrt_llm", "torch", "transformers"), cpu="TensorRT-LLM needs a CUDA GPU",
-                    bf16_tensor_cores=True, preallocates_memory=True, context_option="--max-model-len"),
+                    bf16_tensor_cores=True, preallocates_memory=True, context_option="--max-model-len",
+                    quantized_vision="this suite exports language-model-only checkpoints for TensorRT-LLM",
+                    color="#55A868",
+                    costs=EngineCosts(load_s=60.0, load_s_per_b=2.0, answer_s=0.02, answer_s_per_b=0.012)),
     ]
 }
+
+
+def backend_names() -> str:
+    """The backends as help text lists them: ``hf, vllm, trtllm`` (read when asked: an entry added at
+    runtime is in it)."""
+    return ", ".join(BACKENDS)
 
 
 def backend_info(name: str) -> BackendInfo:
@@ -87,6 +131,9 @@ class QuantizerInfo:
     goldens record of it)."""
     families: tuple[str, ...] = ()
     """Model families its recipes are written for (() = any)."""
+    vision: bool = False
+    """Its formats take the ``+vit`` modifier: its recipes can quantize the vision tower too (calibrated on
+    video clips); backends say whether they run that in ``BackendInfo.quantized_vision``."""
 
 
 QUANTIZERS: dict[str, QuantizerInfo] = {
@@ -94,7 +141,7 @@ QUANTIZERS: dict[str, QuantizerInfo] = {
     for q in [
         QuantizerInfo(name="none", target="core.quant.base:NoQuantizer"),
         QuantizerInfo(name="modelopt", target="core.quant.modelopt_q:ModelOptQuantizer", packages=("modelopt",),
-                      versioned=("modelopt",), exporter="core.backends.modelopt_export:export"),
+                      versioned=("modelopt",), exporter="core.backends.modelopt_export:export", vision=True),
         QuantizerInfo(name="bitsandbytes", target="core.quant.bnb:BitsAndBytesQuantizer", packages=("bitsandbytes",),
                       versioned=("bitsandbytes",)),
         QuantizerInfo(name="torchao", target="core.quant.torchao_q:TorchAOQuantizer", packages=("torchao",),

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core import __version__, settings
+from core import __version__, catalog, settings
 
 
 def _settings(args: argparse.Namespace, front: settings.Front) -> settings.Settings:
@@ -72,7 +72,7 @@ def _engine_args(p: argparse.ArgumentParser, *, backend: bool = True) -> None:
     p.add_argument("--model", default="tiny", help="model name (tiny, qwen2.5-vl-7b ...) or a local HF "
                                                    "model directory (default: tiny)")
     if backend:
-        p.add_argument("--backend", default="hf", help="hf, vllm or trtllm (default: hf)")
+        p.add_argument("--backend", default="hf", help=f"{catalog.backend_names()} (default: hf)")
     p.add_argument("--format", default=None, help="quantization format (default: bf16, or the format a "
                                                   "pre-quantized checkpoint was quantized in; see `vqbench doctor`)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: a GPU if present")

@@ -251,8 +251,9 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
             timed = results.load(results_path, run_id=run_id).speed()
         except results.ReportInputError:
             timed = []  # every unit was lost: no cell
+        nodeids = {t["cell"]["cell"]: t["nodeid"] for t in plan.get("tests", []) if t.get("cell")}
         benchmark_json.write_text(json.dumps(to_document(timed, machine_info={
-            "vqbench": {"cluster": {"workers": workers, "units": len(units), "run_id": run_id}}}),
+            "vqbench": {"cluster": {"workers": workers, "units": len(units), "run_id": run_id}}}, nodeids=nodeids),
             indent=2, default=str))
     # Only exit 0 passes: every unit was planned with tests, so "no tests ran" (5) is a failure too.
     failed = [u for u in units if (outcome.get(u) or {}).get("exit") != 0]

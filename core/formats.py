@@ -4,8 +4,9 @@ this into verdicts; quantizers (``core.quant``) read ``tool`` and ``recipe``; no
 format's name.
 
 A format name may carry modifiers: ``+kv_fp8`` (FP8 KV cache), e.g. ``int8_sq+kv_fp8``, and, for
-ModelOpt formats, ``+vit`` (the vision tower quantized too, calibrated on video clips, like seed
-001's "VLM-calibrated" FP8 checkpoint), e.g. ``fp8+vit``. Both: ``fp8+vit+kv_fp8``.
+formats of a tool whose ``QuantizerInfo.vision`` is set (ModelOpt), ``+vit`` (the vision tower quantized
+too, calibrated on video clips, like seed 001's "VLM-calibrated" FP8 checkpoint), e.g. ``fp8+vit``; the
+backends that cannot run it say why in ``BackendInfo.quantized_vision``. Both: ``fp8+vit+kv_fp8``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from core.catalog import BACKENDS, quantizer_info
 from core.errors import ConfigError, unknown_name
 
 LM_ONLY = "language model linear layers (vision tower, embeddings and lm_head stay high precision)"
@@ -347,9 +349,6 @@ FORMATS: dict[str, QuantFormat] = {
 
 KV_MODIFIER = "+kv_fp8"
 VIT_MODIFIER = "+vit"
-_VIT_VLLM = ("vLLM's ModelOpt loader expects a language-model-only checkpoint: one with a quantized vision tower "
-             "fails to load (seed 001: the VLM-calibrated FP8 checkpoint, 'missing tensor names')")
-_VIT_TRTLLM = "this suite exports language-model-only checkpoints for TensorRT-LLM"
 
 
 def split_modifiers(name: str) -> tuple[str, bool, bool]:
@@ -368,20 +367,23 @@ def get_format(name: str) -> QuantFormat:
     """Look up a format by name (``int8_sq+kv_fp8`` adds an FP8 KV cache, ``fp8+vit`` quantizes the
     vision tower too); "did you mean" on typos."""
     base, vision, kv = split_modifiers(name)
+    with_vision = [f for f, q in FORMATS.items() if quantizer_info(q.tool).vision]
     if base not in FORMATS:
-        known = list(FORMATS) + [f + KV_MODIFIER for f in FORMATS] + [
-            f + VIT_MODIFIER for f, q in FORMATS.items() if q.tool == "modelopt"]
+        known = list(FORMATS) + [f + KV_MODIFIER for f in FORMATS] + [f + VIT_MODIFIER for f in with_vision]
         raise unknown_name("format", name, known)
     fmt = FORMATS[base]
     if vision:
-        if fmt.tool != "modelopt":
-            modelopt = ", ".join(f for f, q in FORMATS.items() if q.tool == "modelopt")
+        if base not in with_vision:
+            tools = sorted({FORMATS[f].tool for f in with_vision})
             raise ConfigError(f"format '{name}': the {VIT_MODIFIER} modifier (vision tower quantized too) exists for "
-                              f"ModelOpt formats only ({modelopt})")
+                              f"formats of {' and '.join(tools)} only ({', '.join(with_vision)})")
+        # a backend that runs the base format (or refuses it) and cannot run a quantized vision tower says why
+        why_not = {b: info.quantized_vision for b, info in BACKENDS.items()
+                   if info.quantized_vision and (b in fmt.backends or b in fmt.not_supported)}
         fmt = replace(fmt, vision=True, scope="language model and vision tower linear layers (lm_head stays high "
                                                "precision); calibrated on video clips",
-                      backends={b: r for b, r in fmt.backends.items() if b == "hf"},
-                      not_supported={**fmt.not_supported, "vllm": _VIT_VLLM, "trtllm": _VIT_TRTLLM})
+                      backends={b: r for b, r in fmt.backends.items() if b not in why_not},
+                      not_supported={**fmt.not_supported, **why_not})
     return replace(fmt, kv_cache="fp8") if kv else fmt
 
 

@@ -11,10 +11,10 @@ judged here (shape-only models: random weights, no goldens or drift): first into
 engine, then an engine's clips into chunks, each chunk loading the engine again, but only while
 the extra load costs less than the time the split saves.
 
-Costs are seconds, estimated from what is known before running: the backend (a vLLM engine takes
-tens of seconds to start), the model size, the format's route (fake-quant is slower), rounds and
-clips. ``history`` (records of an earlier run: its engine load records and timed cells) replaces
-the estimates with measured figures where it has them.
+Costs are seconds, estimated from what is known before running: the backend (its
+``BackendInfo.costs``: a vLLM engine takes tens of seconds to start), the model size, the format's
+route (fake-quant is slower), rounds and clips. ``history`` (records of an earlier run: its engine load
+records and timed cells) replaces the estimates with measured figures where it has them.
 """
 
 from __future__ import annotations
@@ -23,13 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-LOAD_S = {"hf": 3.0, "vllm": 45.0, "trtllm": 60.0}
-"""Engine start on a GPU besides reading the weights (seconds): vLLM captures CUDA graphs."""
-LOAD_S_PER_B = {"hf": 1.5, "vllm": 2.0, "trtllm": 2.0}
-"""Seconds per billion parameters to materialize/read the weights."""
-CELL_S = {"hf": 0.05, "vllm": 0.02, "trtllm": 0.02}
-CELL_S_PER_B = {"hf": 0.03, "vllm": 0.012, "trtllm": 0.012}
-"""One answer: a floor plus seconds per billion parameters (GPU, batch 1, a few new tokens)."""
+from core.catalog import BACKENDS, EngineCosts
+
 CPU_SLOWDOWN = 40.0
 FAKE_QUANT_SLOWDOWN = 4.0
 QUANTIZE_S_PER_B = 15.0
@@ -94,10 +89,12 @@ def engine_costs(plan, cells: int, settings, history: tuple[dict, dict] | None =
     hist_load, hist_cell = history or ({}, {})
     if not plan.verdict.runnable:
         return 0.0, 0.0
-    load = LOAD_S.get(e.backend, 10.0) + LOAD_S_PER_B.get(e.backend, 2.0) * params_b
+    info = BACKENDS.get(e.backend)
+    costs = info.costs if info is not None else EngineCosts()  # a backend the catalog no longer has
+    load = costs.load_s + costs.load_s_per_b * params_b
     if plan.fmt.quantized:
         load += QUANTIZE_S_PER_B * params_b
-    per_answer = CELL_S.get(e.backend, 0.05) + CELL_S_PER_B.get(e.backend, 0.03) * params_b
+    per_answer = costs.answer_s + costs.answer_s_per_b * params_b
     if plan.verdict.mode == "fake-quant":
         per_answer *= FAKE_QUANT_SLOWDOWN
     if e.device == "cpu":

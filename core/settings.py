@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from core import catalog
 from core.errors import ConfigError, unknown_name
 from core.sampling import SamplingSpec, parse_resolution
 
@@ -178,7 +179,9 @@ def _resolution(text: str) -> str:
 class Option:
     """How one ``Settings`` field is offered to users."""
 
-    help: str
+    help: str | Callable[[], str]
+    """What it does; a function when the text lists what a table holds at the time (the backends of
+    ``core.catalog``): ``help_text()`` reads it."""
     flags: tuple[str, ...] = ()
     """Command-line flags (first is the canonical one); () = only pyproject/environment."""
     fronts: tuple[Front, ...] = ("pytest",)
@@ -190,10 +193,13 @@ class Option:
     """Part of ``EngineOptions`` (changes how an engine loads or runs)."""
     metavar: str | None = None
 
+    def help_text(self) -> str:
+        return self.help() if callable(self.help) else self.help
 
-def option(default: Any = None, *, help: str, flags: tuple[str, ...] = (), fronts: tuple[Front, ...] = ("pytest",),
-           parse: Callable[[str], Any] | None = None, kind: str = "value", engine: bool = False,
-           metavar: str | None = None, factory: Callable[[], Any] | None = None) -> Any:
+
+def option(default: Any = None, *, help: str | Callable[[], str], flags: tuple[str, ...] = (),
+           fronts: tuple[Front, ...] = ("pytest",), parse: Callable[[str], Any] | None = None, kind: str = "value",
+           engine: bool = False, metavar: str | None = None, factory: Callable[[], Any] | None = None) -> Any:
     meta = {"option": Option(help=help, flags=flags, fronts=fronts, parse=parse, kind=kind, engine=engine,
                              metavar=metavar)}
     if factory is not None:
@@ -216,8 +222,8 @@ class Settings:
     gpu_models: list[str] = option(factory=lambda: list(DEFAULT_GPU_MODELS), flags=("--gpu-model",), kind="list",
                                    metavar="M", help="model for GPU cells (repeatable; default: tiny and the "
                                                      "shape-only 3B/7B/Cosmos-7B)")
-    backends: list[str] = option(factory=lambda: ["hf", "vllm", "trtllm"], flags=("--backend",), kind="list",
-                                 metavar="B", help="hf, vllm, trtllm (repeatable; default: all)")
+    backends: list[str] = option(factory=lambda: list(catalog.BACKENDS), flags=("--backend",), kind="list",
+                                 metavar="B", help=lambda: f"{catalog.backend_names()} (repeatable; default: all)")
     formats: list[str] = option(factory=list, flags=("--format",), kind="list", metavar="F",
                                 help="quantization format (repeatable; default: all; add +kv_fp8 for an FP8 KV cache)")
     tasks: list[str] = option(factory=lambda: ["anomaly"], flags=("--task",), kind="list", metavar="T",
@@ -395,7 +401,7 @@ def add_arguments(add: Callable[..., Any], front: Front) -> None:
     ``add_argument``); values land in ``vqbench_<field>`` and are None when not given."""
     for f in options(front):
         opt: Option = f.metadata["option"]
-        kwargs: dict[str, Any] = {"dest": f"vqbench_{f.name}", "help": opt.help, "default": None}
+        kwargs: dict[str, Any] = {"dest": f"vqbench_{f.name}", "help": opt.help_text(), "default": None}
         if opt.kind == "flag":
             kwargs["action"] = "store_true"
         else:

@@ -156,7 +156,7 @@ def test_failed_unpack_leaves_no_half_filled_target(wheels_bundle, tmp_path, mon
     def broken_pip(*args, **kwargs):
         raise BundleError("pip install of the bundle's wheels failed (exit 1)")
 
-    monkeypatch.setattr(bundle, "install_wheels", broken_pip)
+    monkeypatch.setattr("core.tools.bundle.wheels.install_wheels", broken_pip)  # where unpacking looks it up
     with pytest.raises(BundleError, match="pip install"):
         bundle.unpack(wheels_bundle, tmp_path / "site", log=lambda _: None)
     assert list(tmp_path.iterdir()) == []

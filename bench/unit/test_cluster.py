@@ -236,5 +236,6 @@ def test_benchmark_json_holds_only_this_runs_cells_of_a_reused_results_file(loca
     assert cluster.run(args, workers=1, gpus_per_unit=0, results_path=out, benchmark_json=bench_json) == 0
     doc = json.loads(bench_json.read_text())
     assert [b["param"] for b in doc["benchmarks"]] == ["tiny-hf-bf16-cpu-anomaly-normal_01"]
+    assert doc["benchmarks"][0]["fullname"] == "bench/test_cells.py::test_cell[tiny-hf-bf16-cpu-anomaly-normal_01]"
     assert doc["benchmarks"][0]["stats"]["rounds"] == 1
     assert {r["video"] for r in results.load(out).speed()} == {"old_clip", "normal_01"}  # the file keeps both

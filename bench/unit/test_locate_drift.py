@@ -99,7 +99,7 @@ def test_vit_formats():
     assert fmt.vision and fmt.id == "fp8+vit" and set(fmt.backends) == {"hf"}
     assert "missing tensor names" in fmt.not_supported["vllm"]
     assert get_format("fp8+kv_fp8+vit").id == "fp8+vit+kv_fp8"
-    with pytest.raises(Exception, match="ModelOpt formats only"):
+    with pytest.raises(Exception, match="formats of modelopt only"):
         get_format("bnb_int8+vit")
     from core.capability import check
     from core.device import CPU

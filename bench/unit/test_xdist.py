@@ -52,6 +52,10 @@ def test_two_workers_keep_each_engine_on_one_worker_and_merge_the_json(pytester,
     doc = json.loads(bench_json.read_text())
     assert sorted(b["param"] for b in doc["benchmarks"]) == sorted(r["cell"] for r in run.speed())
     assert len(doc["benchmarks"]) == 8 and all(b["stats"]["rounds"] == 2 for b in doc["benchmarks"])
+    # each named after the test that timed it, as the workers collected it (the plugin knows no test name)
+    names = [(b["name"], b["fullname"]) for b in doc["benchmarks"]]
+    assert names == [(f"test_cell[{b['param']}]", f"bench/test_cells.py::test_cell[{b['param']}]")
+                     for b in doc["benchmarks"]], names
     res.stdout.fnmatch_lines(["*merged 8 timed cells from the xdist workers*", "*engine loads: 4 for 4 engines*"])
 
 

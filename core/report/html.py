@@ -12,13 +12,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from core.catalog import BACKENDS
 from core.report.markdown import as_results
 from core.report.sections import sections, setup_lines
 from core.report.summary import REFERENCE_FORMAT, device_label, engine_of, real_kernels, reference_engine, summarize
 from core.report.tables import FLIP_MARK, Mark, Table
 from core.results import Results
 
-BACKEND_COLORS = {"hf": "#4C72B0", "vllm": "#DD8452", "trtllm": "#55A868"}
 STAGE_COLORS = {"video decode": "#8C8C8C", "processor": "#CCB974", "prefill (TTFT)": "#4C72B0", "decode": "#DD8452"}
 _NUMBER = re.compile(r"^[-+]?\d[\d.,]*( ?(s|%|GiB|MiB|x faster|x slower))?$")
 
@@ -49,6 +49,12 @@ td.ref{color:#666;font-style:italic} caption{caption-side:top;text-align:left;co
 figure img{max-width:100%;height:auto;display:block}
 figcaption{color:#555;font-size:12px;margin-top:4px;max-width:720px}
 """
+
+
+def _backend_color(backend: str) -> str | None:
+    """A backend's bar colour (``BackendInfo.color``); None (matplotlib picks) for one the catalog lacks."""
+    info = BACKENDS.get(backend)
+    return info.color if info is not None else None
 
 
 def _cell(cell: str | Mark, tag: str = "td") -> str:
@@ -247,7 +253,7 @@ def _latency_fig(group: list[dict[str, Any]]):
         y = [s["latency_s"] for _, s in rows]
         err = [[max(0.0, s["latency_s"] - s["latency_lo_s"]) for _, s in rows],
                [max(0.0, s["latency_hi_s"] - s["latency_s"]) for _, s in rows]]
-        bars = ax.bar(x, y, width, yerr=err, capsize=3, label=backend, color=BACKEND_COLORS.get(backend))
+        bars = ax.bar(x, y, width, yerr=err, capsize=3, label=backend, color=_backend_color(backend))
         ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
     ax.set_xticks(range(len(formats)), formats, rotation=30, ha="right")
     ax.set_ylabel("seconds per video")

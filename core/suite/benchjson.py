@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import statistics
+from collections.abc import Mapping
 from typing import Any
 
 from core.records import CellRecord, extra_info, kind_of
@@ -42,15 +43,21 @@ def stats(data: list[float]) -> dict[str, Any]:
 
 
 def to_document(records: list[CellRecord], *, machine_info: dict[str, Any],
-                test_name: str = "test_cell", module: str = "bench/test_cells.py") -> dict[str, Any]:
-    """One pytest-benchmark document for every timed cell record (status ok, with rounds)."""
+                nodeids: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One pytest-benchmark document for every timed cell record (status ok, with rounds).
+
+    ``nodeids`` maps a cell id to the node id of the test that timed it (``bench/test_cells.py::test_cell[ID]``,
+    as the sessions that ran it collected it): a benchmark's ``fullname`` is that node id and its ``name`` the
+    test's name with the parameter, as pytest-benchmark writes them. A cell it does not name (a record
+    from elsewhere) is listed as ``vqbench_cell[ID]``."""
     benches = []
     for r in sorted(records, key=lambda r: r["cell"]):
         if r.get("status") != "ok" or kind_of(r) != "timed" or not r.get("rounds_s"):
             continue
-        name = f"{test_name}[{r['cell']}]"
+        fullname = (nodeids or {}).get(r["cell"]) or f"vqbench_cell[{r['cell']}]"
+        name = fullname.rsplit("::", 1)[-1]
         benches.append({
-            "group": f"{r['model']}-{r['task']}-{r['video']}", "name": name, "fullname": f"{module}::{name}",
+            "group": f"{r['model']}-{r['task']}-{r['video']}", "name": name, "fullname": fullname,
             "params": {"vqbench_cell": r["cell"]}, "param": r["cell"], "stats": stats(r["rounds_s"]),
             "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(r["rounds_s"]),
                         "max_time": None, "min_time": None, "warmup": True},

@@ -13,11 +13,20 @@ from typing import Any
 import pytest
 
 from core import capability
+from core.errors import ConfigError
 from core.matrix import Cell, EnginePlan, expand
 from core.tasks import get_task
 
-GOLDEN_TESTS = {"test_golden"}
-"""Tests whose engine parameter is judged by the plan's golden verdict (the rest by its drift verdict)."""
+MARK = "vqbench"
+"""The marker by which a test tells the plugin what it does, so the plugin never reads test names. A test
+taking ``vqbench_engine`` is judged by the plan's golden verdict with ``@pytest.mark.vqbench(judge="golden")``,
+by its drift verdict with ``judge="drift"`` (also without the marker). ``phase=NAME`` names the session
+timeline phase its time counts in (``core.timeline``; default: from ``judge``, see ``phase_of``)."""
+JUDGES = {"golden": "goldens", "drift": "drift"}
+"""What a ``vqbench(judge=...)`` may say, and the timeline phase such a test's time counts in."""
+CELL_PHASE = "cells (bookkeeping)"
+"""The timeline phase of tests that take ``vqbench_cell`` (their timed rounds are phases of their own)."""
+OTHER_PHASE = "other tests"
 
 
 STRUCTURAL = "vqbench_structural"
@@ -56,11 +65,35 @@ def cell_params(state) -> list[Any]:
     return out
 
 
-def engine_params(state, test_name: str) -> list[Any]:
-    """One param per (engine, task), judged by the plan's golden or drift verdict."""
+def judge_of(node: Any) -> str:
+    """What a ``vqbench_engine`` test (its function definition or item) judges: ``vqbench(judge=...)``,
+    or drift without the marker. Raises ``ConfigError`` on another value."""
+    mark = node.get_closest_marker(MARK)
+    judge = mark.kwargs.get("judge", "drift") if mark is not None else "drift"
+    if judge not in JUDGES:
+        raise ConfigError(f"{node.nodeid}: @pytest.mark.{MARK}(judge={judge!r}): judge is one of "
+                          f"{', '.join(map(repr, JUDGES))}")
+    return judge
+
+
+def phase_of(item: pytest.Item) -> str:
+    """The timeline phase an item's time counts in: its marker's ``phase``, else its ``judge``'s phase, else
+    the cells' phase for a test taking ``vqbench_cell``, else "other tests"."""
+    mark = item.get_closest_marker(MARK)
+    if mark is not None and mark.kwargs.get("phase"):
+        return str(mark.kwargs["phase"])
+    if mark is not None and mark.kwargs.get("judge") in JUDGES:
+        return JUDGES[mark.kwargs["judge"]]
+    if "vqbench_cell" in getattr(item, "fixturenames", ()):
+        return CELL_PHASE
+    return OTHER_PHASE
+
+
+def engine_params(state, judge: str = "drift") -> list[Any]:
+    """One param per (engine, task), judged by the plan's golden or drift verdict (``judge``)."""
     out = []
     for plan in state.plans:
-        judged = plan.golden if test_name in GOLDEN_TESTS else plan.drift
+        judged = plan.golden if judge == "golden" else plan.drift
         for name in state.settings.tasks_for(plan.engine.model):
             task_gap = capability.task_verdict(name, state.clips_for(name))
             extra = judged if not judged.runnable else task_gap

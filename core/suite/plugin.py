@@ -1,12 +1,13 @@
 """The vqbench pytest plugin (entry point ``pytest11: vqbench``): options, hooks and fixtures.
 
 Any project can use it: install vqbench and write tests that take the ``vqbench_cell`` or
-``vqbench_engine`` fixtures; cells are parametrized from the settings, skipped with their reason
-when they cannot run here, ordered so each engine loads once, and optionally sharded. Cells that
-can never run on their device kind (a structural verdict: TensorRT-LLM on a CPU, a format with no
-route on a backend) are deselected instead, with one summary line per reason. The pieces live
-beside this file: ``session`` (state), ``params`` (matrix -> pytest params), ``xdist`` (several
-GPUs), ``timing`` (how a cell is timed).
+``vqbench_engine`` fixtures (an engine test says what it judges with
+``@pytest.mark.vqbench(judge=...)``; the plugin reads marks and fixtures, never test names); cells are
+parametrized from the settings, skipped with their reason when they cannot run here, ordered so each
+engine loads once, and optionally sharded. Cells that can never run on their device kind (a structural
+verdict: TensorRT-LLM on a CPU, a format with no route on a backend) are deselected instead, with one
+summary line per reason. The pieces live beside this file: ``session`` (state), ``params`` (matrix ->
+pytest params), ``xdist`` (several GPUs), ``timing`` (how a cell is timed).
 """
 
 from __future__ import annotations
@@ -29,16 +30,26 @@ _STRUCTURAL = pytest.StashKey[list]()
 MARKERS = {
     "cpu": "runs without a GPU (structural tests and CPU cells of the tiny model)",
     "gpu": "needs a CUDA GPU (skipped with the reason when there is none)",
-    "hf": "a cell of the Hugging Face transformers backend",
-    "vllm": "a cell of the vLLM backend",
-    "trtllm": "a cell of the TensorRT-LLM backend",
     "slow": "takes more than a few seconds on CPU",
     "load": "a load scenario on a real vLLM server (bench/test_load.py; collected only with --load)",
+    params.MARK: f"{params.MARK}(judge='golden'|'drift', phase=NAME): what a test taking vqbench_engine "
+                 "judges (the plan's golden or drift verdict; default drift) and the session-timeline phase "
+                 "its time counts in",
     params.STRUCTURAL: f"{params.STRUCTURAL}(reason): a matrix test that can never run (or be judged) on its "
                        "device kind, whatever is installed; deselected, with a summary line per reason",
     "xdist_group": "xdist_group(name): cells of one model/backend run on one xdist worker (registered here "
                    "so --strict-markers works without pytest-xdist)",
 }
+"""The markers the plugin registers besides one per backend (``markers()``)."""
+
+
+def markers() -> dict[str, str]:
+    """Every marker the plugin registers (``--strict-markers`` is on): ``MARKERS``, and one per backend of
+    ``core.catalog.BACKENDS`` named after it, which that backend's matrix tests carry (``-m vllm``)."""
+    from core.catalog import BACKENDS
+
+    backends = {b.name: f"a matrix test of the {b.name} backend: {b.description}" for b in BACKENDS.values()}
+    return {**backends, **MARKERS}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,7 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
     xdist.configure_worker(config)
     if xdist.is_controller(config):
         xdist.refuse_benchmark_options(config)
-    for name, doc in MARKERS.items():
+    for name, doc in markers().items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     config.pluginmanager.register(StructuralDeselection(config), "vqbench-structural")
     try:
@@ -102,7 +113,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if wants_cell:
             metafunc.parametrize("vqbench_cell", params.cell_params(st))
         else:
-            metafunc.parametrize("vqbench_engine", params.engine_params(st, metafunc.function.__name__))
+            metafunc.parametrize("vqbench_engine", params.engine_params(st, params.judge_of(metafunc.definition)))
     except VqbenchError as exc:
         raise pytest.UsageError(f"vqbench: {exc}") from None
 
@@ -232,7 +243,11 @@ def _keep_listed(config: pytest.Config, items: list[pytest.Item], path: str) -> 
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """With ``--unit-plan-out``: the selected matrix tests with their work units, and the schedule."""
+    """On an xdist worker: which test times each cell (the controller names the merged JSON's benchmarks
+    after them). With ``--unit-plan-out``: the selected matrix tests with their work units, and the schedule."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput[xdist.CELL_TESTS] = {
+            item.callspec.params["vqbench_cell"].id: item.nodeid for item in session.items if params.is_cell(item)}
     target = session.config.getoption("vqbench_unit_plan_out")
     st = session.config.stash.get(_STATE, None)
     if not target or st is None:
@@ -263,13 +278,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     Path(target).write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
 
 
-_PHASE_OF_TEST = {"test_cell": "cells (bookkeeping)", "test_golden": "goldens", "test_drift": "drift"}
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem):
-    name = getattr(item, "originalname", item.name)
-    with timeline.phase(_PHASE_OF_TEST.get(name, "other tests")):
+    with timeline.phase(params.phase_of(item)):
         yield
 
 

@@ -30,6 +30,10 @@ import pytest
 from core import capability
 from core import device as devices
 
+CELL_TESTS = "vqbench_cell_tests"
+"""``workeroutput`` key: a worker's {cell id: node id} of the tests that time cells (the merged JSON names
+each benchmark after the test that timed it)."""
+
 GROUPED_DISTS = {"load", "loadgroup"}
 """xdist modes this plugin replaces with engine-group scheduling (others are the user's choice)."""
 
@@ -136,10 +140,16 @@ class XdistHooks:
         self.config = config
         self.unit_of = unit_of
         self.handed = {"vqbench_results": results, "vqbench_run_id": run_id}
+        self.cell_tests: dict[str, str] = {}
+        """Cell id -> node id of the test that times it, as the workers collected them (``CELL_TESTS``)."""
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         node.workerinput.update(self.handed)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        self.cell_tests.update((getattr(node, "workeroutput", None) or {}).get(CELL_TESTS) or {})
 
     def scope(self, nodeid: str) -> str:
         param = param_of(nodeid)
@@ -181,7 +191,9 @@ def write_benchmark_json(config: pytest.Config, run_id: str, source: str) -> str
         timed = results.load(source, run_id=run_id).speed()
     except results.ReportInputError:
         timed = []  # this session wrote no cell (all deselected or skipped)
-    doc = to_document(timed, machine_info={"vqbench": machine_info()})
+    hooks = config.pluginmanager.get_plugin("vqbench-xdist")
+    doc = to_document(timed, machine_info={"vqbench": machine_info()},
+                      nodeids=hooks.cell_tests if isinstance(hooks, XdistHooks) else None)
     data = json.dumps(doc, indent=2, default=str)
     if hasattr(target, "write"):  # older pytest-benchmark: an open file (argparse FileType('wb'))
         try:

@@ -68,7 +68,7 @@ def options_table() -> str:
         fronts = ", ".join(f"`vqbench {x}`" for x in opt.fronts if x != "pytest") or "—"
         if opt.kind in ("list", "merge"):
             flags += " (repeatable)"
-        rows.append(f"| {flags} | `{f.name}` | {_default(f)} | {fronts} | {opt.help.replace('|', '/')} |")
+        rows.append(f"| {flags} | `{f.name}` | {_default(f)} | {fronts} | {opt.help_text().replace('|', '/')} |")
     return "\n".join(rows)
 
 
