@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Poisson arrivals, camera streams, the largest rate at an SLO")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="engines of this device kind (default: the GPU's where one can run, else the CPU's)")
-    p.add_argument("--output", default="vqbench-load.jsonl", help="load records, JSON lines (default: vqbench-load.jsonl; --results names it too)")
+    p.add_argument("--output", default="vqbench-load.jsonl",
+                   help="load records, JSON lines (default: vqbench-load.jsonl; --results names it too)")
     _table_args(p, "pytest")
     p.set_defaults(func=_load)
 

@@ -185,7 +185,7 @@ class Option:
     flags: tuple[str, ...] = ()
     """Command-line flags (first is the canonical one); () = only pyproject/environment."""
     fronts: tuple[Front, ...] = ("pytest",)
-    parse: Callable[[str], Any] | None = None
+    parse: Callable[[Any], Any] | None = None
     """String -> value, used for flags, environment variables and comma lists alike."""
     kind: Literal["value", "list", "flag", "merge"] = "value"
     """'list': repeatable, appends; 'flag': store_true; 'merge': repeatable, dicts merged."""
@@ -198,7 +198,8 @@ class Option:
 
 
 def option(default: Any = None, *, help: str | Callable[[], str], flags: tuple[str, ...] = (),
-           fronts: tuple[Front, ...] = ("pytest",), parse: Callable[[str], Any] | None = None, kind: str = "value",
+           fronts: tuple[Front, ...] = ("pytest",), parse: Callable[[Any], Any] | None = None,
+           kind: Literal["value", "list", "flag", "merge"] = "value",
            engine: bool = False, metavar: str | None = None, factory: Callable[[], Any] | None = None) -> Any:
     meta = {"option": Option(help=help, flags=flags, fronts=fronts, parse=parse, kind=kind, engine=engine,
                              metavar=metavar)}
@@ -498,7 +499,7 @@ def build(root: Path, overrides: dict[str, Any] | None = None, env: dict[str, st
                 value = _coerce(by_name[name], value) if raw else value
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{source}: bad value {value!r} for {name}: {exc}") from None
-            if name == "thresholds":
+            if name == "thresholds" and isinstance(value, dict):
                 value = _merge([values.get("thresholds", {}), value])
             values[name] = value
     if "tasks" in (overrides or {}):

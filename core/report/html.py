@@ -9,10 +9,12 @@ import html
 import io
 import re
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core.catalog import BACKENDS
+from core.records import CellRecord
 from core.report.markdown import as_results
 from core.report.sections import sections, setup_lines
 from core.report.summary import REFERENCE_FORMAT, device_label, engine_of, real_kernels, reference_engine, summarize
@@ -142,7 +144,7 @@ def make_plots(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[P
         plots.append(Plot("Speed and memory", f"Weights and peak memory, {where}.", _png(_memory_fig(group))))
         plots.append(Plot("Speed and memory", f"Where the time goes, {where}: mean seconds per video.",
                           _png(_stages_fig(group))))
-    by_task: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by_task: dict[tuple[str, str], list[CellRecord]] = defaultdict(list)
     for rec in results.answers():
         if rec.get("status", "ok") == "ok" and rec.get("candidate_logprobs"):
             by_task[(str(rec.get("model")), str(rec.get("task")))].append(rec)
@@ -150,9 +152,9 @@ def make_plots(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[P
         plots.append(Plot("Answers per video", f"Answer margin, {model}, task {task}: log p(reference answer) minus "
                           "the best other candidate; red cells changed their answer.",
                           _png(_drift_fig(recs, reference=reference))))
-    for rec in results.drift:
-        report = rec.get("report") or {}
-        name = f"{rec.get('engine')} ({rec.get('task')})"
+    for drift in results.drift:
+        report = drift.get("report") or {}
+        name = f"{drift.get('engine')} ({drift.get('task')})"
         if (report.get("vocab") or {}).get("clips"):
             plots.append(Plot(DRIFT_SECTION, f"Full-vocabulary KL at the answer position per clip, {name}: the clips "
                               "that dominate are at the top (top-k + rest: a lower bound).", _png(_kl_fig(report))))
@@ -161,13 +163,13 @@ def make_plots(results: Results, *, reference: str = REFERENCE_FORMAT) -> list[P
                               "relative error (0: identical; the cell text is the cosine similarity).",
                               _png(_vision_fig(report))))
     curves: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for rec in results.load:
-        if rec.get("status") == "ok" and rec.get("scenario") == "sweep":
-            curves[(str(rec.get("model")), str(rec.get("gpu_class")))].append(rec)
-    for (model, gpu_class), recs in sorted(curves.items()):
+    for point in results.load:
+        if point.get("status") == "ok" and point.get("scenario") == "sweep":
+            curves[(str(point.get("model")), str(point.get("gpu_class")))].append(point)
+    for (model, gpu_class), points in sorted(curves.items()):
         plots.append(Plot(LOAD_SECTION, f"Throughput against latency, {model} on {gpu_class}: each sweep point's "
                           "served videos/s and p99 end-to-end latency (hollow: judged on the max, fewer than 100 "
-                          "requests; grey: missed the SLO); the dashed line is the SLO.", _png(_load_fig(recs))))
+                          "requests; grey: missed the SLO); the dashed line is the SLO.", _png(_load_fig(points))))
     return plots
 
 
@@ -309,7 +311,7 @@ def _stages_fig(group: list[dict[str, Any]]):
     return fig
 
 
-def answer_margins(recs: list[dict[str, Any]], *, reference: str
+def answer_margins(recs: Sequence[Mapping[str, Any]], *, reference: str
                    ) -> tuple[list[str], list[str], list[list[float | None]], list[list[str]]]:
     """Videos, engine labels, and per (video, engine) the margin of the reference's answer and the label."""
     engines = list(dict.fromkeys(engine_of(r) for r in recs))
@@ -334,7 +336,7 @@ def answer_margins(recs: list[dict[str, Any]], *, reference: str
     return videos, names, margins, labels
 
 
-def _drift_fig(recs: list[dict[str, Any]], *, reference: str):
+def _drift_fig(recs: Sequence[Mapping[str, Any]], *, reference: str):
     import numpy as np
     from matplotlib.colors import TwoSlopeNorm
 

@@ -52,14 +52,15 @@ def to_document(records: list[CellRecord], *, machine_info: dict[str, Any],
     from elsewhere) is listed as ``vqbench_cell[ID]``."""
     benches = []
     for r in sorted(records, key=lambda r: r["cell"]):
-        if r.get("status") != "ok" or kind_of(r) != "timed" or not r.get("rounds_s"):
+        rounds = r.get("rounds_s")
+        if r.get("status") != "ok" or kind_of(r) != "timed" or not rounds:
             continue
         fullname = (nodeids or {}).get(r["cell"]) or f"vqbench_cell[{r['cell']}]"
         name = fullname.rsplit("::", 1)[-1]
         benches.append({
             "group": f"{r['model']}-{r['task']}-{r['video']}", "name": name, "fullname": fullname,
-            "params": {"vqbench_cell": r["cell"]}, "param": r["cell"], "stats": stats(r["rounds_s"]),
-            "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(r["rounds_s"]),
+            "params": {"vqbench_cell": r["cell"]}, "param": r["cell"], "stats": stats(rounds),
+            "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(rounds),
                         "max_time": None, "min_time": None, "warmup": True},
             "extra_info": extra_info(r),
         })

@@ -33,6 +33,13 @@ STRUCTURAL = "vqbench_structural"
 """Marker of a matrix test whose verdict is structural (``vqbench_structural(reason)``): deselected."""
 
 
+def callspec(item: pytest.Item):
+    """The parametrization of a matrix test (only ``pytest.Function`` items have one)."""
+    if not isinstance(item, pytest.Function):
+        raise TypeError(f"{item.nodeid} is not a parametrized test function")
+    return item.callspec
+
+
 def _param(plan: EnginePlan, id_: str, values: tuple, *, extra: capability.CapabilityVerdict | None = None,
            more_marks: tuple[str, ...] = ()) -> Any:
     marks = [getattr(pytest.mark, m) for m in (*plan.marks, *more_marks)]
@@ -174,8 +181,8 @@ def deselection_summary(deselected: list[tuple[str, str, str, str]]) -> list[str
     shown = []
     for template, n in counts.items():
         text = template
-        for sentinel, seen in names[template].items():
-            text = text.replace(sentinel, "/".join(sorted(seen)))
+        for sentinel, named in names[template].items():
+            text = text.replace(sentinel, "/".join(sorted(named)))
         shown.append((n, text))
     lines += [f"{n:>6}  {text}" for n, text in sorted(shown, key=lambda nt: (-nt[0], nt[1]))]
     return lines

@@ -147,7 +147,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         e = plan.engine
         group = plan.group  # a pre-quantized checkpoint runs right after its --reference-model's engines
         order.setdefault(group, len(order))
-        unit = units.get(st.unit_of_param(item.callspec.id, xdist.worker_count(config)) or "", -1) if units else 0
+        unit = (units.get(st.unit_of_param(params.callspec(item).id, xdist.worker_count(config)) or "", -1)
+                if units else 0)
         return (1, unit, order[group], 0 if e.format == ref else 1, e.format, e.model,
                 0 if params.is_cell(item) else 1, idx)
 
@@ -160,7 +161,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     elif st.settings.unit:
         n = st.settings.unit_workers
         keep = [it for it in items if params.plan_of(it) is not None
-                and st.unit_of_param(it.callspec.id, n) == st.settings.unit]
+                and st.unit_of_param(params.callspec(it).id, n) == st.settings.unit]
         if not keep:
             known = ", ".join(st.schedule(n).order())
             raise pytest.UsageError(f"vqbench: --unit {st.settings.unit} is not a work unit of this matrix for "
@@ -247,7 +248,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     after them). With ``--unit-plan-out``: the selected matrix tests with their work units, and the schedule."""
     if hasattr(session.config, "workeroutput"):
         session.config.workeroutput[xdist.CELL_TESTS] = {
-            item.callspec.params["vqbench_cell"].id: item.nodeid for item in session.items if params.is_cell(item)}
+            params.callspec(item).params["vqbench_cell"].id: item.nodeid
+            for item in session.items if params.is_cell(item)}
     target = session.config.getoption("vqbench_unit_plan_out")
     st = session.config.stash.get(_STATE, None)
     if not target or st is None:
@@ -266,8 +268,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if plan is None:
             other += 1
             continue
-        cell = item.callspec.params["vqbench_cell"] if params.is_cell(item) else None
-        tests.append({"nodeid": item.nodeid, "unit": st.unit_of_param(item.callspec.id, workers),
+        cell = params.callspec(item).params["vqbench_cell"] if params.is_cell(item) else None
+        tests.append({"nodeid": item.nodeid, "unit": st.unit_of_param(params.callspec(item).id, workers),
                       "device": plan.engine.device, "runnable": item.get_closest_marker("skip") is None,
                       "cell": cell_identity(cell) if cell is not None else None})
     gpu = devices.primary()

@@ -99,7 +99,11 @@ def build_parser(prog: str = "vqbench bundle") -> argparse.ArgumentParser:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the build/plan/verify/unpack subcommands to ``parser`` (e.g. ``vqbench``'s ``bundle``);
     each sets ``func``, which takes the parsed args and returns the exit status."""
-    parser.set_defaults(func=lambda _args: parser.print_help() or 0)
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    parser.set_defaults(func=usage)
     sub = parser.add_subparsers(dest="bundle_command", metavar="COMMAND")
 
     p = sub.add_parser("build", help="download a requirements file's wheels and write them as parts",

@@ -136,7 +136,8 @@ def write_tar(files: Iterable[tuple[str, Path]], sink, *, log=print) -> int:
     """
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "1577836800"))
     counted = _Counting(sink)
-    with tarfile.open(fileobj=counted, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+    # typeshed wants a whole file object for fileobj; a stream tar only ever calls write()
+    with tarfile.open(fileobj=counted, mode="w|", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
         for arcname, path in files:
             info = tar.gettarinfo(str(path), arcname=arcname)
             info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""

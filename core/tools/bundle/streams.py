@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from core.tools.bundle.manifest import BundleError, MiB, mib_text
 
@@ -48,7 +49,7 @@ class PartWriter:
         self.parts: list[dict] = []
         self.total = 0
         self._whole = hashlib.sha256()
-        self._fh = None
+        self._fh: BinaryIO | None = None
         self._hash = hashlib.sha256()
         self._size = 0
 
@@ -58,6 +59,7 @@ class PartWriter:
             if self._fh is None or self._size == self.part_size:
                 self._next()
             take = view[: self.part_size - self._size]
+            assert self._fh is not None  # _next opened it
             self._fh.write(take)
             self._hash.update(take)
             self._whole.update(take)
@@ -93,7 +95,7 @@ class ConcatReader:
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self._paths = list(paths)
-        self._fh = None
+        self._fh: BinaryIO | None = None
 
     def readable(self) -> bool:
         return True
@@ -157,9 +159,11 @@ def compressor(method: str, sink, *, level: int = 6, threads: int | None = None,
         pump = threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, sink, MiB), daemon=True)
         pump.start()
         try:
+            assert proc.stdin is not None  # stdin=PIPE
             yield _Tee(proc.stdin, progress), info
         finally:
-            proc.stdin.close()
+            if proc.stdin is not None:
+                proc.stdin.close()
             pump.join()
             if proc.wait() != 0:
                 raise BundleError(f"{' '.join(cmd)} failed with exit {proc.returncode}")
