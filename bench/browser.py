@@ -14,7 +14,7 @@ import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
-from core.errors import VqbenchError
+from core.base.errors import VqbenchError
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 INSTALL_HINT = "apt-get install chromium"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.video import Frames
+from core.inputs.video import Frames
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-from core.records import extra_info
+from core.base.records import extra_info
 from core.suite.timing import benchmark_timer
 
 

@@ -21,9 +21,9 @@ import warnings
 
 import pytest
 
-from core.matrix import Cell
 from core.metrics.drift import RunToRunNoise, judge_run_to_run, usable_inputs
 from core.metrics.judge import judge_drift
+from core.plan.matrix import Cell
 
 
 @pytest.mark.vqbench(judge="drift")

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from core.golden import GoldenJSON, engine_payload, golden_extension, unjudged
-from core.matrix import Cell
+from core.plan.golden import GoldenJSON, engine_payload, golden_extension, unjudged
+from core.plan.matrix import Cell
 
 
 @pytest.mark.vqbench(judge="golden")

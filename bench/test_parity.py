@@ -18,15 +18,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import capability, procs
-from core import device as devices
-from core.dataset import fixture_clips
-from core.formats import get_format
+from core.base import procs
+from core.inputs.dataset import fixture_clips
+from core.inputs.requests import EngineOptions, Generation, Request
+from core.inputs.sampling import SamplingSpec
+from core.inputs.tasks import get_task
+from core.inputs.video import load_frames
 from core.models import registry
-from core.requests import EngineOptions, Generation, Request
-from core.sampling import SamplingSpec
-from core.tasks import get_task
-from core.video import load_frames
+from core.plan import capability
+from core.plan import device as devices
+from core.plan.formats import get_format
 
 LOGPROB_TOL = 0.05
 """Nats. bf16 keeps 8 significant bits, so a logit between 4 and 8 is stored to 2^-5..2^-4
@@ -144,7 +145,7 @@ def test_internvl_hf_and_vllm_agree():
     image tiles), so this checks ``core.backends.vllm.prompt_inputs`` for InternVL end to end: both engines must give
     the same candidate log-probs within ``LOGPROB_TOL`` and the same answer, on every question.
     Measured: at most 0.006 nats apart (vLLM 0.32 CPU vs transformers 5.19)."""
-    from core.dataset import load
+    from core.inputs.dataset import load
 
     clips = [c for c in load("roadbuddy") if c.question and c.options][:5]
     assert clips, "no multiple-choice items in the built-in roadbuddy set"
@@ -253,15 +254,15 @@ def test_vllm_memory_covers_its_engine_processes_and_returns_after_close(tmp_pat
     """A vLLM cell's memory is its engine's: the engine core (and on CPU its worker) are child
     processes, so the figure sums them; once the engine closes, the pytest process and its
     children are back to their pre-load memory and no engine process is left."""
-    from core.matrix import plan_engines
-    from core.runner import HOST_LEAK_TOLERANCE_BYTES, EnginePool, FrameCache, run_cell
-    from core.settings import build
-    from core.tasks import get_task
+    from core.cells.runner import HOST_LEAK_TOLERANCE_BYTES, EnginePool, FrameCache, run_cell
+    from core.inputs.tasks import get_task
+    from core.plan.matrix import plan_engines
+    from core.plan.settings import build
 
     settings = build(tmp_path, {"models": ["tiny"], "backends": ["vllm"], "formats": ["bf16"], "rounds": 1},
                      env={})
     (plan,) = [p for p in plan_engines(settings) if p.engine.device == "cpu"]
-    from core.matrix import Cell
+    from core.plan.matrix import Cell
 
     pool, frames = EnginePool(settings), FrameCache()
     before = set(_children())

@@ -1,18 +1,18 @@
 """The reference model (tiny-trained) sees: its bf16 accuracy on the held-out split, reported by the
-suite itself. The split is generated from seeds the training never used (core.dataset.HELDOUT_SEED)."""
+suite itself. The split is generated from seeds the training never used (core.inputs.dataset.HELDOUT_SEED)."""
 
 from __future__ import annotations
 
 import pytest
 
-from core import dataset
-from core.capability import CapabilityVerdict, installed
-from core.formats import get_format
-from core.matrix import Cell, Engine, EnginePlan
+from core.cells.runner import EnginePool, FrameCache, run_cell
+from core.inputs import dataset
+from core.inputs.tasks import get_task
 from core.models import registry
-from core.runner import EnginePool, FrameCache, run_cell
-from core.settings import Settings
-from core.tasks import get_task
+from core.plan.capability import CapabilityVerdict, installed
+from core.plan.formats import get_format
+from core.plan.matrix import Cell, Engine, EnginePlan
+from core.plan.settings import Settings
 
 pytestmark = [pytest.mark.cpu, pytest.mark.slow,
               pytest.mark.skipif(not installed("transformers"),

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 
 from bench.conftest import make_frames
-from core import device as devices
 from core.backends import trtllm
-from core.formats import get_format
+from core.inputs.requests import EngineOptions, Request
+from core.inputs.tasks import AnomalyTask
+from core.inputs.video import VideoClip
 from core.models import registry
-from core.requests import EngineOptions, Request
-from core.tasks import AnomalyTask
-from core.video import VideoClip
+from core.plan import device as devices
+from core.plan.formats import get_format
 
 # --- the real thing ---------------------------------------------------------------------------------
 
 def _no_trtllm_gpu_reason() -> str:
-    from core import capability
+    from core.plan import capability
 
     if not capability.installed("tensorrt_llm"):
         return "needs 'tensorrt-llm', which is not installed: " + capability.install_hint("tensorrt_llm")

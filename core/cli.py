@@ -1,7 +1,7 @@
 """The ``vqbench`` command line: the front door to the suite (pytest is the engine).
 
 Subcommands import what they need when they run, so ``vqbench --help`` stays fast. Their options
-come from the one options table (``core.settings``), so ``vqbench run --fps 2`` and
+come from the one options table (``core.plan.settings``), so ``vqbench run --fps 2`` and
 ``pytest --fps 2`` are the same option, parsed the same way.
 """
 
@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core import __version__, catalog, settings
+from core import __version__
+from core.plan import catalog, settings
 
 
 def _settings(args: argparse.Namespace, front: settings.Front) -> settings.Settings:
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bundle_main(argv[1:], prog="vqbench bundle")
     if argv[:1] == ["cluster"]:
-        from core.cluster import main as cluster_main
+        from core.commands.cluster import main as cluster_main
 
         return cluster_main(argv[1:])
     parser = build_parser()
@@ -155,8 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from core.errors import VqbenchError
-    from core.safety import enforce_offline
+    from core.base.errors import VqbenchError
+    from core.base.safety import enforce_offline
 
     enforce_offline()
     try:

@@ -13,19 +13,19 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from core import dataset
-from core import device as devices
-from core import formats
+from core.inputs import dataset
+from core.plan import device as devices
+from core.plan import formats
 from core.backends.vllm import VLLMBackend
 from core.load.client import with_uuid
 from core.load.server import SERVED_NAME, VLLMServer
 from core.load.workload import prepare
 from core.models import registry
-from core.requests import EngineOptions
-from core.runner import FrameCache
-from core.sampling import anchor
-from core.settings import build
-from core.tasks import get_task
+from core.inputs.requests import EngineOptions
+from core.cells.runner import FrameCache
+from core.inputs.sampling import anchor
+from core.plan.settings import build
+from core.inputs.tasks import get_task
 
 model = sys.argv[1] if len(sys.argv) > 1 else "qwen2.5-vl-7b"
 s = build(Path.cwd(), {})

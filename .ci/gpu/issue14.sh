@@ -56,7 +56,7 @@ case "${1:-}" in
     cells preq 220 --backend vllm $M --reference-model tiny-trained --snapshot-update
     python3 - "$OUT/preq.jsonl" <<'PY'
 import sys
-from core import results
+from core.base import results
 r = results.load(sys.argv[1])
 seen = set()
 for c in r.cells():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.decode import Job, decode
+from core.inputs.decode import Job, decode
 
 
 def marked(job: Job):

@@ -97,7 +97,7 @@ def bitsandbytes(src: Path, dest: Path, fmt_name: str = "bnb_int8") -> Path:
     import torch
     import transformers
 
-    from core.formats import get_format
+    from core.plan.formats import get_format
     from core.quant import bnb
 
     model = transformers.AutoModelForImageTextToText.from_pretrained(
@@ -112,11 +112,11 @@ def bitsandbytes(src: Path, dest: Path, fmt_name: str = "bnb_int8") -> Path:
 def modelopt_fp8(spec_name: str, dest: Path) -> Path:
     """A real ModelOpt FP8 export (``core.backends.modelopt_export``, on CPU) of a built model, copied into
     the hub layout: its config.json and hf_quant_config.json, its weights resharded."""
-    from core import device
     from core.backends.exports import checkpoint_for
-    from core.formats import get_format
+    from core.inputs.requests import EngineOptions
     from core.models import registry
-    from core.requests import EngineOptions
+    from core.plan import device
+    from core.plan.formats import get_format
 
     spec = registry.resolve(spec_name)
     src = registry.materialize(spec)

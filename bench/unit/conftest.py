@@ -24,7 +24,7 @@ def pytester(pytester, monkeypatch):
 def fixture_clip_folder(tmp_path):
     """``make(name, n)``: a folder under the test's tmp_path holding copies of the first ``n`` fixture
     clips (no manifest: a plain folder of videos, as a user's would be)."""
-    from core import dataset
+    from core.inputs import dataset
 
     def make(name: str, n: int):
         d = tmp_path / name

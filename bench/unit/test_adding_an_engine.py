@@ -15,9 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import capability, catalog, paths
-from core.catalog import BackendInfo, EngineCosts
-from core.formats import FORMATS, Route, get_format
+from core.base import paths
+from core.plan import capability, catalog
+from core.plan.catalog import BackendInfo, EngineCosts
+from core.plan.formats import FORMATS, Route, get_format
 
 pytestmark = pytest.mark.cpu
 
@@ -73,7 +74,7 @@ def _resolve(symbol: str) -> None:
 
 def test_every_file_the_page_names_exists():
     paths_named = {s for s in _spans() if _PATH.match(s) and ("/" in s or s in ("pyproject.toml", "tox.ini"))}
-    assert NEW_FILE in paths_named and "core/catalog.py" in paths_named and "core/formats.py" in paths_named
+    assert NEW_FILE in paths_named and "core/plan/catalog.py" in paths_named and "core/plan/formats.py" in paths_named
     missing = sorted(p for p in paths_named - {NEW_FILE} if not (paths.PROJECT_ROOT / p).exists())
     assert not missing, missing
     assert not (paths.PROJECT_ROOT / NEW_FILE).exists()  # else this page is an example of nothing
@@ -81,7 +82,7 @@ def test_every_file_the_page_names_exists():
 
 def test_every_symbol_the_page_names_exists():
     symbols = {s for s in _spans() if _SYMBOL.match(s) and not s.startswith(NEW_MODULE)}
-    assert {"core.catalog:BackendInfo", "core.backends.base:Backend", "core.capability:PACKAGES"} <= symbols
+    assert {"core.plan.catalog:BackendInfo", "core.backends.base:Backend", "core.plan.capability:PACKAGES"} <= symbols
     for symbol in sorted(symbols):
         _resolve(symbol)
     for command in re.findall(r"`python -m ([\w.]+)", TEXT):
@@ -126,7 +127,8 @@ def engine(monkeypatch):
 
 
 def test_a_catalog_entry_gives_a_marker_and_the_options(engine):
-    from core import cli, settings
+    from core import cli
+    from core.plan import settings
     from core.suite.plugin import markers
 
     assert engine.description in markers()[engine.name]
@@ -141,11 +143,11 @@ def test_a_catalog_entry_gives_a_marker_and_the_options(engine):
 
 
 def test_a_catalog_entry_and_a_route_give_verdicts_and_the_rest_defaults(engine, tmp_path, monkeypatch):
-    from core import device
-    from core.matrix import plan_engines
+    from core.plan import device
+    from core.plan.matrix import plan_engines
+    from core.plan.schedule import engine_costs
+    from core.plan.settings import build
     from core.report.html import _backend_color
-    from core.schedule import engine_costs
-    from core.settings import build
 
     h100 = device.DeviceInfo(kind="cuda", name="NVIDIA H100", capability=(9, 0), memory_gib=80)
     assert capability.check(engine.name, get_format("bf16"), h100, check_packages=False).runnable
@@ -191,9 +193,9 @@ def test_a_vit_format_names_why_an_engine_that_did_not_declare_it_cannot_run_it(
 CONFTEST = '''
 import dataclasses
 
-from core import catalog
-from core.catalog import BackendInfo, EngineCosts
-from core.formats import FORMATS, Route
+from core.plan import catalog
+from core.plan.catalog import BackendInfo, EngineCosts
+from core.plan.formats import FORMATS, Route
 
 ENTRY = {entry}
 catalog.BACKENDS[ENTRY.name] = ENTRY

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from core.formats import get_format
+from core.plan.formats import get_format
 
 pytestmark = pytest.mark.cpu
 

@@ -9,9 +9,11 @@ import shutil
 import av
 import pytest
 
-from core import cli, dataset, estimate, synth
+from core import cli
+from core.inputs import dataset, synth
+from core.inputs.sampling import SamplingSpec
 from core.models.families import family
-from core.sampling import SamplingSpec
+from core.plan import estimate
 
 pytestmark = pytest.mark.cpu
 
@@ -62,8 +64,8 @@ def test_over_the_context_says_which_options_to_lower():
 
 
 def test_the_estimate_grows_with_the_clip(tmp_path):
-    from core.formats import get_format
     from core.models import registry
+    from core.plan.formats import get_format
 
     config_dir = registry.materialize(registry.resolve("tiny"))
     cfg = json.loads((config_dir / "config.json").read_text())
@@ -120,7 +122,7 @@ def test_a_clip_over_the_budget_fails_alone(capsys, tmp_path):
 def test_a_clip_over_the_budget_fails_alone_in_the_suite_too(pytester, tmp_path):
     """The pytest cells check the same budget (``run_cell``): the long clip's cell fails with the same
     BudgetError, the short one passes."""
-    from core import paths, results
+    from core.base import paths, results
 
     d = tmp_path / "v"
     d.mkdir()
@@ -141,14 +143,14 @@ def test_a_clip_over_the_budget_fails_alone_in_the_suite_too(pytester, tmp_path)
 def test_an_engine_that_cannot_fit_is_refused_before_it_loads(monkeypatch):
     """Weights over the device's memory: ``EnginePool`` refuses the engine (``DoesNotFit``, which the suite
     turns into a skip with the reason) before any backend code runs."""
-    import core.runner as runner
-    from core import device as devices
-    from core.capability import CapabilityVerdict
-    from core.errors import DoesNotFit
-    from core.formats import get_format
-    from core.matrix import Engine, EnginePlan
+    import core.cells.runner as runner
+    from core.base.errors import DoesNotFit
     from core.models import registry
-    from core.settings import Settings
+    from core.plan import device as devices
+    from core.plan.capability import CapabilityVerdict
+    from core.plan.formats import get_format
+    from core.plan.matrix import Engine, EnginePlan
+    from core.plan.settings import Settings
 
     small = devices.DeviceInfo(kind="cuda", name="NVIDIA T4-ish", capability=(9, 0), memory_gib=1)
     monkeypatch.setattr(devices, "primary", lambda: small)

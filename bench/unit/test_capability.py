@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from core import capability, device
-from core.device import DeviceInfo
-from core.errors import ConfigError
-from core.formats import all_formats, get_format
-from core.settings import build
+from core.base.errors import ConfigError
+from core.plan import capability, device
+from core.plan.device import DeviceInfo
+from core.plan.formats import all_formats, get_format
+from core.plan.settings import build
 
 pytestmark = pytest.mark.cpu
 
@@ -91,7 +91,7 @@ def test_settings_precedence(tmp_path):
 
 
 def test_matrix_skips_carry_reasons(tmp_path, monkeypatch):
-    from core.matrix import plan_engines
+    from core.plan.matrix import plan_engines
 
     monkeypatch.setattr(device, "primary", lambda: device.CPU)
     monkeypatch.setattr(device, "no_gpu_reason", lambda: "NVML Shared Library Not Found")

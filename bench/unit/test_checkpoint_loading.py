@@ -8,10 +8,11 @@ import shutil
 
 import pytest
 
-from core import device, paths
-from core.formats import get_format
+from core.base import paths
+from core.inputs.requests import EngineOptions
 from core.models import registry
-from core.requests import EngineOptions
+from core.plan import device
+from core.plan.formats import get_format
 
 pytestmark = pytest.mark.cpu
 

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from core import cli, dataset
-from core import device as devices
+from core import cli
 from core.commands import doctor
+from core.inputs import dataset
+from core.plan import device as devices
 
 pytestmark = pytest.mark.cpu
 
@@ -45,7 +46,7 @@ def test_doctor_json_has_every_format_and_a_reason_for_every_no(capsys):
     code, out, _ = _main(capsys, "doctor", "--json")
     assert code == 0
     r = json.loads(out)
-    from core.formats import all_formats
+    from core.plan.formats import all_formats
 
     assert [row["format"] for row in r["capability"]] == [f.id for f in all_formats()]
     cells = {row["format"]: row["cells"] for row in r["capability"]}
@@ -61,9 +62,9 @@ def test_doctor_json_has_every_format_and_a_reason_for_every_no(capsys):
 def test_doctor_says_an_engine_serves_a_format_whose_tool_env_is_missing(capsys, monkeypatch, tmp_path):
     """Seen on an H200: with no llm-compressor environment there, doctor said vLLM could not run ct_w8a8,
     while the suite ran it (shape-only model) and served real checkpoints made elsewhere."""
-    from core import capability
-    from core import device as devices
-    from core.formats import get_format
+    from core.plan import capability
+    from core.plan import device as devices
+    from core.plan.formats import get_format
 
     monkeypatch.setenv("VQBENCH_LLMCOMPRESSOR_PYTHON", str(tmp_path / "no-such-env" / "bin" / "python"))
     monkeypatch.setattr(capability, "missing_reason", lambda packages, purpose: None)  # every package "installed"
@@ -201,7 +202,7 @@ def test_allow_pickle_reaches_the_checkpoint_check_from_the_cli(capsys, pickle_c
 
 @pytest.mark.slow
 def test_allow_pickle_reaches_the_checkpoint_check_from_pytest(pytester, pickle_checkpoint):
-    from core import paths
+    from core.base import paths
 
     args = [str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider", "-rs",
             "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"),

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from core import paths, results
+from core.base import paths, results
 
 pytestmark = [pytest.mark.cpu, pytest.mark.slow]
 
@@ -84,7 +84,7 @@ def gpu_node_ray(tmp_path):
     """A local Ray cluster whose workers see a different machine than the driver: an H200 (through
     NVML) and vLLM installed, given to them explicitly through their runtime environment."""
     ray = pytest.importorskip("ray", reason="ray not installed: pip install 'vqbench[ray]'")
-    from core import device as devices
+    from core.plan import device as devices
 
     node = tmp_path / "gpu-node-site"
     (node / "vllm").mkdir(parents=True)
@@ -106,7 +106,7 @@ def test_units_are_planned_on_a_worker_the_driver_does_not_resemble(gpu_node_ray
     """The driver has no GPU or vLLM; its workers have an H200. The plan is the worker's (the 7B's GPU
     group split into engine units there), -m cpu leaves only the CPU unit, which runs holding no GPU.
     (Planned on the driver, the 7B group was a unit name the worker's pytest refused: exit 4.)"""
-    from core import cluster
+    from core.commands import cluster
 
     monkeypatch.chdir(paths.PROJECT_ROOT)
     out = tmp_path / "r.jsonl"
@@ -131,7 +131,7 @@ def test_the_readme_example_runs_every_unit_a_gpu_worker_planned(gpu_node_ray, t
     """`-m gpu --gpu-model qwen2.5-vl-7b --backend vllm` from a driver without a GPU or vLLM: each
     unit's node collects exactly the tests it was handed (collect-only: the cells themselves need a
     real GPU) and holds the GPU it asked for."""
-    from core import cluster
+    from core.commands import cluster
 
     monkeypatch.chdir(paths.PROJECT_ROOT)
     out = tmp_path / "r.jsonl"
@@ -154,7 +154,7 @@ def test_the_readme_example_runs_every_unit_a_gpu_worker_planned(gpu_node_ray, t
 def test_a_matrix_with_nothing_selected_is_not_a_pass(local_ray, tmp_path, monkeypatch, capsys):
     """-m leaves no test: the cluster says so and returns pytest's 5 (every unit's 'no tests ran'
     used to count as a pass, so the run returned 0)."""
-    from core import cluster
+    from core.commands import cluster
 
     monkeypatch.chdir(paths.PROJECT_ROOT)
     args = ["bench/test_cells.py", "-m", "gpu and not hf", "--model", "tiny", "--backend", "hf", "--format", "bf16",
@@ -182,7 +182,7 @@ def test_a_node_refuses_tests_it_did_not_collect(pytester, monkeypatch):
 
 
 def test_units_run_as_ray_tasks_and_a_lost_worker_is_retried(local_ray, tmp_path, monkeypatch):
-    from core import cluster
+    from core.commands import cluster
 
     monkeypatch.chdir(paths.PROJECT_ROOT)
     out, bench_json = tmp_path / "r.jsonl", tmp_path / "b.json"
@@ -223,7 +223,7 @@ def test_units_run_as_ray_tasks_and_a_lost_worker_is_retried(local_ray, tmp_path
 
 def test_benchmark_json_holds_only_this_runs_cells_of_a_reused_results_file(local_ray, tmp_path, monkeypatch):
     """The JSON was built from the whole --results file, so an earlier run's cells came into it."""
-    from core import cluster
+    from core.commands import cluster
 
     monkeypatch.chdir(paths.PROJECT_ROOT)
     out, bench_json = tmp_path / "r.jsonl", tmp_path / "b.json"

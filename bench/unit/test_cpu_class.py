@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from core import capability
-from core import device as devices
-from core.formats import get_format
+from core.plan import capability
+from core.plan import device as devices
+from core.plan.formats import get_format
 
 pytestmark = pytest.mark.cpu
 
@@ -67,7 +67,7 @@ def test_an_explicit_dtype_overrides_auto_and_bad_values_are_refused():
 
 
 def test_the_option_reaches_settings_and_engine_options(tmp_path):
-    from core.settings import build
+    from core.plan.settings import build
 
     assert build(tmp_path, {"cpu_dtype": "float32"}).engine_options().cpu_dtype == "float32"
     assert build(tmp_path, env={"VQBENCH_CPU_DTYPE": "bf16"}).cpu_dtype == "bfloat16"
@@ -125,7 +125,7 @@ def test_the_avx2_path_runs_green_on_any_host(pytester, monkeypatch):
     if devices.CPU.gpu_class == "cpu_fp32":
         pytest.skip(f"this host already computes in float32 ({devices.CPU.isa}, bf16 emulated): the tier's own "
                     "cells, goldens and drift are the AVX2 path")
-    from core import paths
+    from core.base import paths
 
     root = paths.PROJECT_ROOT
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # the child pytest inherits them

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from core import dataset
-from core.errors import DatasetError
+from core.base.errors import DatasetError
+from core.inputs import dataset
 
 pytestmark = pytest.mark.cpu
 
@@ -94,7 +94,8 @@ def test_fixture_generator_reproduces_the_committed_set(tmp_path):
     import subprocess
     import sys
 
-    from core import paths, synth
+    from core.base import paths
+    from core.inputs import synth
 
     assert (synth.render_clip("pedestrian", 3) == synth.render_clip("pedestrian", 3)).all()  # bit-exact render
     res = subprocess.run([sys.executable, str(paths.FIXTURES_DIR / "generate.py"), "--check"],

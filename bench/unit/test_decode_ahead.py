@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bench.unit import _decode_jobs
-from core import decode, synth
-from core.errors import VideoError
-from core.sampling import SamplingSpec
-from core.video import load_frames
+from core.base.errors import VideoError
+from core.inputs import decode, synth
+from core.inputs.sampling import SamplingSpec
+from core.inputs.video import load_frames
 
 pytestmark = pytest.mark.cpu
 
@@ -111,7 +111,7 @@ def test_nvdec_falls_back_with_a_reason_here():
     """No GPU on the CPU machines: asking for NVDEC says why not and decodes with PyAV."""
     used, why = decode.resolve_decoder("nvdec")
     assert (used, bool(why)) in {("pyav", True), ("nvdec", False)}, (used, why)
-    from core import device
+    from core.plan import device
 
     if device.primary().kind != "cuda":
         assert used == "pyav" and "GPU" in why or "not installed" in why, why

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from core import paths
+from core.base import paths
 
 pytestmark = [pytest.mark.cpu, pytest.mark.slow]
 

@@ -34,7 +34,7 @@ LABELS = ("Anomaly", "Normal")
 
 def rec(video: str, anomaly: float, normal: float, *, truth: str | None = None, status: str = "ok",
         token_ids: list[int] | None = None) -> dict:
-    """A cell record as ``core.runner.record`` writes it, reduced to the fields drift reads."""
+    """A cell record as ``core.cells.runner.record`` writes it, reduced to the fields drift reads."""
     lps = {"Anomaly": anomaly, "Normal": normal}
     return {"video": video, "format": "x", "status": status, "truth": truth,
             "predicted": max(lps, key=lps.get), "parsed": None, "answer": "",
@@ -401,7 +401,7 @@ def test_no_suite_test_calls_xfail_imperatively():
     check behind it can never fail. Expected failures in the suite are markers (or real failures)."""
     import ast
 
-    from core import paths
+    from core.base import paths
 
     calls = []
     for path in sorted((paths.PROJECT_ROOT / "bench").rglob("*.py")):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from core import dataset, paths, results
+from core.base import paths, results
+from core.inputs import dataset
 
 pytestmark = [pytest.mark.cpu, pytest.mark.slow]
 

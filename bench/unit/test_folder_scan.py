@@ -11,10 +11,10 @@ import av
 import numpy as np
 import pytest
 
-from core import dataset, synth
-from core.errors import DatasetError, VideoError
-from core.sampling import SamplingSpec
-from core.video import load_frames, sniff
+from core.base.errors import DatasetError, VideoError
+from core.inputs import dataset, synth
+from core.inputs.sampling import SamplingSpec
+from core.inputs.video import load_frames, sniff
 
 pytestmark = pytest.mark.cpu
 

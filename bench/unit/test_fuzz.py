@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import dataset, synth
-from core.errors import DatasetError, VideoError
-from core.sampling import SamplingSpec
-from core.video import Probe, load_frames, sniff
+from core.base.errors import DatasetError, VideoError
+from core.inputs import dataset, synth
+from core.inputs.sampling import SamplingSpec
+from core.inputs.video import Probe, load_frames, sniff
 
 pytestmark = pytest.mark.cpu
 

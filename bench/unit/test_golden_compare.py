@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core import paths
-from core.golden import (
+from core.base import paths
+from core.plan.golden import (
     compare,
     golden_payload,
     recorded_with,
@@ -96,6 +96,6 @@ def test_library_versions_are_stored_but_never_compared():
 def test_recorded_with_names_backend_and_quantizer_libraries():
     hf = recorded_with("hf", "none")
     assert set(hf) == {"torch", "transformers"} and all(hf.values())
-    from core.capability import version
+    from core.plan.capability import version
 
     assert ("modelopt" in recorded_with("hf", "modelopt")) is (version("modelopt") is not None)

@@ -126,7 +126,7 @@ FAST = 1e-6
 
 
 def _suite_run(pytester, db, out):
-    from core import paths
+    from core.base import paths
 
     return pytester.runpytest_subprocess(
         str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
@@ -138,7 +138,7 @@ def _suite_run(pytester, db, out):
 
 @pytest.mark.slow
 def test_history_gate_end_to_end_in_pytest_sessions(pytester, tmp_path):
-    from core import results
+    from core.base import results
 
     db = tmp_path / "history.sqlite"
     first = _suite_run(pytester, db, tmp_path / "r1.jsonl")

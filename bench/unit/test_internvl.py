@@ -9,15 +9,16 @@ import math
 
 import pytest
 
-from core import dataset, paths
-from core.device import CPU, DeviceInfo
-from core.formats import get_format
+from core.base import paths
+from core.inputs import dataset
+from core.inputs.requests import EngineOptions, Request
+from core.inputs.sampling import SamplingSpec
+from core.inputs.tasks import LETTERS, MultipleChoiceTask
+from core.inputs.video import load_frames
 from core.models import internvl, registry
 from core.models.families import InternVL, family
-from core.requests import EngineOptions, Request
-from core.sampling import SamplingSpec
-from core.tasks import LETTERS, MultipleChoiceTask
-from core.video import load_frames
+from core.plan.device import CPU, DeviceInfo
+from core.plan.formats import get_format
 
 pytestmark = pytest.mark.cpu
 
@@ -35,7 +36,7 @@ def tiny_dir():
 @pytest.fixture(scope="module")
 def mcq_request():
     """The pedestrian RoadBuddy item, anchored on its support frames, 2 fps within the seed's 8-32 frames."""
-    from core.sampling import anchor
+    from core.inputs.sampling import anchor
 
     clip = next(c for c in dataset.load(ROADBUDDY) if c.id == "rb_en_pedestrian_01")
     frames = load_frames(clip.path, anchor(SamplingSpec(fps=2.0, min_frames=8, max_frames=32), clip))
@@ -121,7 +122,7 @@ def test_vllm_refuses_a_family_it_has_no_class_for_in_words(tmp_path):
     import dataclasses
 
     from core.backends.vllm import ARCHITECTURES, VLLMBackend
-    from core.errors import Unsupported
+    from core.base.errors import Unsupported
     from core.models.families import FAMILIES
 
     assert set(FAMILIES) <= set(ARCHITECTURES)  # every family a shape-only spec can have

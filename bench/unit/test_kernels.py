@@ -1,4 +1,4 @@
-"""What an engine ran, observed rather than declared (``core.kernels``): vLLM log lines and the worker's
+"""What an engine ran, observed rather than declared (``core.plan.kernels``): vLLM log lines and the worker's
 model inspection turned into a kernels record, the record judged against the format's own kernels, a
 cell's mode taken from the observation, and the support matrix's "native (seen)/(unverified)" read
 from the evidence file (``core.tools.observed``).
@@ -12,8 +12,9 @@ import json
 
 import pytest
 
-from core import kernels, paths
-from core.formats import get_format
+from core.base import paths
+from core.plan import kernels
+from core.plan.formats import get_format
 from core.tools import observed, readme
 
 pytestmark = pytest.mark.cpu

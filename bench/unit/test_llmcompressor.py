@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from core import capability, device
-from core.device import DeviceInfo
-from core.errors import ArtifactError
-from core.formats import get_format
+from core.base.errors import ArtifactError
+from core.inputs.requests import EngineOptions
+from core.plan import capability, device
+from core.plan.device import DeviceInfo
+from core.plan.formats import get_format
 from core.quant import llmcompressor_q as llmc
-from core.requests import EngineOptions
 
 pytestmark = pytest.mark.cpu
 
@@ -416,7 +416,7 @@ def test_env_recipe_keeps_the_projects_torch_and_transformers(monkeypatch):
 
 
 def test_goldens_record_the_versions_of_the_environment_that_made_the_checkpoint(fake_env):
-    from core.golden import recorded_with
+    from core.plan.golden import recorded_with
 
     versions = recorded_with("vllm", "llmcompressor")
     assert versions["llmcompressor"] == "0.14.0.1"

@@ -161,11 +161,11 @@ def test_frames_travel_losslessly_and_every_request_gets_its_own_uuid():
 
 def test_a_broken_clip_is_left_out_with_its_reason(built_model, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from core import dataset
+    from core.cells.runner import FrameCache
+    from core.inputs import dataset
+    from core.inputs.sampling import SamplingSpec
+    from core.inputs.tasks import get_task
     from core.load.workload import prepare
-    from core.runner import FrameCache
-    from core.sampling import SamplingSpec
-    from core.tasks import get_task
 
     good = dataset.load("fixtures")[:2]
     broken = tmp_path / "broken.mp4"
@@ -214,9 +214,9 @@ def test_without_load_the_load_tests_are_deselected_not_broken():
 
 def test_the_report_draws_each_formats_sweep_and_tables_its_capacity():
     pytest.importorskip("matplotlib")
+    from core.base.results import from_records
     from core.report.html import render_html
     from core.report.markdown import render_markdown
-    from core.results import from_records
 
     def point(rate, vps, p99, mx, met, n):
         return {"offered": {"rate_per_s": rate}, "videos_per_s": vps, "e2e_s": {"p99": p99, "max": mx},

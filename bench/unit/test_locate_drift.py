@@ -9,11 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from core import fingerprint
-from core.formats import get_format
-from core.golden import compare, golden_payload, input_changes
-from core.metrics import vocab
+from core.metrics import fingerprint, vocab
 from core.metrics.vision import VisionKey, VisionStore, group_stats
+from core.plan.formats import get_format
+from core.plan.golden import compare, golden_payload, input_changes
 
 pytestmark = pytest.mark.cpu
 
@@ -101,8 +100,8 @@ def test_vit_formats():
     assert get_format("fp8+kv_fp8+vit").id == "fp8+vit+kv_fp8"
     with pytest.raises(Exception, match="formats of modelopt only"):
         get_format("bnb_int8+vit")
-    from core.capability import check
-    from core.device import CPU
+    from core.plan.capability import check
+    from core.plan.device import CPU
 
     assert not check("vllm", fmt, CPU, check_packages=False).runnable
 

@@ -11,8 +11,8 @@ import types
 
 import pytest
 
-from core import device as devices
 from core.metrics import memory
+from core.plan import device as devices
 
 pytestmark = pytest.mark.cpu
 
@@ -43,9 +43,9 @@ def test_probe_counts_a_child_process_and_its_own_peak_not_the_lifetime_maximum(
 @pytest.mark.slow
 def test_twenty_engine_loads_return_to_baseline_without_growth(tmp_path):
     pytest.importorskip("transformers", reason="needs transformers: pip install 'vqbench[hf]'")
-    from core.matrix import plan_engines
-    from core.runner import EnginePool
-    from core.settings import build
+    from core.cells.runner import EnginePool
+    from core.plan.matrix import plan_engines
+    from core.plan.settings import build
 
     settings = build(tmp_path, {"models": ["tiny"], "backends": ["hf"], "formats": ["bf16"]}, env={})
     (plan,) = [p for p in plan_engines(settings) if p.engine.device == "cpu"]
@@ -69,9 +69,9 @@ def test_a_checkpoint_export_leaves_nothing_of_the_exporting_model_alive(tmp_pat
     torch = pytest.importorskip("torch", reason="needs torch")
     pytest.importorskip("modelopt", reason="needs nvidia-modelopt: pip install 'vqbench[modelopt]'")
     from core.backends.exports import checkpoint_for
-    from core.formats import get_format
+    from core.inputs.requests import EngineOptions
     from core.models import registry
-    from core.requests import EngineOptions
+    from core.plan.formats import get_format
 
     monkeypatch.setenv("VQBENCH_CACHE", str(tmp_path / "cache"))
 
@@ -93,8 +93,9 @@ def test_a_checkpoint_export_leaves_nothing_of_the_exporting_model_alive(tmp_pat
 def test_decode_ahead_workers_are_not_engine_memory(tmp_path):
     """``vqbench run`` starts its decode workers before the engine loads: they are this process's
     children, but no engine's, so neither the baseline nor the probe counts them."""
-    from core import decode, procs, synth
-    from core.sampling import SamplingSpec
+    from core.base import procs
+    from core.inputs import decode, synth
+    from core.inputs.sampling import SamplingSpec
 
     clip = tmp_path / "c.mp4"
     synth.encode(synth.render_clip("normal", 0, width=96, height=64, seconds=1.0), clip)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.errors import ConfigError, ModelError
+from core.base.errors import ConfigError, ModelError
 from core.models import qwen_vl, registry, tokenizer
 
 pytestmark = pytest.mark.cpu
@@ -123,12 +123,12 @@ def _video_positions(frames: int):
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from core.dataset import fixture_clips
+    from core.inputs.dataset import fixture_clips
+    from core.inputs.requests import Request
+    from core.inputs.sampling import SamplingSpec
+    from core.inputs.tasks import get_task
+    from core.inputs.video import load_frames
     from core.models.families import family
-    from core.requests import Request
-    from core.sampling import SamplingSpec
-    from core.tasks import get_task
-    from core.video import load_frames
 
     d = registry.materialize(registry.resolve("tiny"))
     proc = AutoProcessor.from_pretrained(d, local_files_only=True)

@@ -10,11 +10,11 @@ import shutil
 import pytest
 
 from bench.unit import _hub_checkpoints as hub
-from core import capability, device
-from core.device import DeviceInfo
-from core.errors import ConfigError, ModelError
-from core.formats import get_format
+from core.base.errors import ConfigError, ModelError
 from core.models import prequantized, registry
+from core.plan import capability, device
+from core.plan.device import DeviceInfo
+from core.plan.formats import get_format
 
 pytestmark = pytest.mark.cpu
 
@@ -228,8 +228,8 @@ def test_the_tool_that_made_a_checkpoint_is_not_needed_to_run_it(tmp_path, monke
 # --- the matrix, ids and goldens ----------------------------------------------------------------------
 
 def _plans(**kw):
-    from core.matrix import plan_engines
-    from core.settings import Settings
+    from core.plan.matrix import plan_engines
+    from core.plan.settings import Settings
 
     return plan_engines(Settings(gpu_models=[], **kw))
 
@@ -269,10 +269,11 @@ def test_reference_model_plans_its_bf16_engine_and_drift(checkpoints):
 
 def test_a_prequantized_checkpoint_shares_a_work_unit_with_its_reference(checkpoints, monkeypatch):
     """With several workers its drift must find the reference engine on the same worker, loaded once."""
-    from core import capability, dataset
-    from core.matrix import plan_engines
-    from core.schedule import plan_units
-    from core.settings import Settings
+    from core.inputs import dataset
+    from core.plan import capability
+    from core.plan.matrix import plan_engines
+    from core.plan.schedule import plan_units
+    from core.plan.settings import Settings
 
     monkeypatch.setattr(capability, "installed", lambda p: True)
     settings = Settings(gpu_models=[], models=[str(checkpoints["awq"]), "tiny"], backends=["vllm"],
@@ -315,7 +316,7 @@ def test_a_prequantized_reference_model_is_a_usage_error(checkpoints):
 
 
 def test_golden_payload_records_the_reference_and_the_fingerprint(checkpoints):
-    from core.golden import engine_payload, input_changes
+    from core.plan.golden import engine_payload, input_changes
 
     d = checkpoints["ct-w4a16"]
     plans = _plans(models=[str(d)], backends=["hf"], reference_model="tiny-trained")
@@ -332,9 +333,9 @@ def test_golden_payload_records_the_reference_and_the_fingerprint(checkpoints):
 
 def test_a_prequantized_checkpoint_is_never_exported_or_quantized_again(checkpoints):
     from core.backends.exports import checkpoint_for
+    from core.base.errors import ArtifactError, Unsupported
     from core.commands.quantize import quantize
-    from core.errors import ArtifactError, Unsupported
-    from core.requests import EngineOptions
+    from core.inputs.requests import EngineOptions
 
     spec = registry.resolve(str(checkpoints["ct-w8a8"]))
     with pytest.raises(ArtifactError, match="never exported again"):
@@ -380,7 +381,8 @@ def both_fronts(bnb_checkpoint, tmp_path_factory):
     import subprocess
     import sys
 
-    from core import dataset, paths, results
+    from core.base import paths, results
+    from core.inputs import dataset
 
     tmp = tmp_path_factory.mktemp("fronts")
     clips = tmp / "clips"

@@ -10,7 +10,7 @@ import shlex
 
 import pytest
 
-from core import paths
+from core.base import paths
 from core.tools import readme
 
 pytestmark = pytest.mark.cpu
@@ -42,7 +42,7 @@ def test_every_generated_block_lives_in_one_file():
 
 
 def test_every_option_is_in_the_readme_with_its_flags():
-    from core.settings import options
+    from core.plan.settings import options
 
     table = readme.options_table()
     page = readme.OPTIONS_DOC.read_text(encoding="utf-8")
@@ -107,7 +107,7 @@ def _flags(parser: argparse.ArgumentParser) -> set[str]:
 def _pytest_flags(pytestconfig) -> set[str]:
     """pytest's own options and every installed plugin's (pytest-benchmark, xdist, syrupy, timeout, this
     project's), from this session's parser, plus the project's options table."""
-    from core.settings import options
+    from core.plan.settings import options
 
     known = set(pytestconfig._parser.optparser._option_string_actions)
     return known | {flag for f in options() for flag in f.metadata["option"].flags}

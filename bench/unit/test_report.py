@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from bench.browser import ImageCheckError, check_images, find_browser, png_size, screenshot, table_layout
-from core import report, results
-from core.errors import VqbenchError
+from core import report
+from core.base import results
+from core.base.errors import VqbenchError
+from core.base.results import ReportInputError, ResultsWriter
 from core.report.compare import compare, main_compare
-from core.results import ReportInputError, ResultsWriter
 
 pytestmark = pytest.mark.cpu
 
@@ -26,7 +27,7 @@ GIB = 2**30
 def cell(*, fmt: str = "bf16", video: str = "v1", predicted: str = "Normal", truth: str | None = "Normal",
          rounds: list[float] | None = None, backend: str = "hf", device: str = "cpu", model: str = "tiny",
          task: str = "anomaly", **extra: Any) -> dict[str, Any]:
-    """A record shaped like core.runner.record()."""
+    """A record shaped like core.cells.runner.record()."""
     rounds = [0.1, 0.1, 0.1] if rounds is None else rounds
     other = "Anomaly" if predicted == "Normal" else "Normal"
     rec = {
@@ -176,7 +177,7 @@ def test_an_untimed_scoring_rerun_cannot_change_a_reported_latency(tmp_path: Pat
 
 
 def _failed(rec: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The error record core.runner.error_record() writes for ``rec``'s cell."""
+    """The error record core.cells.runner.error_record() writes for ``rec``'s cell."""
     keep = ("type", "cell", "model", "backend", "format", "device", "task", "video")
     return {**{k: rec[k] for k in keep}, "kind": "timed", "status": "error", "error_type": "RuntimeError",
             "error": "CUDA error: an illegal memory access", **extra}

@@ -7,12 +7,12 @@ import math
 
 import pytest
 
+from core.base.results import from_records
 from core.metrics.drift import compare_formats
 from core.metrics.verdict import evaluate, thresholds_for
 from core.metrics.vocab import compact_pairs
 from core.report.html import make_plots, render_html
 from core.report.markdown import render_markdown
-from core.results import from_records
 
 pytestmark = pytest.mark.cpu
 

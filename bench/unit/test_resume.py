@@ -13,10 +13,13 @@ import sys
 
 import pytest
 
-from core import cli, dataset, paths, resume
-from core.errors import ConfigError
-from core.results import ResultsWriter, read
-from core.settings import Settings
+from core import cli
+from core.base import paths
+from core.base.errors import ConfigError
+from core.base.results import ResultsWriter, read
+from core.cells import resume
+from core.inputs import dataset
+from core.plan.settings import Settings
 
 pytestmark = pytest.mark.cpu
 
@@ -76,7 +79,7 @@ def test_resume_refusal_from_the_command_line(capsys, tmp_path):
     d.mkdir()
     shutil.copy(dataset.fixture_clips()[0].path, d / "a.mp4")
     results = tmp_path / "r.jsonl"
-    from core import decode
+    from core.inputs import decode
 
     settings = Settings(fps=4.0)
     ident = resume.identity(settings, model="tiny", backend="hf", fmt="bf16", task="anomaly", device="cpu",
@@ -90,7 +93,8 @@ def test_resume_refusal_from_the_command_line(capsys, tmp_path):
 
 CHILD = r'''
 import os, signal, sys
-from core import cli, results
+from core import cli
+from core.base import results
 
 # Python's own SIGINT handler, also when this test runs in a background job that ignores SIGINT (a
 # non-interactive shell's `&`): the Ctrl-C this test stands for reaches a foreground run.

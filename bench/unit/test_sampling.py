@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import sampling
-from core.errors import ConfigError
-from core.sampling import SamplingSpec, frame_size, linspace_indices, sample_indices, smart_nframes, smart_resize
+from core.base.errors import ConfigError
+from core.inputs import sampling
+from core.inputs.sampling import SamplingSpec, frame_size, linspace_indices, sample_indices, smart_nframes, smart_resize
 
 pytestmark = pytest.mark.cpu
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from core import capability
-from core import device as devices
-from core.schedule import lpt_makespan, plan_units
+from core.plan import capability
+from core.plan import device as devices
+from core.plan.schedule import lpt_makespan, plan_units
 
 pytestmark = pytest.mark.cpu
 
@@ -26,9 +26,9 @@ class _State:
 
 @pytest.fixture
 def gpu_state(tmp_path, monkeypatch):
-    from core import dataset
-    from core.matrix import plan_engines
-    from core.settings import build
+    from core.inputs import dataset
+    from core.plan.matrix import plan_engines
+    from core.plan.settings import build
 
     monkeypatch.setattr(devices, "primary", lambda: H200)
     monkeypatch.setattr(capability, "installed", lambda p: True)
@@ -56,8 +56,8 @@ def test_a_balanced_matrix_is_not_split(gpu_state):
 
 
 def test_a_dominant_unjudged_group_is_split_and_the_estimate_beats_whole_groups(gpu_state):
-    from core.matrix import plan_engines
-    from core.settings import replace
+    from core.plan.matrix import plan_engines
+    from core.plan.settings import replace
 
     s = replace(gpu_state.settings, gpu_models=["tiny", "qwen2.5-vl-7b"], backends=["vllm"])
     gpu_state = _State(s, plan_engines(s), gpu_state.clips_for("anomaly"))
@@ -75,7 +75,7 @@ def test_a_dominant_unjudged_group_is_split_and_the_estimate_beats_whole_groups(
 def test_splitting_stops_when_another_load_costs_more_than_it_saves():
     from types import SimpleNamespace
 
-    from core.schedule import Plan, Unit, _split
+    from core.plan.schedule import Plan, Unit, _split
 
     engine = SimpleNamespace(engine=SimpleNamespace(id="m-vllm-bf16-cuda"), golden_id=lambda t: f"m-{t}")
     clips = [("anomaly", SimpleNamespace(id=f"v{i}")) for i in range(8)]

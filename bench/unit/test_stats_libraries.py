@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import paths
-from core import settings as settings_mod
+from core.base import paths
 from core.metrics import stats
 from core.metrics.drift import compare_formats
 from core.metrics.verdict import evaluate, thresholds_for
+from core.plan import settings as settings_mod
 from core.report import compare as compare_mod
 
 pytestmark = pytest.mark.cpu

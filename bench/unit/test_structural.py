@@ -8,11 +8,11 @@ import shutil
 
 import pytest
 
-from core import capability, device
-from core.device import DeviceInfo
-from core.formats import get_format
 from core.models import registry
-from core.settings import build
+from core.plan import capability, device
+from core.plan.device import DeviceInfo
+from core.plan.formats import get_format
+from core.plan.settings import build
 from core.suite.params import deselection_summary
 
 pytestmark = pytest.mark.cpu
@@ -73,7 +73,7 @@ def test_golden_and_drift_verdicts(monkeypatch):
 
 
 def test_gpu_cells_without_a_gpu_wait_for_one_unless_no_gpu_could_run_them(tmp_path, monkeypatch):
-    from core.matrix import plan_engines
+    from core.plan.matrix import plan_engines
 
     monkeypatch.setattr(device, "primary", lambda: device.CPU)
     monkeypatch.setattr(device, "no_gpu_reason", lambda: "NVML Shared Library Not Found")
@@ -106,7 +106,7 @@ def test_summary_counts_each_reason_once_and_names_the_formats_and_models():
 
 # The child's conftest: bitsandbytes missing here, whatever this machine has.
 NO_BNB_CONFTEST = '''
-import core.capability as capability
+import core.plan.capability as capability
 
 _installed = capability.installed
 capability.installed = lambda package: package != "bitsandbytes" and _installed(package)
@@ -117,7 +117,7 @@ capability.installed = lambda package: package != "bitsandbytes" and _installed(
 def test_a_cpu_session_deselects_what_can_never_run_and_skips_what_is_missing(pytester, workers):
     if workers:
         pytest.importorskip("xdist", reason="pytest-xdist not installed: pip install pytest-xdist")
-    from core import paths
+    from core.base import paths
 
     for name in ("test_cells.py", "test_drift.py"):
         shutil.copy(paths.PROJECT_ROOT / "bench" / name, pytester.path / name)

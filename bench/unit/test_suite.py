@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from core import dataset, results
-from core import device as devices
+from core.base import results
+from core.inputs import dataset
+from core.plan import device as devices
 
 pytestmark = [pytest.mark.cpu, pytest.mark.slow]
 
@@ -28,7 +29,7 @@ def clip_dir(fixture_clip_folder):
 def test_cells_record_everything_and_isolate_a_broken_clip(pytester, clip_dir, tmp_path):
     out = tmp_path / "r.jsonl"
     bench_json = tmp_path / "b.json"
-    from core import paths
+    from core.base import paths
 
     args = [str(paths.PROJECT_ROOT / "bench" / "test_cells.py"), "-m", "cpu", "-p", "no:cacheprovider",
             "--rootdir", str(paths.PROJECT_ROOT), "-c", str(paths.PROJECT_ROOT / "pyproject.toml"),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core.errors import ConfigError
+from core.base.errors import ConfigError
 from core.suite import params
 
 pytestmark = pytest.mark.cpu
@@ -95,7 +95,7 @@ def test_x(vqbench_engine):
 def test_every_marker_the_matrix_emits_is_registered():
     """The plan marks each test with its device kind and backend; --strict-markers refuses any the plugin
     did not register, so the backends' markers come from the catalog."""
-    from core.catalog import BACKENDS
+    from core.plan.catalog import BACKENDS
     from core.suite.plugin import markers
 
     registered = markers()

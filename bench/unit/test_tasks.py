@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import ConfigError
-from core.tasks import AnomalyTask, MultipleChoiceTask, get_task, normalize_anomaly_label
-from core.video import VideoClip
+from core.base.errors import ConfigError
+from core.inputs.tasks import AnomalyTask, MultipleChoiceTask, get_task, normalize_anomaly_label
+from core.inputs.video import VideoClip
 
 pytestmark = pytest.mark.cpu
 

@@ -17,21 +17,21 @@ import numpy as np
 import pytest
 
 from bench.conftest import make_frames
-from core import device as devices
 from core.backends import trtllm
-from core.device import DeviceInfo
-from core.errors import (
+from core.base.errors import (
     ArtifactError,
     ConfigError,
     MissingDependency,
     NumericsError,
     Unsupported,
 )
-from core.formats import get_format
+from core.inputs.requests import EngineOptions, Request
+from core.inputs.tasks import AnomalyTask
+from core.inputs.video import Frames, VideoClip
 from core.models import registry
-from core.requests import EngineOptions, Request
-from core.tasks import AnomalyTask
-from core.video import Frames, VideoClip
+from core.plan import device as devices
+from core.plan.device import DeviceInfo
+from core.plan.formats import get_format
 
 pytestmark = pytest.mark.cpu
 
@@ -167,7 +167,7 @@ def test_view_still_loads_with_transformers(tiny_dir):
 
 
 def _transformers_4_reason() -> str:
-    from core import capability
+    from core.plan import capability
 
     found = capability.version("transformers")
     if found and found.startswith("4."):
@@ -387,7 +387,7 @@ def test_export_check_matches_the_format(tmp_path):
 
 
 def _no_modelopt_reason() -> str:
-    from core import capability
+    from core.plan import capability
 
     return capability.missing_reason(["torch", "transformers", "modelopt"], "a ModelOpt export") or ""
 

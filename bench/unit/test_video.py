@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import synth
-from core.errors import VideoError
-from core.sampling import SamplingSpec
-from core.video import load_frames, probe
+from core.base.errors import VideoError
+from core.inputs import synth
+from core.inputs.sampling import SamplingSpec
+from core.inputs.video import load_frames, probe
 
 pytestmark = pytest.mark.cpu
 

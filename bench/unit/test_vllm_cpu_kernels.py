@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from core import capability
-from core import device as devices
-from core.formats import get_format
+from core.plan import capability
+from core.plan import device as devices
+from core.plan.formats import get_format
 
 pytestmark = [pytest.mark.cpu, pytest.mark.vllm]
 

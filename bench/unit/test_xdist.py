@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core import paths, results
+from core.base import paths, results
 
 pytestmark = [pytest.mark.cpu, pytest.mark.slow]
 

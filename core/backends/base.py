@@ -10,12 +10,12 @@ import os
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from core.device import DeviceInfo
-from core.errors import ConfigError, NumericsError
-from core.formats import QuantFormat
+from core.base.errors import ConfigError, NumericsError
+from core.inputs.requests import EngineOptions, Generation, LoadInfo, Request
 from core.models.registry import ModelSpec
 from core.models.shape import ModelShape
-from core.requests import EngineOptions, Generation, LoadInfo, Request
+from core.plan.device import DeviceInfo
+from core.plan.formats import QuantFormat
 
 
 class Backend(ABC):
@@ -86,8 +86,8 @@ class Backend(ABC):
 
     def versions(self) -> dict[str, str]:
         """Versions of the packages this backend and the format's quantizer run on."""
-        from core.capability import version
-        from core.catalog import backend_info, quantizer_info
+        from core.plan.capability import version
+        from core.plan.catalog import backend_info, quantizer_info
 
         tool = quantizer_info(self.spec.tool_for(self.format))
         names = list(backend_info(self.name).versioned) + list(tool.versioned)

@@ -12,16 +12,16 @@ import gc
 import time
 from typing import Any
 
-from core import timeline
 from core.backends.base import Backend, candidate_token_ids, check_finite
-from core.errors import MissingDependency, ModelError
+from core.base import timeline
+from core.base.errors import MissingDependency, ModelError
+from core.base.safety import use_safetensors
+from core.inputs.requests import Generation, LoadInfo, Request
 from core.models import registry
 from core.models.families import family
 from core.models.shape import ModelShape
 from core.quant import quantizer
 from core.quant.base import QuantContext
-from core.requests import Generation, LoadInfo, Request
-from core.safety import use_safetensors
 
 
 class _PrefillMark:
@@ -197,7 +197,7 @@ class HFBackend(Backend):
         top_v, top_i = logprobs.topk(k, dim=-1)
         generation.top_logprobs = [list(zip(ti.tolist(), [round(v, 6) for v in tv.tolist()]))
                                    for ti, tv in zip(top_i, top_v)]
-        from core import fingerprint
+        from core.metrics import fingerprint
         from core.metrics.vocab import compact
 
         generation.vocab = compact(logprobs[: self.options.vocab_positions], k=self.options.vocab_top_k)
@@ -234,9 +234,9 @@ class HFBackend(Backend):
 
 
 def _observe_kernels(model) -> dict[str, Any]:
-    """What holds the language model's linear weights, as loaded (``core.kernels.observe_hf``: module
+    """What holds the language model's linear weights, as loaded (``core.plan.kernels.observe_hf``: module
     class and weight dtype or tensor subclass, e.g. ``Linear8bitLt/int8``); never fails the load."""
-    from core import kernels
+    from core.plan import kernels
 
     try:
         return kernels.observe_hf(model)

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import atomic, timeline
-from core.errors import ArtifactError
+from core.base import atomic, timeline
+from core.base.errors import ArtifactError
 
 
 def export(spec, fmt, *, options, device) -> tuple[Path, dict[str, Any]]:

@@ -32,21 +32,22 @@ from typing import Any
 
 import numpy as np
 
-from core import atomic, capability, paths
 from core.backends.base import Backend, candidate_token_ids, check_finite
-from core.device import DeviceInfo
-from core.errors import (
+from core.base import atomic, paths
+from core.base.errors import (
     ArtifactError,
     ConfigError,
     MissingDependency,
     ModelError,
     Unsupported,
 )
-from core.formats import QuantFormat
+from core.inputs.requests import EngineOptions, Generation, LoadInfo, Request
+from core.inputs.video import Frames
 from core.models import registry
 from core.models.families import family
-from core.requests import EngineOptions, Generation, LoadInfo, Request
-from core.video import Frames
+from core.plan import capability
+from core.plan.device import DeviceInfo
+from core.plan.formats import QuantFormat
 
 VIEW_SCHEMA = "1"  # bump when the view's rewrites change, so views rebuild
 EXPORT_SCHEMA = "1"
@@ -572,8 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m core.backends.trtllm export --model M --format F``: make the ModelOpt export."""
     import argparse
 
-    from core import device as devices
-    from core.formats import get_format
+    from core.plan import device as devices
+    from core.plan.formats import get_format
 
     parser = argparse.ArgumentParser(prog="python -m core.backends.trtllm")
     parser.add_argument("command", choices=["export"])

@@ -7,7 +7,7 @@ their tool writes (``core.backends.exports``) with the format's ``quantization=`
 ``+kv_fp8`` adds ``kv_cache_dtype="fp8"``. On CPU the engine runs eagerly (compiling takes minutes
 on a small machine) with a KV cache sized for the model rather than vLLM's default share of all RAM.
 A tiny warm-up request runs at load (``details['warmup_s']``). What the engine resolved and ran is
-observed, not assumed (``details['kernels']``, ``core.kernels``): the quantization method of its model
+observed, not assumed (``details['kernels']``, ``core.plan.kernels``): the quantization method of its model
 config and the kernel class of every linear layer, from the worker's model and the engine's log.
 
 Processes. The engine core (and on CPU its worker) runs in child processes, so a crash or an
@@ -46,13 +46,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import capability, kernels, procs, timeline
 from core.backends.base import Backend, candidate_token_ids, check_finite
-from core.errors import MissingDependency, Unsupported, VqbenchError
+from core.base import procs, timeline
+from core.base.errors import MissingDependency, Unsupported, VqbenchError
+from core.inputs.requests import Generation, LoadInfo, Request
 from core.models import registry
 from core.models.families import family
 from core.models.shape import ModelShape
-from core.requests import Generation, LoadInfo, Request
+from core.plan import capability, kernels
 
 ARCHITECTURES = {
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
@@ -173,7 +174,7 @@ class VLLMBackend(Backend):
         return directory, quant_arg, report
 
     def _observe_kernels(self, engine_log) -> dict[str, Any]:
-        """What the engine resolved and ran (``core.kernels``: the quantization method, each linear
+        """What the engine resolved and ran (``core.plan.kernels``: the quantization method, each linear
         layer's kernel class); an observation that fails says why and never fails the load."""
         try:
             return kernels.observe_vllm(self.llm, engine_log, pids={p.pid for p in self._engine_procs})
@@ -245,7 +246,7 @@ class VLLMBackend(Backend):
         several seconds on CPU) stays out of the first cell's numbers."""
         import numpy as np
 
-        from core.video import Frames, VideoClip
+        from core.inputs.video import Frames, VideoClip
 
         frames = Frames(array=np.zeros((4, 56, 56, 3), np.uint8), source_fps=2.0, total_frames=4,
                         indices=(0, 1, 2, 3), timestamps=(0.0, 0.5, 1.0, 1.5), duration=2.0,
@@ -326,7 +327,7 @@ class VLLMBackend(Backend):
         generation.top_logprobs = [[(int(t), round(float(lp.logprob), 6)) for t, lp in
                                     sorted(step.items(), key=lambda kv: -kv[1].logprob)[:k]] for step in steps]
         generation.extra["candidate_scoring"] = how
-        from core import fingerprint
+        from core.metrics import fingerprint
         from core.metrics.vocab import compact_pairs
 
         # raw_logprobs: full-vocabulary log-softmax values of vLLM's top-k (see core.metrics.vocab)

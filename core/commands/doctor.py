@@ -7,10 +7,10 @@ import platform
 import sys
 from typing import Any
 
-from core import capability
-from core import device as devices
-from core.catalog import BACKENDS
-from core.formats import all_formats
+from core.plan import capability
+from core.plan import device as devices
+from core.plan.catalog import BACKENDS
+from core.plan.formats import all_formats
 
 KNOWN_ISSUES = [
     # (package, first bad version, first good version, what goes wrong in between)

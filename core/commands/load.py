@@ -1,5 +1,5 @@
 """``vqbench load``: the load scenarios of ``bench/test_load.py`` from the command line, over the same
-plan (``core.matrix``), the same capability verdicts and the same ``LoadSession``; it adds progress lines,
+plan (``core.plan.matrix``), the same capability verdicts and the same ``LoadSession``; it adds progress lines,
 the results file and the table at the end."""
 
 from __future__ import annotations
@@ -8,17 +8,17 @@ import dataclasses
 import time
 from pathlib import Path
 
-from core.settings import Settings
+from core.plan.settings import Settings
 
 
 def load(s: Settings, *, results: Path, device: str = "auto") -> int:
+    from core.base.results import ResultsWriter
+    from core.cells.runner import FrameCache
+    from core.inputs.sampling import anchor
+    from core.inputs.tasks import get_task
     from core.load.report import markdown
     from core.load.session import LoadSession
-    from core.matrix import Matrix
-    from core.results import ResultsWriter
-    from core.runner import FrameCache
-    from core.sampling import anchor
-    from core.tasks import get_task
+    from core.plan.matrix import Matrix
 
     if not s.load:
         s = dataclasses.replace(s, load=["all"])

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sys
 
-from core import capability
-from core import device as devices
-from core.errors import Unsupported
-from core.formats import get_format
+from core.base.errors import Unsupported
+from core.inputs.requests import EngineOptions
 from core.models import registry
-from core.requests import EngineOptions
+from core.plan import capability
+from core.plan import device as devices
+from core.plan.formats import get_format
 
 
 def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, export: bool) -> int:

@@ -3,15 +3,15 @@
 estimate before loading.
 
 A thin front over the suite's own pipeline: the engine is planned by the matrix
-(``core.matrix.select_engine``: the verdicts a pytest session gives it), refused or budgeted before it
-loads (``core.estimate.plan_budget``), its clips answered by the cell runner the pytest cells use
-(``core.answering``, decoding ahead), and a pre-quantized checkpoint's drift against its
+(``core.plan.matrix.select_engine``: the verdicts a pytest session gives it), refused or budgeted before it
+loads (``core.plan.estimate.plan_budget``), its clips answered by the cell runner the pytest cells use
+(``core.cells.answering``, decoding ahead), and a pre-quantized checkpoint's drift against its
 ``--reference-model`` judged by the drift test's judge (``core.metrics.judge``). What is its own:
 arguments, progress, resume, the summary table and the CSV.
 
 * Every file of a scanned folder is answered or listed as passed over, with the reason
-  (``core.dataset.scan``).
-* ``--resume`` answers only what the results file has no answer for (``core.resume``).
+  (``core.inputs.dataset.scan``).
+* ``--resume`` answers only what the results file has no answer for (``core.cells.resume``).
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import dataset, decode, resume
-from core import device as devices
-from core.answering import answer_clips
-from core.capability import task_verdict
-from core.errors import ConfigError, Unsupported
-from core.estimate import plan_budget
-from core.matrix import select_engine
-from core.records import CellRecord, DriftRecord, LoadDetails
-from core.results import ResultsWriter, new_run_id
-from core.runner import EnginePool
-from core.settings import Settings
-from core.tasks import get_task
+from core.base.errors import ConfigError, Unsupported
+from core.base.records import CellRecord, DriftRecord, LoadDetails
+from core.base.results import ResultsWriter, new_run_id
+from core.cells import resume
+from core.cells.answering import answer_clips
+from core.cells.runner import EnginePool
+from core.inputs import dataset, decode
+from core.inputs.tasks import get_task
+from core.plan import device as devices
+from core.plan.capability import task_verdict
+from core.plan.estimate import plan_budget
+from core.plan.matrix import select_engine
+from core.plan.settings import Settings
 
 
 def _progress(total: int, desc: str):

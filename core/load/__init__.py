@@ -4,7 +4,7 @@ with Poisson arrivals, camera streams, a sweep for the largest rate under an SLO
 under load compared with the same clips answered alone (batch drift) and the engine's own memory
 figures (``capacity``).
 
-May import: the ground floor (``core.errors``, ``core.requests``, ``core.video``, ``core.metrics``),
-``core.backends`` (the vLLM engine arguments a server is started with). Nothing here imports the
-pytest plugin or the commands; they import this.
+May import: ``core.base``, ``core.inputs``, ``core.models``, ``core.plan``, ``core.metrics``,
+``core.quant``, ``core.backends`` (the vLLM engine arguments a server is started with). Nothing here
+imports the pytest plugin or the commands; they import this.
 """

@@ -28,8 +28,8 @@ import uuid as uuid_mod
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import MissingDependency
-from core.requests import Request
+from core.base.errors import MissingDependency
+from core.inputs.requests import Request
 
 LOGPROBS = 20
 """Top log-probs asked per generated token: the candidates' first tokens are read from them."""

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import procs as procs_mod
-from core.errors import VqbenchError
+from core.base import procs as procs_mod
+from core.base.errors import VqbenchError
 
 HOST = "127.0.0.1"
 SERVED_NAME = "vqbench"

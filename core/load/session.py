@@ -30,9 +30,9 @@ class LoadSession:
                 "gpu_class": self.plan.device_class, "task": self.task.name}
 
     def start(self) -> LoadSession:
-        from core import device as devices
         from core.backends.vllm import VLLMBackend
         from core.load.workload import prepare
+        from core.plan import device as devices
 
         s, e = self.settings, self.plan.engine
         dev = devices.cpu(s.cpu_dtype) if e.device == "cpu" else devices.primary()

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from core.inputs.requests import Request
 from core.load.client import chat_body, frames_url
 from core.load.scenarios import WorkItem
-from core.requests import Request
 
 
 def prepare(clips: Sequence[Any], task, *, frames_for: Callable[[Any], Any], tokenizer,

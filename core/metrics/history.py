@@ -182,7 +182,7 @@ class History:
 
 def cell_name(rec: Mapping[str, Any]) -> str:
     """The key a cell's history is kept under (model/backend/format/device/task/video)."""
-    from core.results import cell_key
+    from core.base.results import cell_key
 
     key = cell_key(rec)
     return "/".join(key[:4] + key[5:])  # the GPU class is a column of its own

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.base.records import DriftRecord
 from core.metrics.drift import DriftReport, compare_formats, usable_inputs
 from core.metrics.verdict import DriftVerdict, evaluate, thresholds_for
-from core.records import DriftRecord
 
 
 @dataclass(frozen=True)
@@ -23,14 +23,14 @@ class DriftJudgement:
     report: DriftReport
     verdict: DriftVerdict
     record: DriftRecord
-    """What the results file keeps (``core.records.DriftRecord``); reports read it."""
+    """What the results file keeps (``core.base.records.DriftRecord``); reports read it."""
 
 
 def judge_drift(plan, reference_plan, task: str, reference_records: Sequence[Mapping[str, Any]],
                 records: Sequence[Mapping[str, Any]], settings) -> DriftJudgement:
     """Judge ``plan``'s answers (``records``) against ``reference_plan``'s answers to the same clips.
 
-    ``plan`` and ``reference_plan`` are ``core.matrix.EnginePlan``; ``settings`` gives the thresholds
+    ``plan`` and ``reference_plan`` are ``core.plan.matrix.EnginePlan``; ``settings`` gives the thresholds
     (``--threshold``), the confidence and what an inconclusive verdict does."""
     reference, candidate = usable_inputs(reference_records, records)
     report = compare_formats(reference, candidate, reference_format=reference_plan.engine.format,

@@ -2,7 +2,7 @@
 
 An engine may live in several processes (vLLM runs its engine core and workers in children), so
 every figure covers all of them (``Backend.pids`` and their descendants), but never vqbench's own
-helpers that belong to no engine (``core.procs.helper_pids``: the decode-ahead workers ``vqbench run``
+helpers that belong to no engine (``core.base.procs.helper_pids``: the decode-ahead workers ``vqbench run``
 starts before the engine loads, multiprocessing's resource tracker):
 
 * on a GPU, NVML's per-process usage summed over the engine's processes (NVML's device-wide "used"
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.device import DeviceInfo
+from core.plan.device import DeviceInfo
 
 # --- GPU: NVML per-process usage ------------------------------------------------------------------
 
@@ -75,12 +75,12 @@ NO_PROCESS_FIGURES_NOTE = (
 
 def family(pids: list[int]) -> set[int]:
     """``pids`` and all their descendants, but not the processes that belong to no engine
-    (``core.procs.helper_pids``: decode-ahead workers, multiprocessing's resource tracker)."""
+    (``core.base.procs.helper_pids``: decode-ahead workers, multiprocessing's resource tracker)."""
     try:
         import psutil
     except ImportError:
         return set(pids)
-    from core.procs import helper_pids
+    from core.base.procs import helper_pids
 
     helpers = helper_pids()
     for pid in list(helpers):  # a helper's own children belong to no engine either

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.errors import MissingDependency
+from core.base.errors import MissingDependency
 
 POWER = 0.8
 """Probability with which a change of the reported "detectable" size shows (the usual 80%)."""

@@ -14,11 +14,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 
-from core.errors import ConfigError
-from core.formats import FORMATS, KV_MODIFIER, VIT_MODIFIER, split_modifiers
+from core.base.errors import ConfigError
 from core.metrics.drift import DriftReport, VideoDrift, ranked
 from core.metrics.sensitivity import Sensitivity, sensitivities
 from core.metrics.stats import wilson_interval
+from core.plan.formats import FORMATS, KV_MODIFIER, VIT_MODIFIER, split_modifiers
 
 INCONCLUSIVE_POLICIES = ("pass", "fail")
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from core.errors import unknown_name
-from core.requests import Request
+from core.base.errors import unknown_name
+from core.inputs.requests import Request
 
 
 class Family:

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ModelError
+from core.base.errors import ModelError
 
 MODELOPT_FILE = "hf_quant_config.json"
 
 MODELOPT_ALGOS = {"FP8": "fp8", "NVFP4": "nvfp4", "W8A8_SQ_PER_CHANNEL": "int8_sq", "W4A16_AWQ": "int4_awq",
                   "W4A8_AWQ": "w4a8_awq"}
-"""ModelOpt ``quant_algo`` -> format (``core.formats``)."""
+"""ModelOpt ``quant_algo`` -> format (``core.plan.formats``)."""
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from core import atomic, paths
-from core.errors import ModelError, VqbenchError, unknown_name
+from core.base import atomic, paths
+from core.base.errors import ModelError, VqbenchError, unknown_name
 
 RECIPE_VERSION = "1"  # bump when a builder's output changes, so caches rebuild
 

@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from core import atomic, capability, paths
+from core.base import atomic, paths
+from core.plan import capability
 
 MAX_CACHED_BYTES = 4 * 2**30  # fake-quant entries hold full weights: cache only small models
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from core.errors import ArtifactError
-from core.formats import QuantFormat
+from core.base.errors import ArtifactError
+from core.plan.formats import QuantFormat
 from core.quant.base import Applied, QuantContext, Quantizer
 from core.quant.inspect import linear_dtypes
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import ConfigError
+from core.base.errors import ConfigError
 
 _SUBJECTS = ["A red car", "A white truck", "A bus", "A cyclist", "A motorbike", "A grey van",
              "A pedestrian", "A taxi", "A delivery truck", "A black SUV", "A dog", "A police car"]
@@ -54,7 +54,7 @@ def make(kind: str, size: int) -> CalibrationSet:
     if kind == "captions":
         content = captions(size)
     elif kind == "clips":
-        from core import dataset
+        from core.inputs import dataset
 
         content = [c.id for c in dataset.fixture_clips()][:size]
     else:
@@ -84,11 +84,11 @@ def samples(calib: CalibrationSet, *, processor, family) -> Iterator[dict[str, A
                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
             yield {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}
         return
-    from core import dataset
-    from core.requests import Request
-    from core.sampling import SamplingSpec
-    from core.tasks import AnomalyTask
-    from core.video import load_frames
+    from core.inputs import dataset
+    from core.inputs.requests import Request
+    from core.inputs.sampling import SamplingSpec
+    from core.inputs.tasks import AnomalyTask
+    from core.inputs.video import load_frames
 
     task = AnomalyTask()
     spec = SamplingSpec(fps=4.0, resolution=(252, 252))

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import atomic, paths, timeline
-from core.envprobe import last_json_line, versions_probe
-from core.errors import ArtifactError
+from core.base import atomic, paths, timeline
+from core.base.envprobe import last_json_line, versions_probe
+from core.base.errors import ArtifactError
 from core.quant.base import Applied, QuantContext, Quantizer
 
 PYTHON_ENV = "VQBENCH_LLMCOMPRESSOR_PYTHON"

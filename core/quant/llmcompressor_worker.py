@@ -59,7 +59,7 @@ def load(job: dict[str, Any], *, torch, auto_model, auto_processor):
     processor from the job's local directory, as the rest of the suite
     loads them: never from the hub (``local_files_only``) and safetensors first (pickle weights only
     when the job says ``--allow-pickle`` and there are no safetensors)."""
-    from core.safety import use_safetensors
+    from core.base.safety import use_safetensors
 
     directory = job["model"]
     model = auto_model.from_pretrained(directory, dtype=getattr(torch, job.get("dtype", "bfloat16")),

@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from core import timeline
-from core.errors import ArtifactError
-from core.formats import QuantFormat
+from core.base import timeline
+from core.base.errors import ArtifactError
+from core.plan.formats import QuantFormat
 from core.quant.base import Applied, QuantContext, Quantizer
 
 # Later entries win in ModelOpt's list-form config: these keep the vision tower and lm_head in

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.errors import ArtifactError
-from core.formats import QuantFormat
+from core.base.errors import ArtifactError
+from core.plan.formats import QuantFormat
 from core.quant.base import Applied, QuantContext, Quantizer
 from core.quant.inspect import linear_dtypes, weight_size
 

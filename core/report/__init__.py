@@ -1,7 +1,9 @@
 """Reports of benchmark results: summaries per engine (``summary``), the report's sections as data
 (``sections``, ``tables``), rendered as Markdown (``markdown``) and self-contained HTML with plots
 (``html``); run-against-run comparison (``compare``); ``write`` puts them on disk. Results are
-read in ``core.results``.
+read in ``core.base.results``.
+
+May import: ``core.base``, ``core.inputs``, ``core.models``, ``core.plan``, ``core.metrics``, ``core.load``.
 """
 
 from core.report.markdown import render_markdown

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.base.results import CellKey, cell_key, latency_s, load, rounds_of
 from core.report.tables import markdown_table
-from core.results import CellKey, cell_key, latency_s, load, rounds_of
 
 MIN_ROUNDS = 3
 BOOTSTRAP_RESAMPLES = 4000

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.base.results import Results
 from core.report.tables import Mark, Section, Table
-from core.results import Results
 
 DRIFT_NOTE = ("Per candidate format against the reference. Label KL is over the candidate labels; vocab KL over "
               "the full vocabulary at the answer position, stored as top-k + the rest's mass: a lower bound, exact "

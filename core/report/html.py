@@ -13,13 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.catalog import BACKENDS
-from core.records import CellRecord
+from core.base.records import CellRecord
+from core.base.results import Results
+from core.plan.catalog import BACKENDS
 from core.report.markdown import as_results
 from core.report.sections import sections, setup_lines
 from core.report.summary import REFERENCE_FORMAT, device_label, engine_of, real_kernels, reference_engine, summarize
 from core.report.tables import FLIP_MARK, Mark, Table
-from core.results import Results
 
 STAGE_COLORS = {"video decode": "#8C8C8C", "processor": "#CCB974", "prefill (TTFT)": "#4C72B0", "decode": "#DD8452"}
 _NUMBER = re.compile(r"^[-+]?\d[\d.,]*( ?(s|%|GiB|MiB|x faster|x slower))?$")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from core.base.results import Results, from_records
 from core.report.sections import sections, setup_lines
 from core.report.summary import REFERENCE_FORMAT
 from core.report.tables import markdown_table
-from core.results import Results, from_records
 
 
 def as_results(data: Results | Iterable[dict[str, Any]]) -> Results:

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.records import CellRecord
+from core.base.records import CellRecord
+from core.base.results import Results, cell_key, rounds_of
 from core.report.summary import (
     REFERENCE_FORMAT,
     EngineKey,
@@ -27,7 +28,6 @@ from core.report.summary import (
     summarize,
 )
 from core.report.tables import FLIP_MARK, Mark, Section, Table, fmt_bytes, fmt_s
-from core.results import Results, cell_key, rounds_of
 
 LATENCY_NOTE = ("Latency is the median of the timed rounds per video (the generate call: processor, prefill and "
                 "decode), averaged over videos; TTFT is the prefill time; video decode is per video and not in the "

@@ -12,8 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from core.records import CellRecord, LoadDetails
-from core.results import Results, cell_key, gpu_class_of, latency_s, rounds_of
+from core.base.records import CellRecord, LoadDetails
+from core.base.results import Results, cell_key, gpu_class_of, latency_s, rounds_of
 
 REFERENCE_FORMAT = "bf16"
 EngineKey = tuple[str, str, str, str, str]

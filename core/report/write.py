@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.atomic import write_text
+from core.base.atomic import write_text
+from core.base.results import load, load_many
 from core.report.html import render_html
 from core.report.markdown import render_markdown
-from core.results import load, load_many
 
 
 def write_report(inputs: list[Path], out_dir: Path, *, baseline: Path | None = None,

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
-from core.records import CellRecord, extra_info, kind_of
+from core.base.records import CellRecord, extra_info, kind_of
 
 
 def _quartiles(data: list[float]) -> tuple[float, float]:

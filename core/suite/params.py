@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from core import capability
-from core.errors import ConfigError
-from core.matrix import Cell, EnginePlan, expand
-from core.tasks import get_task
+from core.base.errors import ConfigError
+from core.inputs.tasks import get_task
+from core.plan import capability
+from core.plan.matrix import Cell, EnginePlan, expand
 
 MARK = "vqbench"
 """The marker by which a test tells the plugin what it does, so the plugin never reads test names. A test
 taking ``vqbench_engine`` is judged by the plan's golden verdict with ``@pytest.mark.vqbench(judge="golden")``,
 by its drift verdict with ``judge="drift"`` (also without the marker). ``phase=NAME`` names the session
-timeline phase its time counts in (``core.timeline``; default: from ``judge``, see ``phase_of``)."""
+timeline phase its time counts in (``core.base.timeline``; default: from ``judge``, see ``phase_of``)."""
 JUDGES = {"golden": "goldens", "drift": "drift"}
 """What a ``vqbench(judge=...)`` may say, and the timeline phase such a test's time counts in."""
 CELL_PHASE = "cells (bookkeeping)"

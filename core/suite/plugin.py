@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from core import settings as settings_mod
-from core import timeline
-from core.errors import VqbenchError
+from core.base import timeline
+from core.base.errors import VqbenchError
+from core.plan import settings as settings_mod
 from core.suite import params, xdist
 from core.suite.session import VqbenchState
 
@@ -45,8 +45,8 @@ MARKERS = {
 
 def markers() -> dict[str, str]:
     """Every marker the plugin registers (``--strict-markers`` is on): ``MARKERS``, and one per backend of
-    ``core.catalog.BACKENDS`` named after it, which that backend's matrix tests carry (``-m vllm``)."""
-    from core.catalog import BACKENDS
+    ``core.plan.catalog.BACKENDS`` named after it, which that backend's matrix tests carry (``-m vllm``)."""
+    from core.plan.catalog import BACKENDS
 
     backends = {b.name: f"a matrix test of the {b.name} backend: {b.description}" for b in BACKENDS.values()}
     return {**backends, **MARKERS}
@@ -77,7 +77,7 @@ def state(config: pytest.Config) -> VqbenchState:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    from core.safety import enforce_offline
+    from core.base.safety import enforce_offline
 
     timeline.LEDGER.reset()
     enforce_offline()
@@ -229,7 +229,7 @@ def _keep_listed(config: pytest.Config, items: list[pytest.Item], path: str) -> 
     keep = [it for it in items if it.nodeid in wanted]
     missing = sorted(wanted - {it.nodeid for it in keep})
     if missing:
-        from core import device as devices
+        from core.plan import device as devices
 
         raise pytest.UsageError(
             f"vqbench: unit {spec.get('unit')} was planned on {spec.get('planned_on') or 'another machine'}; this "
@@ -257,9 +257,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     import json
     import socket
 
-    from core import capability
-    from core import device as devices
-    from core.runner import cell_identity
+    from core.cells.runner import cell_identity
+    from core.plan import capability
+    from core.plan import device as devices
 
     workers = st.settings.unit_workers
     tests, other = [], 0

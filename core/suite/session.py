@@ -3,7 +3,7 @@
 Cells run through ``run`` (timed, by ``bench/test_cells.py``), ``answer`` (a cell's answer for
 goldens and drift: the timed record when the cell was timed, else one untimed scoring run) and
 ``rerun`` (a fresh untimed generation, for the reference's run-to-run check). Timed and scoring
-records are kept apart, here and in the results file (``core.records``).
+records are kept apart, here and in the results file (``core.base.records``).
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ from typing import Any
 
 import pytest
 
-from core import settings as settings_mod
-from core import timeline
-from core.errors import DoesNotFit
-from core.records import CellRecord, DriftRecord, SessionRecord
+from core.base import timeline
+from core.base.errors import DoesNotFit
+from core.base.records import CellRecord, DriftRecord, SessionRecord
+from core.plan import settings as settings_mod
 
 
 class VqbenchState:
     """Session state shared by the plugin's hooks and fixtures."""
 
     def __init__(self, config: pytest.Config) -> None:
-        from core.matrix import Matrix
-        from core.results import new_run_id
+        from core.base.results import new_run_id
+        from core.plan.matrix import Matrix
         from core.suite import xdist
 
         handed = xdist.from_controller(config)  # on an xdist worker: the controller's results file and run id
@@ -76,8 +76,8 @@ class VqbenchState:
     def runtime(self):
         """The engine pool, frame cache and results writer (created on first use)."""
         if self.pool is None:
-            from core.results import ResultsWriter
-            from core.runner import EnginePool, FrameCache
+            from core.base.results import ResultsWriter
+            from core.cells.runner import EnginePool, FrameCache
             from core.suite.xdist import machine_info
 
             self.writer = (ResultsWriter(self.settings.results, header={
@@ -103,7 +103,7 @@ class VqbenchState:
         return rec
 
     def _execute(self, cell, *, timer=None) -> CellRecord:
-        from core.runner import error_record, run_cell
+        from core.cells.runner import error_record, run_cell
 
         pool, frames = self.runtime()
         try:
@@ -114,7 +114,7 @@ class VqbenchState:
                 verdict = judge_record(History(self.settings.history), rec, run_id=self.run_id)
                 if verdict is not None:
                     rec["history"] = verdict.to_dict()
-        except DoesNotFit as exc:  # refused before loading (core.estimate.plan_budget): a skip, like any verdict
+        except DoesNotFit as exc:  # refused before loading (core.plan.estimate.plan_budget): a skip, like any verdict
             pytest.skip(str(exc))
         except BaseException as exc:
             if is_oom(exc):
@@ -152,8 +152,8 @@ class VqbenchState:
         """The engine's server under load (``core.load.session``), started once per (engine, task); the
         in-process engine gives its memory back first. A server that failed to start fails the engine's
         other scenarios at once, with the same reason."""
+        from core.inputs.sampling import anchor
         from core.load.session import LoadSession
-        from core.sampling import anchor
 
         key = (plan.engine.id, task.name)
         if key in self.load_failures:
@@ -232,7 +232,7 @@ class VqbenchState:
 
     def sessions_summary(self) -> list[str]:
         """Under xdist, on the controller: every worker's engines, loads and time (from the results file)."""
-        from core import results
+        from core.base import results
 
         if not self.settings.results or not Path(self.settings.results).exists():
             return []

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from core import timeline
+from core.base import timeline
 
 T = TypeVar("T")
 Timer = Callable[..., tuple[Any, list[float]]]

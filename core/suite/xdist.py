@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from core import capability
-from core import device as devices
+from core.plan import capability
+from core.plan import device as devices
 
 CELL_TESTS = "vqbench_cell_tests"
 """``workeroutput`` key: a worker's {cell id: node id} of the tests that time cells (the merged JSON names
@@ -165,7 +165,7 @@ class XdistHooks:
         scope = self.scope
 
         class EngineGroupScheduling(LoadScopeScheduling):
-            """Whole work units (``core.schedule``) to a worker, in the workers' collection
+            """Whole work units (``core.plan.schedule``) to a worker, in the workers' collection
             order: the plugin orders the collection costliest unit first, so free workers take the
             longest first."""
 
@@ -184,7 +184,7 @@ def write_benchmark_json(config: pytest.Config, run_id: str, source: str) -> str
     target = getattr(config.option, "benchmark_json", None)
     if not (is_controller(config) and target and source and Path(source).exists()):
         return None
-    from core import results
+    from core.base import results
     from core.suite.benchjson import to_document
 
     try:
@@ -210,7 +210,7 @@ def write_benchmark_json(config: pytest.Config, run_id: str, source: str) -> str
 
 def machine_info() -> dict[str, Any]:
     """GPU, driver, CUDA and package versions (for pytest-benchmark's machine_info and results)."""
-    from core.catalog import BACKENDS, QUANTIZERS
+    from core.plan.catalog import BACKENDS, QUANTIZERS
 
     gpu = devices.primary()
     packages = {"av"} | {p for b in BACKENDS.values() for p in b.versioned} | {

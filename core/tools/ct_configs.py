@@ -26,11 +26,11 @@ VOLATILE = ("version",)
 
 
 def generate() -> dict:
-    from core import device
     from core.backends.exports import checkpoint_for
-    from core.formats import all_formats
+    from core.inputs.requests import EngineOptions
     from core.models import registry
-    from core.requests import EngineOptions
+    from core.plan import device
+    from core.plan.formats import all_formats
 
     spec, options = registry.resolve(MODEL), EngineOptions()
     configs, versions = {}, None

@@ -5,9 +5,9 @@ and device class (``core/observed_kernels.json``, committed; the README's suppor
     python -m core.tools.observed list                               # what the file holds
 
 An entry comes from an engine load record of a results file (``--results``): the kernels the load
-observed (``core.kernels``: vLLM's kernel class per linear layer, HF's module classes) and the mode
+observed (``core.plan.kernels``: vLLM's kernel class per linear layer, HF's module classes) and the mode
 they showed against the capability verdict's. Only conclusive observations are added (a load whose
-kernels were not observed, or are unknown to ``core.kernels.FAMILIES``, proves nothing). An entry
+kernels were not observed, or are unknown to ``core.plan.kernels.FAMILIES``, proves nothing). An entry
 replaces an earlier one of the same format, backend, device class, device and model; the file is
 only ever written from real runs, never by hand.
 """
@@ -24,7 +24,7 @@ from typing import Any
 EVIDENCE = Path(__file__).resolve().parent.parent / "observed_kernels.json"
 """``core/observed_kernels.json``: package data, so ``vqbench`` installs read it too."""
 ABOUT = ("Kernels seen running in real engine loads (python -m core.tools.observed add RESULTS.jsonl). 'observed': "
-         "'native' when every language-model linear layer ran the format's own kernels (core.kernels.FAMILIES), "
+         "'native' when every language-model linear layer ran the format's own kernels (core.plan.kernels.FAMILIES), "
          "'emulated' when one ran another kernel; 'declared': the capability verdict's mode (a bf16 model computed "
          "in float32 is declared emulated whatever its kernels). The README's support matrix says 'native (seen)' "
          "only for a declared-native format, backend and device class with an entry here observed native; every "
@@ -76,7 +76,7 @@ def entry_from_load(rec: dict[str, Any], *, results: str = "", where: str = "") 
 
 def add(results_path: Path | str, *, evidence: Path | str = EVIDENCE, where: str = "") -> tuple[list[dict], list[str]]:
     """Add the conclusive engine loads of a results file to the evidence file; (added, skipped reasons)."""
-    from core import results
+    from core.base import results
 
     added, skipped = [], []
     for rec in results.read(results_path):

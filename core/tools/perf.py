@@ -24,16 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import dataset
-from core import device as devices
-from core.formats import get_format
+from core.inputs import dataset
+from core.inputs.requests import EngineOptions, Request
+from core.inputs.tasks import AnomalyTask
+from core.inputs.video import load_frames
 from core.models import registry
-from core.requests import EngineOptions, Request
-from core.settings import Settings
+from core.plan import device as devices
+from core.plan.formats import get_format
+from core.plan.settings import Settings
 from core.suite.timing import benchmark_timer
 from core.suite.timing import rounds as timed_rounds
-from core.tasks import AnomalyTask
-from core.video import load_frames
 
 
 def _request(max_new_tokens: int) -> Request:
@@ -102,7 +102,7 @@ def summarize(path: Path, reference: str = "bf16") -> list[dict[str, Any]]:
     """One row per engine of a results file (timed records only): latency, TTFT, decode per token,
     speedup over the reference format on the same backend, memory, weights, roofline, agreement
     with the reference format."""
-    from core import results
+    from core.base import results
     from core.report.summary import reference_engine, speedup
     from core.report.summary import summarize as engine_summaries
 
@@ -150,11 +150,11 @@ def bare_vllm(model: str, fmt: str, rounds: int, *, videos: str, max_videos: int
     """
     import vllm
 
-    from core import results
     from core.backends.vllm import VLLMBackend, prompt_inputs
-    from core.matrix import Cell
-    from core.runner import build_request, sampling_for
-    from core.tasks import get_task
+    from core.base import results
+    from core.cells.runner import build_request, sampling_for
+    from core.inputs.tasks import get_task
+    from core.plan.matrix import Cell
 
     dev = devices.primary()
     settings = Settings(videos=videos, max_videos=max_videos)
@@ -221,13 +221,13 @@ def bare_vllm(model: str, fmt: str, rounds: int, *, videos: str, max_videos: int
 
 def make_clips(folder: Path, *, clips: int, size: str = "1920x1080", fps: int = 60, seconds: float = 6.0,
                unique: int = 8) -> list[Path]:
-    """A folder of ``clips`` H.264 clips (``core.synth.encode_large``): ``unique`` distinct scenes,
+    """A folder of ``clips`` H.264 clips (``core.inputs.synth.encode_large``): ``unique`` distinct scenes,
     the rest copies under other names (decoding a copy costs the same; engines run with their caches
     reset per request). Reused when already there."""
     import shutil
     from concurrent.futures import ProcessPoolExecutor
 
-    from core import synth
+    from core.inputs import synth
 
     w, h = (int(x) for x in size.lower().split("x"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -251,7 +251,7 @@ def make_clips(folder: Path, *, clips: int, size: str = "1920x1080", fps: int = 
 
 
 def _encode_one(args) -> str:
-    from core import synth
+    from core.inputs import synth
 
     path, kind, seed, w, h, fps, seconds = args
     tmp = Path(path).with_suffix(".part.mp4")
@@ -261,9 +261,9 @@ def _encode_one(args) -> str:
 
 
 def _run_plan(model: str, backend: str, fmt: str, device: str, settings: Settings):
-    """The engine's plan as ``vqbench run`` makes it (``core.matrix.select_engine``)."""
-    from core.errors import Unsupported
-    from core.matrix import select_engine
+    """The engine's plan as ``vqbench run`` makes it (``core.plan.matrix.select_engine``)."""
+    from core.base.errors import Unsupported
+    from core.plan.matrix import select_engine
 
     plan = select_engine(settings, model=model, backend=backend, fmt=fmt, device=device).plan
     if not plan.verdict:
@@ -285,11 +285,11 @@ def decode_ahead(folder: Path, *, model: str, backend: str, fmt: str, device: st
     cores). ``steady`` leaves out the wait for the first clip (pool start and its decode)."""
     import time
 
-    from core.answering import answer_clips, one_round
-    from core.decode import resolve_decoder
-    from core.matrix import Cell
-    from core.runner import EnginePool, FrameCache, run_cell, sampling_for
-    from core.tasks import get_task
+    from core.cells.answering import answer_clips, one_round
+    from core.cells.runner import EnginePool, FrameCache, run_cell, sampling_for
+    from core.inputs.decode import resolve_decoder
+    from core.inputs.tasks import get_task
+    from core.plan.matrix import Cell
 
     settings = Settings(videos=str(folder), ignore_eos=True)
     paths = dataset.scan(folder).clips[:clips]
@@ -341,13 +341,13 @@ def decode_ahead(folder: Path, *, model: str, backend: str, fmt: str, device: st
 
 
 def _nvdec_sequential(job):
-    from core import nvdec as nv
+    from core.inputs import nvdec as nv
 
     return nv.load_frames(job.path, job.spec, fallback=False, access="sequential")
 
 
 def _nvdec_random(job):
-    from core import nvdec as nv
+    from core.inputs import nvdec as nv
 
     return nv.load_frames(job.path, job.spec, fallback=False, access="random")
 
@@ -362,7 +362,7 @@ def nvdec(folder: Path, *, clips: int, sweep: tuple[int, ...] = (2, 4, 7)) -> li
 
     import numpy as np
 
-    from core import decode
+    from core.inputs import decode
 
     spec = Settings().sampling()
     paths = [c.path for c in dataset.scan(folder).clips[:clips]]

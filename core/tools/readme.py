@@ -5,10 +5,10 @@
 
 Blocks live between ``<!-- NAME -->`` and ``<!-- /NAME -->`` markers, each in one file (``FILES``):
 
-* ``options`` (``docs/options.md``): every option of the one options table (``core.settings.Settings``),
+* ``options`` (``docs/options.md``): every option of the one options table (``core.plan.settings.Settings``),
   with its ``[tool.vqbench]`` key, default and the front ends that take it;
 * ``support-matrix`` (``README.md``): ``vqbench doctor``'s verdict for every format x backend on a CPU
-  and on the GPU classes this project measured or reasons about (from ``core.capability``), with the reason
+  and on the GPU classes this project measured or reasons about (from ``core.plan.capability``), with the reason
   behind every ✘ and what runs instead behind every "emulated"; a "native" says whether a real run
   was seen using the format's own kernels (``core/observed_kernels.json``) or not ("unverified").
 """
@@ -21,8 +21,8 @@ import re
 import sys
 from dataclasses import MISSING, replace
 
-from core import paths
-from core.device import DeviceInfo
+from core.base import paths
+from core.plan.device import DeviceInfo
 
 README = paths.PROJECT_ROOT / "README.md"
 OPTIONS_DOC = paths.PROJECT_ROOT / "docs" / "options.md"
@@ -59,7 +59,7 @@ def _default(f) -> str:
 
 
 def options_table() -> str:
-    from core.settings import options
+    from core.plan.settings import options
 
     rows = ["| option | `[tool.vqbench]` key | default | also in | what |", "|---|---|---|---|---|"]
     for f in options():
@@ -92,9 +92,9 @@ def support_matrix(evidence: list[dict] | None = None) -> str:
     from real runs) holds an engine load of that format, backend and device class observed running
     the format's own kernels, and "native (unverified)" everywhere else. A load observed running
     another kernel turns the cell into "emulated (seen)", with the kernel in its note."""
-    from core import capability
-    from core.catalog import BACKENDS
-    from core.formats import all_formats
+    from core.plan import capability
+    from core.plan.catalog import BACKENDS
+    from core.plan.formats import all_formats
     from core.tools import observed
 
     if evidence is None:

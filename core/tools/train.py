@@ -5,7 +5,7 @@
 
 Deterministic given its seed on a given machine (fixed data order, fixed init, single-process CPU
 training). Training clips are generated on the fly with seeds disjoint from the committed fixtures
-(1-4) and the held-out split (core.dataset.HELDOUT_SEED), encoded to H.264 and decoded through the
+(1-4) and the held-out split (core.inputs.dataset.HELDOUT_SEED), encoded to H.264 and decoded through the
 suite's own sampler, so the model trains on exactly what the benchmark feeds it. The model answers
 the anomaly prompt with "Normal" or "Anomaly"; its accuracy on the held-out split is reported by the
 suite itself (bench/test_reference_model.py).
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from core import paths
+from core.base import paths
 
 TRAIN_SEED0 = 10_000
 VALIDATION = 48
@@ -70,10 +70,10 @@ VISION = {"depth": 2, "hidden_size": 128, "intermediate_size": 256, "num_heads":
 
 def make_examples(count: int, *, first_seed: int, workdir: Path):
     """``count`` (frames, label) pairs: half normal, half anomalies of every kind, in a fixed order."""
-    from core import synth
-    from core.runner import FrameCache
-    from core.settings import Settings
-    from core.video import VideoClip
+    from core.cells.runner import FrameCache
+    from core.inputs import synth
+    from core.inputs.video import VideoClip
+    from core.plan.settings import Settings
 
     spec = Settings().sampling()
     cache = FrameCache(max_bytes=2**40)
@@ -112,10 +112,10 @@ def train(out: Path, *, steps: int, batch: int, lr: float, examples: int, seed: 
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from core.inputs.requests import Request
+    from core.inputs.tasks import AnomalyTask
+    from core.inputs.video import VideoClip
     from core.models.families import family
-    from core.requests import Request
-    from core.tasks import AnomalyTask
-    from core.video import VideoClip
 
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)

@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.errors import VqbenchError
+from core.base.errors import VqbenchError
 
 FORMAT = "vqbench-bundle/1"
 MANIFEST = "manifest.json"

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.envprobe import last_json_line, versions_probe
+from core.base.envprobe import last_json_line, versions_probe
 from core.tools.envs.common import Steps
 
 RECIPE = "1"

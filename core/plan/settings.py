@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from core import catalog
-from core.errors import ConfigError, unknown_name
-from core.sampling import SamplingSpec, parse_resolution
+from core.base.errors import ConfigError, unknown_name
+from core.inputs.sampling import SamplingSpec, parse_resolution
+from core.plan import catalog
 
 DEFAULT_GPU_MODELS = ("tiny", "qwen2.5-vl-3b", "qwen2.5-vl-7b", "cosmos-reason1-7b")
 
@@ -159,7 +159,7 @@ def parse_inconclusive(text: str) -> str:
 
 
 def parse_cpu_dtype(text: str) -> str:
-    from core.device import CPU_DTYPES
+    from core.plan.device import CPU_DTYPES
 
     value = text.strip().lower()
     aliases = {"bf16": "bfloat16", "fp32": "float32"}
@@ -181,7 +181,7 @@ class Option:
 
     help: str | Callable[[], str]
     """What it does; a function when the text lists what a table holds at the time (the backends of
-    ``core.catalog``): ``help_text()`` reads it."""
+    ``core.plan.catalog``): ``help_text()`` reads it."""
     flags: tuple[str, ...] = ()
     """Command-line flags (first is the canonical one); () = only pyproject/environment."""
     fronts: tuple[Front, ...] = ("pytest",)
@@ -381,7 +381,7 @@ class Settings:
 
     def engine_options(self):
         """The ``EngineOptions`` part of these settings (one projection, no option re-declared)."""
-        from core.requests import EngineOptions
+        from core.inputs.requests import EngineOptions
 
         return EngineOptions(**{f.name: getattr(self, f.name) for f in options() if f.metadata["option"].engine})
 

@@ -39,7 +39,7 @@ def processor_sha256(inputs: Mapping[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=1)
 def decoder_versions() -> dict[str, str]:
-    """PyAV's version and the FFmpeg libraries it runs on (the decoder of ``core.video``)."""
+    """PyAV's version and the FFmpeg libraries it runs on (the decoder of ``core.inputs.video``)."""
     try:
         import av
     except ImportError:
@@ -54,7 +54,7 @@ def decoder_versions() -> dict[str, str]:
 
 def processor_versions(processor) -> dict[str, str]:
     """The processor's classes and the transformers version that built its outputs."""
-    from core.capability import version
+    from core.plan.capability import version
 
     out = {"class": type(processor).__name__, "transformers": version("transformers") or "?"}
     for part in ("video_processor", "image_processor"):

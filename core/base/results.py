@@ -3,7 +3,7 @@
 Writing: one JSON line per record, flushed and fsynced, so a run killed halfway still leaves every
 finished cell in a file that ``vqbench report`` reads. Reading: ``load`` takes a results file or a
 pytest-benchmark JSON and returns ``Results``, which keeps timed and scoring records apart (see
-``core.records``): latency comes from timed records only, answers from timed records or, where a
+``core.base.records``): latency comes from timed records only, answers from timed records or, where a
 cell was never timed, its scoring record.
 """
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import VqbenchError
-from core.records import CellRecord, HeaderRecord, kind_of
+from core.base.errors import VqbenchError
+from core.base.records import CellRecord, HeaderRecord, kind_of
 
 SCHEMA = "vqbench.results/2"
 CellKey = tuple[str, str, str, str, str, str, str]
@@ -58,7 +58,7 @@ class ResultsWriter:
             self.write(first)
 
     def write(self, record: Mapping[str, Any]) -> None:
-        """Append one record (a ``core.records`` kind), stamped with the writer's run id."""
+        """Append one record (a ``core.base.records`` kind), stamped with the writer's run id."""
         if self.run_id is not None and "run_id" not in record:
             record = {**record, "run_id": self.run_id}
         line = (json.dumps(record, sort_keys=True, default=_default) + "\n").encode()

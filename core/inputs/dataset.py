@@ -3,7 +3,7 @@
 Every path a manifest names must stay inside its dataset root (no ``..`` or absolute escapes, no
 symlinks out); a malformed manifest raises ``DatasetError`` naming the file and the row.
 
-A plain folder is scanned by content: every file is probed (``core.video.sniff``, headers only),
+A plain folder is scanned by content: every file is probed (``core.inputs.video.sniff``, headers only),
 so raw streams, GIFs and MPEG-2 files count whatever their names, and every file that is not used
 comes back in ``Scan.skipped`` with the reason; nothing is dropped silently. Hidden files and
 folders (a leading dot) are passed over.
@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import atomic, paths, synth
-from core.errors import DatasetError
-from core.video import Probe, VideoClip, sniff
+from core.base import atomic, paths
+from core.base.errors import DatasetError
+from core.inputs import synth
+from core.inputs.video import Probe, VideoClip, sniff
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp",
                   ".mts", ".m2ts", ".vob", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf", ".y4m", ".ogv"}

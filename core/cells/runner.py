@@ -12,21 +12,22 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from core import device as devices
-from core import kernels, timeline
 from core.backends import backend_class
 from core.backends.base import Backend
-from core.capability import CapabilityVerdict
-from core.errors import BudgetError, DoesNotFit, VideoError, VqbenchError
-from core.estimate import ClipBudget
-from core.matrix import Cell, EnginePlan
+from core.base import timeline
+from core.base.errors import BudgetError, DoesNotFit, VideoError, VqbenchError
+from core.base.records import CellIdentity, CellRecord, LoadDetails, RecordKind, engine_record
+from core.inputs.requests import Generation, Request
+from core.inputs.sampling import SamplingSpec, anchor
+from core.inputs.video import Frames, VideoClip, load_frames
 from core.metrics.memory import MemoryProbe, snapshot
 from core.metrics.vision import VisionKey, VisionStore
-from core.records import CellIdentity, CellRecord, LoadDetails, RecordKind, engine_record
-from core.requests import Generation, Request
-from core.sampling import SamplingSpec, anchor
-from core.settings import Settings
-from core.video import Frames, VideoClip, load_frames
+from core.plan import device as devices
+from core.plan import kernels
+from core.plan.capability import CapabilityVerdict
+from core.plan.estimate import ClipBudget
+from core.plan.matrix import Cell, EnginePlan
+from core.plan.settings import Settings
 
 LEAK_TOLERANCE_BYTES = 256 * 2**20
 """How far above its pre-load baseline device memory may stay once an engine closed (allocator
@@ -103,11 +104,11 @@ class EnginePool:
         self.budgets[plan.engine.id] = (budget, fits)
 
     def budget(self, plan: EnginePlan) -> ClipBudget | None:
-        """The engine's memory and context budget (``core.estimate.plan_budget``), worked out once, before
+        """The engine's memory and context budget (``core.plan.estimate.plan_budget``), worked out once, before
         its first load; raises ``DoesNotFit`` when the engine cannot fit this device at all."""
         key = plan.engine.id
         if key not in self.budgets:
-            from core.estimate import plan_budget
+            from core.plan.estimate import plan_budget
 
             with timeline.phase("budget"):
                 self.budgets[key] = plan_budget(plan, self.device_for(plan), [], {}, self.settings,
@@ -164,7 +165,7 @@ class EnginePool:
         self.load_records[key] = {
             "model": plan.engine.model, "backend": plan.engine.backend, "format": plan.engine.format,
             "device_class": dev.gpu_class, "device_name": dev.name,
-            # what ran against what the capability verdict declared (core.kernels.check)
+            # what ran against what the capability verdict declared (core.plan.kernels.check)
             "observed_mode": {**observed, "declared": plan.verdict.mode},
             "load_s": info.load_s, "quantize_s": info.quantize_s, "quantize_cached": info.quantize_cached,
             "weight_bytes": info.weight_bytes, "weights_source": info.weights_source,
@@ -256,7 +257,7 @@ def record(cell: Cell, gen: Generation, frames: Frames, backend: Backend, pool: 
         "timings": t, "rounds_s": rounds,  # type: ignore[typeddict-item]
         "tokens": {"prompt": gen.prompt_tokens, "video": gen.video_tokens, "new": gen.new_tokens},
         "load": pool.load_records.get(eng.id, {}), "memory": memory, "frames": frames.summary(),
-        # the verdict's mode, unless the load observed the engine run other kernels (core.kernels.record_mode)
+        # the verdict's mode, unless the load observed the engine run other kernels (core.plan.kernels.record_mode)
         "mode": mode["mode"], "mode_note": mode["mode_note"], "mode_observed": mode["mode_observed"],
         "status": "ok", "time": time.time(),
     }
@@ -266,7 +267,7 @@ def record(cell: Cell, gen: Generation, frames: Frames, backend: Backend, pool: 
         rec["extra"] = gen.extra
     if gen.vocab:
         rec["vocab"] = gen.vocab
-    from core import fingerprint
+    from core.metrics import fingerprint
 
     rec["inputs"] = {"pixels_sha256": fingerprint.pixels_sha256(frames.array), **gen.inputs,
                      "decoder": fingerprint.decoder_versions()}
@@ -296,7 +297,7 @@ def run_cell(cell: Cell, pool: EnginePool, frames: FrameCache | Frames, settings
     """Run one cell and return its record: timed over rounds when ``timer`` is given (e.g.
     pytest-benchmark), else one untimed scoring run. Scores are taken after the clock stops.
 
-    ``frames`` is the clip decoded already (``core.answering``'s decode-ahead workers), or the cache
+    ``frames`` is the clip decoded already (``core.cells.answering``'s decode-ahead workers), or the cache
     that decodes it; ``video_wait_s``, how long the engine waited for those frames (recorded)."""
     if isinstance(frames, FrameCache):
         frames = frames.get(cell.clip, sampling_for(cell, settings))

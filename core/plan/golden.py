@@ -20,8 +20,8 @@ from typing import Any
 
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
-from core import paths
-from core.records import CellRecord
+from core.base import paths
+from core.base.records import CellRecord
 
 DECIMALS = 3
 
@@ -104,8 +104,8 @@ def recorded_with(backend: str, tool: str) -> dict[str, str]:
     """Versions stored with a golden: the backend's and the quantizer's libraries. When a golden
     stops matching, the failure says whether they changed since it was recorded. Not compared: a
     library upgrade that keeps the numbers is fine."""
-    from core.capability import version
-    from core.catalog import backend_info, quantizer_info, resolve
+    from core.plan.capability import version
+    from core.plan.catalog import backend_info, quantizer_info, resolve
 
     q = quantizer_info(tool)
     names = [*backend_info(backend).versioned, *q.versioned]

@@ -1,6 +1,6 @@
 """What every inference backend and quantization tool declares about itself, as data: where its code
 is, which packages it needs, which versions results record, what it cannot do on a CPU. The
-backends and quantizers packages load the code from here lazily; ``core.capability`` judges with
+backends and quantizers packages load the code from here lazily; ``core.plan.capability`` judges with
 these facts; nothing else lists backends or tools."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from core.errors import unknown_name
+from core.base.errors import unknown_name
 
 
 @dataclass(frozen=True)
 class EngineCosts:
     """What one engine costs before it has run once (seconds, GPU, batch 1, a few new tokens):
-    ``core.schedule`` cuts the matrix into work units with these until a results file measures them.
+    ``core.plan.schedule`` cuts the matrix into work units with these until a results file measures them.
     The defaults are a middle guess for an engine nobody has timed yet."""
 
     load_s: float = 10.0
@@ -42,7 +42,7 @@ class BackendInfo:
     """``module:Class`` of its ``Backend`` subclass, imported on first use."""
     description: str
     packages: tuple[str, ...]
-    """Keys of ``core.capability.PACKAGES`` it needs installed."""
+    """Keys of ``core.plan.capability.PACKAGES`` it needs installed."""
     versioned: tuple[str, ...]
     """Packages whose versions results and goldens record (``recorded_with``)."""
     cpu: str = ""
@@ -64,7 +64,7 @@ class BackendInfo:
     """Why it cannot run a format whose vision tower is quantized too (the ``+vit`` modifier of a tool with
     ``QuantizerInfo.vision``); '' = it runs the base format's route for it."""
     costs: EngineCosts = EngineCosts()
-    """Estimated load and answer times (``core.schedule``)."""
+    """Estimated load and answer times (``core.plan.schedule``)."""
     color: str | None = None
     """Its bars' colour in the HTML report's plots (None = matplotlib's next colour)."""
 
@@ -118,7 +118,7 @@ class QuantizerInfo:
     target: str
     """``module:Class`` of its ``Quantizer``, imported on first use."""
     packages: tuple[str, ...] = ()
-    """Keys of ``core.capability.PACKAGES`` it needs installed."""
+    """Keys of ``core.plan.capability.PACKAGES`` it needs installed."""
     versioned: tuple[str, ...] = ()
     """Packages whose versions results, goldens and the artifact cache record."""
     exporter: str = ""

@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core import results
-from core import settings as settings_mod
-from core.errors import ConfigError
-from core.records import CellRecord
+from core.base import results
+from core.base.errors import ConfigError
+from core.base.records import CellRecord
+from core.plan import settings as settings_mod
 
 FREE = frozenset({"results", "max_videos", "resume", "decode_workers", "decode_memory", "gpu_memory_utilization",
                   "videos"})

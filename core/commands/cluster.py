@@ -4,7 +4,7 @@ Planned once, on a worker. The first Ray task asks for what a unit asks for (a G
 ``--resource``) and collects the suite there (``pytest --collect-only --unit-plan-out``): the
 matrix is planned with that worker's GPU and packages, not the driver's (a driver without a GPU or
 vLLM would plan other units than a GPU node), ``-m``/``-k`` deselect there, and the tests that are
-left are cut into work units exactly as ``-n N`` cuts them (``core.schedule``: engine groups,
+left are cut into work units exactly as ``-n N`` cuts them (``core.plan.schedule``: engine groups,
 longest first, dominant unjudged groups split). Each unit that has selected tests becomes a Ray
 task (one GPU only when it holds GPU cells; any ``--resource``), which runs this suite's pytest on
 exactly that unit's tests (``--unit-tests FILE``: node ids, never planned again; a node that did
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core import paths
+from core.base import paths
 
 RUNTIME_EXCLUDES = [".git", ".tox", ".bundle", ".whl", ".venv*", "venv*", "reports", "*.jsonl", ".hypothesis"]
 """What ``working_dir`` leaves behind when the checkout is shipped to a remote cluster."""
@@ -145,7 +145,7 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
     was selected at all."""
     import ray
 
-    from core.results import ResultsWriter
+    from core.base.results import ResultsWriter
 
     if not ray.is_initialized():
         ray.init(address=address, **(ray_init or {}), **({"runtime_env": {
@@ -242,7 +242,7 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
                       "busy_s": round(sum(o.get("wall_s") or 0 for o in outcome.values()), 3)})
         writer.close()
     if benchmark_json is not None:
-        from core import results
+        from core.base import results
         from core.suite.benchjson import to_document
 
         # This run's cells only (as pytest-benchmark writes), even when --results names a file that

@@ -1,7 +1,7 @@
 """Which linear kernels an engine really ran, observed at load, and whether they are the format's own.
 
-A capability verdict (``core.capability``) *declares* how a format runs: "native" means its own
-kernels, from the tables in ``core.formats``. This module *observes* it, once per engine load, and
+A capability verdict (``core.plan.capability``) *declares* how a format runs: "native" means its own
+kernels, from the tables in ``core.plan.formats``. This module *observes* it, once per engine load, and
 ``check`` compares the two: an engine that fell back to another kernel (a dequantizing or
 weight-only one) is recorded as emulated, naming the kernel it saw.
 

@@ -4,7 +4,7 @@ Why PyNvVideoCodec and not torchcodec's CUDA decoder: its wheel on PyPI is self-
 demuxer libraries, NVDEC loaded from the driver), while torchcodec's CUDA build comes from another
 package index and needs FFmpeg's shared libraries installed system-wide, which the GPU image lacks.
 
-Same sampling as the CPU path (``core.video``: frame count from the container, the same indices,
+Same sampling as the CPU path (``core.inputs.video``: frame count from the container, the same indices,
 the same target size); frames are decoded to RGB on the GPU, resized there (bicubic, antialiased)
 and copied back as uint8. Pixels differ slightly from PyAV's (another YUV->RGB conversion and
 resize); ``python -m core.tools.perf nvdec`` measures by how much. A clip NVDEC cannot take
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from core import video
-from core.errors import VideoError
-from core.sampling import SamplingSpec
+from core.base.errors import VideoError
+from core.inputs import video
+from core.inputs.sampling import SamplingSpec
 
 MAX_SIZE = 4096
 """Largest frame side the cached decoder is set up for (reconfiguring to a larger one would fail)."""
@@ -51,7 +51,7 @@ def check() -> str:
         return "PyNvVideoCodec is not installed (pip install pynvvideocodec)"
     except Exception as exc:  # noqa: BLE001 - a broken install is a reason, not a crash
         return f"PyNvVideoCodec failed to import: {type(exc).__name__}: {exc}"
-    from core import synth
+    from core.inputs import synth
 
     with tempfile.TemporaryDirectory() as tmp:
         clip = synth.encode(synth.render_clip("normal", 0, width=160, height=128, seconds=0.5), Path(tmp) / "c.mp4")

@@ -16,7 +16,7 @@ def _project_root() -> Path:
     env = os.environ.get("VQBENCH_ROOT")
     if env:
         return Path(env).expanduser().resolve()
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     if (here / "fixtures" / "clips" / "manifest.csv").is_file():
         return here
     cwd = Path.cwd().resolve()

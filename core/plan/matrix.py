@@ -1,7 +1,7 @@
 """The benchmark matrix as data: models x backends x formats x tasks x devices, then x clips.
 
 An ``Engine`` is what loads once (model, backend, format, device); a ``Cell`` is an engine asked
-about one clip with one task. Each plan carries the verdicts ``core.capability`` gave it (can it
+about one clip with one task. Each plan carries the verdicts ``core.plan.capability`` gave it (can it
 run here; are its goldens and its drift judged here), so the suite skips with the reason before
 any backend code runs, or deselects what can never run on that device kind (a structural verdict).
 """
@@ -11,17 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from core import capability
-from core import device as devices
-from core.capability import CapabilityVerdict
-from core.catalog import backend_info
-from core.errors import ConfigError, Unsupported
-from core.formats import QuantFormat, all_formats, get_format
+from core.base.errors import ConfigError, Unsupported
+from core.inputs.tasks import Task
+from core.inputs.video import VideoClip
 from core.models import registry
 from core.models.registry import ModelSpec
-from core.settings import Settings
-from core.tasks import Task
-from core.video import VideoClip
+from core.plan import capability
+from core.plan import device as devices
+from core.plan.capability import CapabilityVerdict
+from core.plan.catalog import backend_info
+from core.plan.formats import QuantFormat, all_formats, get_format
+from core.plan.settings import Settings
 
 DeviceKind = Literal["cpu", "cuda"]
 
@@ -209,7 +209,7 @@ def _device_class(dev_kind: str, dev: devices.DeviceInfo) -> str:
 
 def _judged(plans: list[EnginePlan], settings: Settings, *, updating_goldens: bool) -> list[EnginePlan]:
     """The plans with their golden and drift verdicts (which need the whole matrix)."""
-    from core.golden import recorded_device_classes
+    from core.plan.golden import recorded_device_classes
 
     recorded = recorded_device_classes()
     by_engine = {p.engine: p for p in plans}
@@ -260,8 +260,8 @@ class Matrix:
     def clips_for(self, task: str) -> list[VideoClip]:
         """The clips a task runs on: --videos for every task, else the task's own default set."""
         if task not in self._clips:
-            from core import dataset
-            from core.tasks import get_task
+            from core.inputs import dataset
+            from core.inputs.tasks import get_task
 
             clips = dataset.load(self.settings.videos or get_task(task).default_dataset)
             if self.settings.max_videos:
@@ -270,13 +270,13 @@ class Matrix:
         return self._clips[task]
 
     def schedule(self, workers: int):
-        """The matrix cut into work units for ``workers`` workers (``core.schedule.Plan``)."""
+        """The matrix cut into work units for ``workers`` workers (``core.plan.schedule.Plan``)."""
         if workers not in self._schedules:
-            from core.schedule import history_costs, plan_units
+            from core.plan.schedule import history_costs, plan_units
 
             history = None
             if self.settings.schedule_history:
-                from core import results
+                from core.base import results
 
                 history = history_costs(results.read(self.settings.schedule_history))
             self._schedules[workers] = plan_units(self, workers, history=history)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from core.errors import ConfigError
+from core.base.errors import ConfigError
 
 PATCH_FACTOR = 28  # patch 14 x spatial merge 2
 FRAME_FACTOR = 2

@@ -3,7 +3,7 @@
 ``check`` judges an engine (model x backend x format on a device); ``task_verdict``, ``golden_verdict``
 and ``drift_verdict`` judge what the suite does with it. They read the facts the backends, quantizers
 and formats declare about themselves (``core.backends.BACKENDS``, ``core.quant.QUANTIZERS``,
-``core.formats.FORMATS``) and are the only producers of ``CapabilityVerdict``s: the suite turns a "no" into
+``core.plan.formats.FORMATS``) and are the only producers of ``CapabilityVerdict``s: the suite turns a "no" into
 a skip mark carrying the reason, ``vqbench run`` into an error, ``vqbench doctor`` into its table.
 
 A "no" is *structural* when it holds on every device of that kind in every environment (the backend
@@ -21,9 +21,9 @@ import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from core.catalog import backend_info, quantizer_info, resolve
-from core.device import DeviceInfo
-from core.formats import QuantFormat
+from core.plan.catalog import backend_info, quantizer_info, resolve
+from core.plan.device import DeviceInfo
+from core.plan.formats import QuantFormat
 
 if TYPE_CHECKING:
     from core.models.registry import ModelSpec

@@ -7,7 +7,7 @@ A cell record says what kind of measurement it is:
 * ``scoring``: an untimed generation made to score answers (goldens, drift, the reference's
   run-to-run check); its answers count, its timings are never reported as latency.
 
-Readers never pick "the last record of a cell id" blindly: ``core.results.Results`` keeps timed
+Readers never pick "the last record of a cell id" blindly: ``core.base.results.Results`` keeps timed
 and scoring records apart, so a scoring re-run cannot replace a timed figure; an error record (of
 either kind) is the cell's newest outcome and replaces every earlier record of it.
 """
@@ -56,7 +56,7 @@ class LoadDetails(TypedDict, total=False):
     device_class: str
     device_name: str
     observed_mode: dict[str, Any]
-    """What ran against what the capability verdict declared (``core.kernels``)."""
+    """What ran against what the capability verdict declared (``core.plan.kernels``)."""
     load_s: float
     quantize_s: float | None
     quantize_cached: bool | None
@@ -72,7 +72,7 @@ class LoadDetails(TypedDict, total=False):
 
 
 class CellIdentity(TypedDict):
-    """The fields that name a cell in a record (``core.runner.cell_identity``)."""
+    """The fields that name a cell in a record (``core.cells.runner.cell_identity``)."""
 
     cell: str
     engine: str
@@ -117,7 +117,7 @@ class CellRecord(CellIdentity):
     """native, export, emulated or fake-quant: whether the latency is the format's own kernels."""
     mode_note: NotRequired[str]
     mode_observed: NotRequired[bool]
-    """Whether the engine's observed kernels confirm ``mode`` (``core.kernels.record_mode``): a declared
+    """Whether the engine's observed kernels confirm ``mode`` (``core.plan.kernels.record_mode``): a declared
     "native" whose engine ran another kernel is recorded as "emulated", its note naming the kernel."""
     roofline: NotRequired[dict[str, Any] | None]
     extra: NotRequired[dict[str, Any]]

@@ -5,7 +5,7 @@ will not fit before waiting for it to fail; a clip over the budget fails alone, 
 lower in its message; an engine whose weights cannot fit is refused with a capability verdict
 (``plan_budget``), its memory rule read from the catalog (``BackendInfo.preallocates_memory``).
 
-Frame counts come from the header probe (``core.video.sniff``): a 2-minute clip at 4 fps samples
+Frame counts come from the header probe (``core.inputs.video.sniff``): a 2-minute clip at 4 fps samples
 480 frames, 19440 video tokens at 250x250. Clips whose length the header does not give (raw
 streams) are checked again once decoded, with the real count.
 """
@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import sampling
-from core.errors import ConfigError
-from core.formats import QuantFormat
+from core.base.errors import ConfigError
+from core.inputs import sampling
+from core.inputs.sampling import SamplingSpec
 from core.models.shape import ModelShape
-from core.sampling import SamplingSpec
+from core.plan.formats import QuantFormat
 
 if TYPE_CHECKING:
-    from core.capability import CapabilityVerdict
+    from core.plan.capability import CapabilityVerdict
 
 TEXT_TOKENS = 256
 """Prompt tokens besides the video (chat template, question, options): an allowance; the anomaly
@@ -193,15 +193,15 @@ class ClipBudget:
 
 def plan_budget(plan, dev, clips, probes: dict[str, Any], settings,
                 say: Callable[[str], None]) -> tuple[ClipBudget | None, CapabilityVerdict]:
-    """The budget of engine ``plan`` (``core.matrix.EnginePlan``) on device ``dev`` for ``clips``: their
+    """The budget of engine ``plan`` (``core.plan.matrix.EnginePlan``) on device ``dev`` for ``clips``: their
     expected frames and tokens from the header ``probes``, the estimate for the longest (told through
     ``say``), and the verdict on the engine as a whole: refused when even the weights (or, where the
     engine reserves its memory at load, weights and one full-context KV cache) cannot fit. The budget is
     None when the model's config cannot be read (an estimate is advice: the run goes on)."""
-    from core.capability import CapabilityVerdict, no
-    from core.catalog import backend_info
     from core.models import registry
     from core.models.families import family as family_of
+    from core.plan.capability import CapabilityVerdict, no
+    from core.plan.catalog import backend_info
 
     spec, fmt, backend = plan.spec, plan.fmt, plan.engine.backend
     info = backend_info(backend)

@@ -10,8 +10,8 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from core.errors import ConfigError, unknown_name
-from core.video import VideoClip
+from core.base.errors import ConfigError, unknown_name
+from core.inputs.video import VideoClip
 
 ANOMALY_PROMPT = (
     "You are watching a traffic video. Is the traffic Normal, or is there an Anomaly "

@@ -23,9 +23,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from core import procs
-from core.errors import VideoError
-from core.sampling import SamplingSpec
+from core.base import procs
+from core.base.errors import VideoError
+from core.inputs.sampling import SamplingSpec
 
 DECODERS = ("pyav", "nvdec")
 DEFAULT_BUDGET_BYTES = 2 * 2**30
@@ -61,10 +61,10 @@ class Outcome:
 def decode(job: Job):
     """Decode one job (runs in a worker process; also the serial path)."""
     if job.decoder == "nvdec":
-        from core import nvdec
+        from core.inputs import nvdec
 
         return nvdec.load_frames(job.path, job.spec, threads=job.threads)
-    from core.video import load_frames
+    from core.inputs.video import load_frames
 
     return load_frames(job.path, job.spec, threads=job.threads)
 
@@ -156,7 +156,7 @@ class DecodeAhead:
         return len(self._futures)
 
     def helper_pids(self) -> set[int]:
-        """The pool's worker processes now (they belong to no engine: ``core.procs.register_helpers``)."""
+        """The pool's worker processes now (they belong to no engine: ``core.base.procs.register_helpers``)."""
         workers = getattr(self._pool, "_processes", None) if self._pool is not None else None
         return set(workers.copy()) if workers else set()  # copy(): the pool adds workers as clips are submitted
 
@@ -259,8 +259,8 @@ class DecodeAhead:
 # --- which decoder --------------------------------------------------------------------------------
 
 def nvdec_check_job() -> str:
-    """Runs in a fresh process: '' when NVDEC decodes here, else why not (see ``core.nvdec.check``)."""
-    from core import nvdec
+    """Runs in a fresh process: '' when NVDEC decodes here, else why not (see ``core.inputs.nvdec.check``)."""
+    from core.inputs import nvdec
 
     return nvdec.check()
 
@@ -270,7 +270,7 @@ def resolve_decoder(name: str) -> tuple[str, str]:
     separate process (the main process never creates a CUDA context for it); any failure falls back
     to PyAV with the reason."""
     if name not in DECODERS:
-        from core.errors import unknown_name
+        from core.base.errors import unknown_name
 
         raise unknown_name("decoder", name, DECODERS)
     if name == "pyav":

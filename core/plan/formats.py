@@ -1,5 +1,5 @@
 """Quantization formats as data: what each one quantizes, the tool and recipe that make it, the GPU its
-real kernels need, and how each inference backend runs it (``Route``). ``core.capability`` turns
+real kernels need, and how each inference backend runs it (``Route``). ``core.plan.capability`` turns
 this into verdicts; quantizers (``core.quant``) read ``tool`` and ``recipe``; no code branches on a
 format's name.
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from core.catalog import BACKENDS, quantizer_info
-from core.errors import ConfigError, unknown_name
+from core.base.errors import ConfigError, unknown_name
+from core.plan.catalog import BACKENDS, quantizer_info
 
 LM_ONLY = "language model linear layers (vision tower, embeddings and lm_head stay high precision)"
 
@@ -49,12 +49,12 @@ class Route:
     shape: str = ""
     """Why this route cannot run a shape-only model (real dimensions, no weights); '' = it can."""
     packages: tuple[str, ...] = ()
-    """Keys of ``core.capability.PACKAGES`` this route needs besides its backend's and tool's."""
+    """Keys of ``core.plan.capability.PACKAGES`` this route needs besides its backend's and tool's."""
     cpu_kernels: tuple[str, ...] = ()
     """On a CPU: the operators the backend's CPU kernel library must register for this route (asked of
     the installed build by the backend's ``cpu_kernels`` probe; a build for another ISA may lack them)."""
     kernels: str = ""
-    """The kernel family (a key of ``core.kernels.FAMILIES``) whose kernels are this format's own on this
+    """The kernel family (a key of ``core.plan.kernels.FAMILIES``) whose kernels are this format's own on this
     backend: what an engine load observes is checked against it, so a "native" verdict whose engine ran
     another kernel is recorded as emulated. '' = no table (nothing judged: fake-quant and decompressing
     routes, loaders whose kernels are not listed)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from core.video import Frames, VideoClip
+from core.inputs.video import Frames, VideoClip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +71,7 @@ class Generation:
     vocab: dict[str, Any] | None = None
     """Top-k log-probs and the rest's mass of the first positions (``core.metrics.vocab.compact``)."""
     inputs: dict[str, Any] = field(default_factory=dict)
-    """Fingerprint of the processor's outputs and its versions (``core.fingerprint``)."""
+    """Fingerprint of the processor's outputs and its versions (``core.metrics.fingerprint``)."""
     raw: Any = field(default=None, repr=False, compare=False)
     """What ``generate`` keeps for ``score`` (logits, the engine prompt); never recorded."""
     vision: Any = field(default=None, repr=False, compare=False)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from core import sampling
-from core.errors import ConfigError, VideoError
-from core.sampling import SamplingSpec
+from core.base.errors import ConfigError, VideoError
+from core.inputs import sampling
+from core.inputs.sampling import SamplingSpec
 
 MAX_DECODE_PIXELS = 8192 * 8192  # larger than 8K UHD: refuse before swscale allocates it
 

@@ -1,13 +1,13 @@
 """Answering a list of clips with one engine while worker processes decode the next ones: the loop
 behind ``vqbench run`` (and the perf probe's decode-ahead mode).
 
-* Upcoming clips are decoded in worker processes (``core.decode``) while the engine answers the
+* Upcoming clips are decoded in worker processes (``core.inputs.decode``) while the engine answers the
   current one; results keep the clips' order and per-clip timings; each clip's decode time is its
   worker's own, and the time the engine waited for its frames is recorded beside it
   (``timings.video_wait_s``).
-* Each clip is one cell, run by the runner the pytest cells use (``core.runner.run_cell``), its
+* Each clip is one cell, run by the runner the pytest cells use (``core.cells.runner.run_cell``), its
   decoded frames handed over directly.
-* A clip whose header says it cannot fit the engine's budget (``core.estimate.ClipBudget``) is not
+* A clip whose header says it cannot fit the engine's budget (``core.plan.estimate.ClipBudget``) is not
   decoded; it, a clip whose decode failed, and one whose decoded frames do not fit (``run_cell``
   checks) get an error record of their own; the others go on. An engine that fails to load
   raises ``EngineLoadError`` after the first clip's error record.
@@ -20,14 +20,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from core import decode, sampling
-from core.errors import BudgetError, VideoError
-from core.estimate import ClipBudget
-from core.matrix import Cell, EnginePlan
-from core.records import CellRecord
-from core.runner import EngineLoadError, EnginePool, error_record, run_cell, sampling_for
-from core.settings import Settings
-from core.video import VideoClip
+from core.base.errors import BudgetError, VideoError
+from core.base.records import CellRecord
+from core.cells.runner import EngineLoadError, EnginePool, error_record, run_cell, sampling_for
+from core.inputs import decode, sampling
+from core.inputs.video import VideoClip
+from core.plan.estimate import ClipBudget
+from core.plan.matrix import Cell, EnginePlan
+from core.plan.settings import Settings
 
 
 def one_round(fn: Callable[[], Any], *, before_round: Callable[[], None] | None = None) -> tuple[Any, list[float]]:

@@ -58,7 +58,7 @@ class Unsupported(VqbenchError):
 
 
 class DoesNotFit(Unsupported):
-    """The engine cannot fit this device's memory at all (``core.estimate.plan_budget``): a verdict
+    """The engine cannot fit this device's memory at all (``core.plan.estimate.plan_budget``): a verdict
     reached before loading, so the suite skips its cells with the reason and ``vqbench run`` stops."""
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.catalog import BACKENDS, EngineCosts
+from core.plan.catalog import BACKENDS, EngineCosts
 
 CPU_SLOWDOWN = 40.0
 FAKE_QUANT_SLOWDOWN = 4.0
@@ -106,7 +106,7 @@ def engine_costs(plan, cells: int, settings, history: tuple[dict, dict] | None =
 
 def plan_units(state, workers: int, *, history: tuple[dict, dict] | None = None) -> Plan:
     """Cut the session's matrix into units for ``workers`` workers (see the module docstring)."""
-    from core.tasks import get_task
+    from core.inputs.tasks import get_task
 
     settings = state.settings
     out = Plan(workers=workers)
@@ -139,7 +139,7 @@ def plan_units(state, workers: int, *, history: tuple[dict, dict] | None = None)
 def _split(out: Plan, group: str, per_engine: list, workers: int) -> None:
     """Split a dominant, unjudged group into engine units (free: each engine loads once either way),
     and a still-dominant engine's clips into chunks (each chunk loads the engine again)."""
-    from core.tasks import get_task
+    from core.inputs.tasks import get_task
 
     total_all = sum(u.cost_s for u in out.units)
     fair = max(total_all / workers, 1e-9)
