@@ -134,6 +134,18 @@ class CellRecord(CellIdentity):
     error_type: NotRequired[str]
     error: NotRequired[str]
     traceback: NotRequired[str]
+    unit: NotRequired[str]
+    """The work unit that ran it (``vqbench cluster``)."""
+    node: NotRequired[str]
+    """The host that ran it (``vqbench cluster``)."""
+
+
+def error_cell_record(identity: CellIdentity, *, kind: RecordKind, error_type: str, error: str,
+                      traceback: str = "") -> CellRecord:
+    """The record of a cell that failed (or never ran: its unit was lost): the error, and nothing that
+    pretends to be a measurement."""
+    return {"type": "cell", "kind": kind, **identity, "status": "error", "error_type": error_type,
+            "error": error, "traceback": traceback, "time": time.time()}
 
 
 class EngineRecord(TypedDict):
@@ -150,6 +162,81 @@ class EngineRecord(TypedDict):
 def engine_record(event: Literal["load", "close", "load-failed"], engine: str,
                   details: Mapping[str, Any]) -> EngineRecord:
     return {"type": "engine", "event": event, "engine": engine, "time": time.time(), "details": dict(details)}
+
+
+class LoadRecord(TypedDict, total=False):
+    """One load scenario of an engine on a real server (``core.load.session``): its figures, or its error
+    with the points it finished before."""
+
+    type: Literal["load"]
+    scenario: str
+    engine: str
+    model: str
+    backend: str
+    format: str
+    device: str
+    gpu_class: str
+    task: str
+    status: Status
+    result: dict[str, Any]
+    batch_drift: dict[str, Any]
+    capacity: dict[str, Any] | None
+    alone: dict[str, Any]
+    server: dict[str, Any]
+    excluded_clips: dict[str, str]
+    """Clips left out of the workload, with why (a clip that does not decode)."""
+    error_type: str
+    error: str
+    server_log: str | None
+    finished_points: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    """The latency history's verdict on each of its throughput figures (``core.load.gate``)."""
+    time: float
+    run_id: str
+
+
+class UnitStartRecord(TypedDict):
+    """A ``vqbench cluster`` work unit started on a node."""
+
+    type: Literal["unit-start"]
+    unit: str
+    pid: int
+    node: str
+    gpu: str | None
+    gpus_held: list[str]
+    time: float
+
+
+class UnitRecord(TypedDict, total=False):
+    """A ``vqbench cluster`` work unit's end: its pytest's exit status, or why it was lost."""
+
+    type: Literal["unit"]
+    unit: str
+    exit: int | None
+    lost: str
+    note: str
+    wall_s: float
+    node: str
+    gpu: str | None
+    gpus_held: list[str]
+    pid: int
+    tests: int
+    summary: list[str]
+    """The last lines of the unit's pytest log."""
+
+
+def lost_unit(unit: str, why: str) -> UnitRecord:
+    return {"type": "unit", "unit": unit, "exit": None, "lost": why}
+
+
+class ClusterRecord(TypedDict):
+    """A ``vqbench cluster`` run's wall time and how busy its workers were."""
+
+    type: Literal["cluster"]
+    wall_s: float
+    units: int
+    workers: int
+    busy_s: float
 
 
 class DriftRecord(TypedDict):

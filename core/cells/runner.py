@@ -16,7 +16,7 @@ from core.backends import backend_class
 from core.backends.base import Backend
 from core.base import timeline
 from core.base.errors import BudgetError, DoesNotFit, VideoError, VqbenchError
-from core.base.records import CellIdentity, CellRecord, LoadDetails, RecordKind, engine_record
+from core.base.records import CellIdentity, CellRecord, LoadDetails, RecordKind, engine_record, error_cell_record
 from core.inputs.requests import Generation, Request
 from core.inputs.sampling import SamplingSpec, anchor
 from core.inputs.video import Frames, VideoClip, load_frames
@@ -286,9 +286,8 @@ def cell_identity(cell: Cell) -> CellIdentity:
 
 def error_record(cell: Cell, exc: BaseException, *, kind: RecordKind) -> CellRecord:
     """The record of a failed cell: the error, and nothing that pretends to be a measurement."""
-    return {"type": "cell", "kind": kind, **cell_identity(cell), "status": "error",
-            "error_type": type(exc).__name__, "error": str(exc), "traceback": traceback.format_exc(limit=6),
-            "time": time.time()}
+    return error_cell_record(cell_identity(cell), kind=kind, error_type=type(exc).__name__, error=str(exc),
+                             traceback=traceback.format_exc(limit=6))
 
 
 def run_cell(cell: Cell, pool: EnginePool, frames: FrameCache | Frames, settings: Settings, *,

@@ -32,11 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from core.base import paths
+from core.base.records import ClusterRecord, UnitRecord, UnitStartRecord, error_cell_record, lost_unit
 
 RUNTIME_EXCLUDES = [".git", ".tox", ".bundle", ".whl", ".venv*", "venv*", "reports", "*.jsonl", ".hypothesis"]
 """What ``working_dir`` leaves behind when the checkout is shipped to a remote cluster."""
@@ -82,7 +83,7 @@ def plan_units(workers: int, pytest_args: list[str], repo: str | None) -> dict[s
 
 
 def run_unit(unit: str, tests: list[str], pytest_args: list[str], repo: str | None,
-             planned_on: dict[str, Any] | None = None, run_id: str | None = None) -> Iterator[dict[str, Any]]:
+             planned_on: dict[str, Any] | None = None, run_id: str | None = None) -> Iterator[Mapping[str, Any]]:
     """The body of a unit's Ray task: run pytest on exactly ``tests`` (node ids) and yield each record
     as it is written, then one ``unit`` record with the exit status and where it ran. The unit's pytest
     stamps its records with the cluster run's ``run_id``."""
@@ -96,8 +97,9 @@ def run_unit(unit: str, tests: list[str], pytest_args: list[str], repo: str | No
         held = [str(g) for g in ray.get_gpu_ids()]
     except Exception:  # noqa: BLE001 - outside a Ray task (or no ray): nothing held
         held = []
-    yield {"type": "unit-start", "unit": unit, "pid": os.getpid(), "node": socket.gethostname(), "gpu": gpus,
-           "gpus_held": held, "time": time.time()}
+    start: UnitStartRecord = {"type": "unit-start", "unit": unit, "pid": os.getpid(), "node": socket.gethostname(),
+                              "gpu": gpus, "gpus_held": held, "time": time.time()}
+    yield start
     with tempfile.TemporaryDirectory(prefix="vqbench-unit-") as tmp:
         results, listed, log = Path(tmp) / "unit.jsonl", Path(tmp) / "tests.json", Path(tmp) / "pytest.log"
         results.touch()
@@ -124,9 +126,10 @@ def run_unit(unit: str, tests: list[str], pytest_args: list[str], repo: str | No
                     proc.wait(timeout=0.5)  # wake up at least every half second to stream new records
                 except subprocess.TimeoutExpired:
                     pass
-        yield {"type": "unit", "unit": unit, "exit": proc.returncode, "wall_s": round(time.perf_counter() - t0, 3),
-               "node": socket.gethostname(), "gpu": gpus, "gpus_held": held, "pid": os.getpid(),
-               "tests": len(tests), "summary": _tail(log)}
+        end: UnitRecord = {"type": "unit", "unit": unit, "exit": proc.returncode,
+                           "wall_s": round(time.perf_counter() - t0, 3), "node": socket.gethostname(), "gpu": gpus,
+                           "gpus_held": held, "pid": os.getpid(), "tests": len(tests), "summary": _tail(log)}
+        yield end
 
 
 class WorkerLost(RuntimeError):
@@ -186,7 +189,7 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
         "command": "cluster", "pytest_args": pytest_args, "workers": workers, "schedule": plan.get("schedule"),
         "planned_on": plan.get("planned_on"), "units": units, "gpu_units": sorted(gpu_units)}, run_id=run_id)
     seen: dict[tuple[str, str], dict[str, Any]] = {}
-    outcome: dict[str, dict[str, Any]] = {}
+    outcome: dict[str, UnitRecord] = {}
     t0 = time.perf_counter()
     try:
         pending = dict(streams)
@@ -201,13 +204,13 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
                 continue
             except Exception as exc:  # noqa: BLE001 - the unit is lost even after its retries
                 pending.pop(gen)
-                outcome[unit] = {"type": "unit", "unit": unit, "exit": None, "lost": f"{type(exc).__name__}: {exc}"}
+                outcome[unit] = lost_unit(unit, f"{type(exc).__name__}: {exc}")
                 continue
             try:
                 rec = ray.get(ref)
             except Exception as exc:  # noqa: BLE001
                 pending.pop(gen)
-                outcome[unit] = {"type": "unit", "unit": unit, "exit": None, "lost": f"{type(exc).__name__}: {exc}"}
+                outcome[unit] = lost_unit(unit, f"{type(exc).__name__}: {exc}")
                 continue
             if on_record is not None:
                 on_record(rec)
@@ -222,24 +225,25 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
             elif rec.get("type") != "unit-start":
                 writer.write(rec)
         for unit in units:
-            out = outcome.get(unit) or {"type": "unit", "unit": unit, "exit": None, "lost": "no result"}
+            out = outcome.get(unit) or lost_unit(unit, "no result")
             if out.get("exit") is None:
                 answered = {c for c, _ in seen}
                 lost = (f"unit {unit} was lost {max_retries + 1} times ({out.get('lost')}); this cell did not run")
                 for t in tests_of[unit]:
                     cell = t.get("cell")
                     if cell and t["runnable"] and cell["cell"] not in answered:
-                        writer.write({"type": "cell", "kind": "timed", **cell, "status": "error",
-                                      "error_type": WorkerLost.__name__, "error": lost, "traceback": "",
-                                      "time": time.time(), "unit": unit})
+                        rec = error_cell_record(cell, kind="timed", error_type=WorkerLost.__name__, error=lost)
+                        rec["unit"] = unit
+                        writer.write(rec)
             elif out.get("exit") == 5:
                 out = {**out, "note": f"pytest ran none of the unit's {len(tests_of[unit])} tests (exit 5)"}
             writer.write(out)
             outcome[unit] = out
     finally:
         wall = time.perf_counter() - t0
-        writer.write({"type": "cluster", "wall_s": round(wall, 3), "units": len(units), "workers": workers,
-                      "busy_s": round(sum(o.get("wall_s") or 0 for o in outcome.values()), 3)})
+        summary: ClusterRecord = {"type": "cluster", "wall_s": round(wall, 3), "units": len(units), "workers": workers,
+                                  "busy_s": round(sum(o.get("wall_s") or 0 for o in outcome.values()), 3)}
+        writer.write(summary)
         writer.close()
     if benchmark_json is not None:
         from core.base import results
@@ -261,7 +265,7 @@ def run(pytest_args: list[str], *, address: str | None = None, workers: int | No
     return 1 if failed else 0
 
 
-def _print_summary(units: list[str], outcome: dict[str, dict[str, Any]], wall: float, workers: int) -> None:
+def _print_summary(units: list[str], outcome: Mapping[str, Mapping[str, Any]], wall: float, workers: int) -> None:
     busy = sum(o.get("wall_s") or 0 for o in outcome.values())
     print(f"vqbench cluster: {len(units)} units on {workers} workers in {wall:.1f} s "
           f"(units' own time {busy:.1f} s; {busy / wall if wall else 0:.2f}x of one worker's wall)", file=sys.stderr)

@@ -7,6 +7,7 @@ same thing as for a latency: a drop in videos/s is a rise in seconds per video.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 FIGURES: dict[str, tuple[str, ...]] = {
@@ -18,7 +19,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
 """Per scenario, the figures gated (higher is better; dotted: nested in the result)."""
 
 
-def figures(rec: dict[str, Any]) -> dict[str, float]:
+def figures(rec: Mapping[str, Any]) -> dict[str, float]:
     """The gated figures of a load record that have a positive value."""
     out: dict[str, float] = {}
     result = rec.get("result") or {}
@@ -31,11 +32,11 @@ def figures(rec: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def key(rec: dict[str, Any], figure: str) -> str:
+def key(rec: Mapping[str, Any], figure: str) -> str:
     return f"load/{rec['engine']}/{rec['task']}/{rec['scenario']}/{figure}"
 
 
-def judge_record(db, rec: dict[str, Any], *, run_id: str) -> list[dict[str, Any]]:
+def judge_record(db, rec: Mapping[str, Any], *, run_id: str) -> list[dict[str, Any]]:
     """Each gated figure of ``rec`` against its history: [{figure, value, status, message}]."""
     from core.metrics.history import judge
 
@@ -51,7 +52,7 @@ def judge_record(db, rec: dict[str, Any], *, run_id: str) -> list[dict[str, Any]
     return out
 
 
-def add_records(db, records: list[dict[str, Any]], *, run_id: str) -> int:
+def add_records(db, records: Sequence[Mapping[str, Any]], *, run_id: str) -> int:
     """Add a run's load figures to the history; returns how many were added."""
     by_class: dict[str, dict[str, list[float]]] = {}
     for rec in records:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,10 @@ def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return out
 
 
-def summarize(records: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+def summarize(records: Sequence[Mapping[str, Any]]) -> dict[tuple, dict[str, Any]]:
     """Per (model, backend, gpu_class, task, format): the newest figures of each scenario."""
     rows: dict[tuple, dict[str, Any]] = {}
-    newest: dict[tuple, dict[str, Any]] = {}
+    newest: dict[tuple, Mapping[str, Any]] = {}
     for rec in sorted(records, key=lambda r: r.get("time", 0)):  # a later run of a scenario replaces an earlier one
         newest[(rec.get("engine"), rec.get("task"), rec.get("scenario"))] = rec
     for rec in sorted(newest.values(), key=lambda r: r.get("time", 0)):
@@ -74,7 +74,7 @@ def _ratio(x: Any, ref: Any) -> str:
     return f"{x / ref:.2f}x" if isinstance(x, (int, float)) and isinstance(ref, (int, float)) and ref else "-"
 
 
-def markdown(records: list[dict[str, Any]], *, reference_format: str = "bf16") -> list[str]:
+def markdown(records: Sequence[Mapping[str, Any]], *, reference_format: str = "bf16") -> list[str]:
     rows = summarize(records)
     lines = ["| model | device | format | offline videos/s | largest rate at SLO (videos/s) | camera streams | "
              "KV capacity (videos) | weights GiB | vs bf16: rate / streams / capacity | batch drift |",

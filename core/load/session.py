@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from core.base.records import LoadRecord
 from core.load import scenarios as sc
 from core.load.server import SERVED_NAME, VLLMServer
 
@@ -24,10 +25,13 @@ class LoadSession:
         self.capacity: dict[str, Any] = {}
         self._offline: sc.ScenarioResult | None = None
 
-    def identity(self) -> dict[str, Any]:
+    def _record(self, scenario: str, status: Literal["ok", "error"]) -> LoadRecord:
+        """A load record's identity (the engine, its device class, the task) and status; the scenario's
+        figures or its error are added by ``scenario`` / ``error_record``."""
         e = self.plan.engine
-        return {"engine": e.id, "model": e.model, "backend": e.backend, "format": e.format, "device": e.device,
-                "gpu_class": self.plan.device_class, "task": self.task.name}
+        return {"type": "load", "scenario": scenario, "engine": e.id, "model": e.model, "backend": e.backend,
+                "format": e.format, "device": e.device, "gpu_class": self.plan.device_class, "task": self.task.name,
+                "status": status, "time": time.time()}
 
     def start(self) -> LoadSession:
         from core.backends.vllm import VLLMBackend
@@ -76,7 +80,7 @@ class LoadSession:
             self._offline = self.started()[0].offline(self.settings.load_requests)
         return self._offline
 
-    def scenario(self, name: str) -> dict[str, Any]:
+    def scenario(self, name: str) -> LoadRecord:
         """Run scenario ``name`` and return its ``load`` record (figures, batch drift, capacity, server)."""
         s = self.settings
         run, server = self.started()
@@ -101,22 +105,24 @@ class LoadSession:
             raise ValueError(f"unknown load scenario {name!r}")
         drift = sc.batch_drift(self.alone, points, run.items, confidence=s.drift_confidence,
                                inconclusive=s.drift_inconclusive)
-        return {"type": "load", "scenario": name, **self.identity(), "status": "ok", "result": body,
-                "batch_drift": drift, "capacity": self.capacity, "alone": self.alone.to_dict(),
-                "server": {"log": str(server.log), "url": server.url,
-                           "facts": server.facts.to_dict() if server.facts else None,
-                           "engine_kwargs": {k: v for k, v in self.engine_kwargs.items() if k != "model"},
-                           "model_dir": str(self.engine_kwargs.get("model"))},
-                "excluded_clips": self.excluded, "time": time.time()}
+        rec = self._record(name, "ok")
+        rec.update({"result": body, "batch_drift": drift, "capacity": self.capacity, "alone": self.alone.to_dict(),
+                    "server": {"log": str(server.log), "url": server.url,
+                               "facts": server.facts.to_dict() if server.facts else None,
+                               "engine_kwargs": {k: v for k, v in self.engine_kwargs.items() if k != "model"},
+                               "model_dir": str(self.engine_kwargs.get("model"))},
+                    "excluded_clips": self.excluded})
+        return rec
 
-    def error_record(self, name: str, exc: BaseException) -> dict[str, Any]:
+    def error_record(self, name: str, exc: BaseException) -> LoadRecord:
         """The record of a scenario that failed (the server died, a request could not be built...): the
         error, the server's log, and every point it finished before (their figures stand)."""
         done = self.run.finished[getattr(self, "_first_point", len(self.run.finished)):] if self.run else []
-        return {"type": "load", "scenario": name, **self.identity(), "status": "error",
-                "error_type": type(exc).__name__, "error": str(exc),
-                "server_log": str(self.server.log) if self.server else None,
-                "finished_points": [p.to_dict() for p in done], "time": time.time()}
+        rec = self._record(name, "error")
+        rec.update({"error_type": type(exc).__name__, "error": str(exc),
+                    "server_log": str(self.server.log) if self.server else None,
+                    "finished_points": [p.to_dict() for p in done]})
+        return rec
 
     def _half_offline_rate(self) -> float:
         vps = self.offline().figures().get("videos_per_s")
