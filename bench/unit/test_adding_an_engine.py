@@ -82,7 +82,7 @@ def test_every_file_the_page_names_exists():
 
 def test_every_symbol_the_page_names_exists():
     symbols = {s for s in _spans() if _SYMBOL.match(s) and not s.startswith(NEW_MODULE)}
-    assert {"core.plan.catalog:BackendInfo", "core.backends.base:Backend", "core.plan.capability:PACKAGES"} <= symbols
+    assert {"core.plan.catalog:BackendInfo", "core.backends.base:Backend", "core.plan.catalog:PACKAGES"} <= symbols
     for symbol in sorted(symbols):
         _resolve(symbol)
     for command in re.findall(r"`python -m ([\w.]+)", TEXT):
@@ -154,9 +154,10 @@ def test_a_catalog_entry_and_a_route_give_verdicts_and_the_rest_defaults(engine,
     cpu = capability.check(engine.name, get_format("bf16"), device.CPU, check_packages=False)
     assert cpu.structural and cpu.reason == engine.cpu
     assert "has no path for fp8" in capability.check(engine.name, get_format("fp8"), h100).reason
-    # the page's extra edit: a package the catalog names is a key of capability.PACKAGES
-    assert not set(engine.packages) <= set(capability.PACKAGES)
-    monkeypatch.setitem(capability.PACKAGES, "sglang", ("sglang", ("sglang",), "pip install 'vqbench[sglang]'"))
+    # its package, a PackageInfo beside the entry in the catalog
+    assert not set(engine.packages) <= set(catalog.PACKAGES)
+    monkeypatch.setitem(catalog.PACKAGES, "sglang",
+                        catalog.PackageInfo("sglang", ("sglang",), "pip install 'vqbench[sglang]'"))
     try:
         assert "needs 'sglang', which is not installed: pip install 'vqbench[sglang]'" in \
             capability.check(engine.name, get_format("bf16"), h100).reason

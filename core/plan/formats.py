@@ -49,7 +49,7 @@ class Route:
     shape: str = ""
     """Why this route cannot run a shape-only model (real dimensions, no weights); '' = it can."""
     packages: tuple[str, ...] = ()
-    """Keys of ``core.plan.capability.PACKAGES`` this route needs besides its backend's and tool's."""
+    """Keys of ``core.plan.catalog.PACKAGES`` this route needs besides its backend's and tool's."""
     cpu_kernels: tuple[str, ...] = ()
     """On a CPU: the operators the backend's CPU kernel library must register for this route (asked of
     the installed build by the backend's ``cpu_kernels`` probe; a build for another ISA may lack them)."""

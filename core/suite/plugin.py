@@ -258,7 +258,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     import socket
 
     from core.cells.runner import cell_identity
-    from core.plan import capability
+    from core.plan import capability, catalog
     from core.plan import device as devices
 
     workers = st.settings.unit_workers
@@ -276,7 +276,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     doc = {"workers": workers, "schedule": st.schedule(workers).summary(), "tests": tests,
            "not_matrix_tests": other,
            "planned_on": {"host": socket.gethostname(), "device": gpu.describe(), "gpu_class": gpu.gpu_class,
-                          "packages": sorted(p for p in capability.PACKAGES if capability.installed(p))}}
+                          "packages": sorted(p for p in catalog.PACKAGES if capability.installed(p))}}
     Path(target).write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
 
 
