@@ -239,3 +239,24 @@ def test_perf_probes_run_on_cpu(tmp_path):
     assert rows[-1]["decoder"] in ("nvdec", "nvdec vs pyav")
     if rows[-1]["decoder"] == "nvdec":
         assert "unavailable" in rows[-1]["errors"]
+
+
+@pytest.mark.slow
+def test_run_in_batches_keeps_order_and_compares_with_one_at_a_time(capsys, video_dir, tmp_path):
+    """--batch 2 over two clips and a broken file (HF answers a batch one after another: the mechanics,
+    not the speed): every file keeps its place, the batched answers are untimed records with their batch,
+    and the clips answered again one at a time give the same answers (no batch drift)."""
+    out = tmp_path / "run.json"
+    code, _, err = _main(capsys, "run", "--model", "tiny", "--device", "cpu", "--videos", str(video_dir),
+                         "--output", str(out), "--batch", "2", "--decode-workers", "0")
+    assert code == 1, "the broken video still fails"
+    doc = json.loads(out.read_text())
+    names = sorted(["broken", *(c.id for c in dataset.fixture_clips()[:2])])
+    assert [r["video"] for r in doc["results"]] == names  # the folder's order, the broken file in its place
+    ok = [r for r in doc["results"] if r["status"] == "ok"]
+    assert len(ok) == 2 and all(r["kind"] == "scoring" and r["batch"]["size"] == 2 for r in ok)
+    assert next(r for r in doc["results"] if r["video"] == "broken")["error_type"] == "VideoError"
+    b = doc["batching"]
+    assert b["sequential_videos"] == 2 and b["batch_drift"]["flips"] == 0 and b["batch_drift"]["n"] == 2
+    assert b["batch_drift"]["token_sequence_changes"] == 0
+    assert "batches of 2:" in err

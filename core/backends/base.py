@@ -64,6 +64,11 @@ class Backend(ABC):
     def generate(self, request: Request) -> Generation:
         """Greedy-decode an answer: tokens and timings (what a timed round measures)."""
 
+    def generate_many(self, requests: list[Request]) -> list[Generation]:
+        """Greedy-decode several answers; an engine that batches (vLLM) has them all in flight at once and
+        overrides this. Default: one after another."""
+        return [self.generate(r) for r in requests]
+
     def score(self, request: Request, generation: Generation) -> Generation:
         """Fill ``candidate_logprobs`` and ``top_logprobs`` of ``generation`` (untimed)."""
         return generation

@@ -282,27 +282,37 @@ class VLLMBackend(Backend):
             raise VLLMEngineError(f"{self.spec.name} {self.format.id}: the vLLM engine is closed{why}")
 
     def generate(self, request: Request) -> Generation:
+        return self._generate([request], f"{self.spec.name}/{self.format.id} on {request.clip.id}")[0]
+
+    def generate_many(self, requests: list[Request]) -> list[Generation]:
+        """Every request in flight at once: vLLM's scheduler batches them (one ``LLM.generate`` call). Each
+        answer's timings are the engine's own figures for it within the batch; ``total_s`` is the batch's."""
+        return self._generate(requests, f"{self.spec.name}/{self.format.id} on a batch of {len(requests)}")
+
+    def _generate(self, requests: list[Request], where: str) -> list[Generation]:
         self._check_open()
         t0, wall0 = time.perf_counter(), time.time()
         offset = wall0 - time.monotonic()
-        prompt = prompt_inputs(self.family, self.processor, request)
-        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=request.max_new_tokens,
-                                          ignore_eos=self.options.ignore_eos)
-        where = f"{self.spec.name}/{self.format.id} on {request.clip.id}"
-        out = self._call(lambda: self.llm.generate([prompt], params, use_tqdm=False), where)[0]
+        prompts = [prompt_inputs(self.family, self.processor, r) for r in requests]
+        params = [self.vllm.SamplingParams(temperature=0.0, max_tokens=r.max_new_tokens,
+                                           ignore_eos=self.options.ignore_eos) for r in requests]
+        outs = self._call(lambda: self.llm.generate(prompts, params, use_tqdm=False), where)
         t2 = time.perf_counter()
-        completion = out.outputs[0]
-        token_ids = list(completion.token_ids)
-        prompt_ids = list(out.prompt_token_ids or [])
-        timings = _engine_timings(out.metrics, start_wall=wall0, offset=offset, total_s=t2 - t0)
-        extra: dict[str, Any] = {"finish_reason": completion.finish_reason}
-        if getattr(out.metrics, "first_token_latency", 0):
-            extra["ttft_frontend_s"] = float(out.metrics.first_token_latency)
-        return Generation(
-            text=self.tokenizer.decode(token_ids, skip_special_tokens=True), token_ids=token_ids,
-            prompt_tokens=len(prompt_ids), video_tokens=sum(1 for t in prompt_ids if t == self.video_token_id),
-            timings=timings, extra=extra, raw=prompt,
-        )
+        gens = []
+        for out, prompt in zip(outs, prompts, strict=True):
+            completion = out.outputs[0]
+            token_ids = list(completion.token_ids)
+            prompt_ids = list(out.prompt_token_ids or [])
+            timings = _engine_timings(out.metrics, start_wall=wall0, offset=offset, total_s=t2 - t0)
+            extra: dict[str, Any] = {"finish_reason": completion.finish_reason}
+            if getattr(out.metrics, "first_token_latency", 0):
+                extra["ttft_frontend_s"] = float(out.metrics.first_token_latency)
+            gens.append(Generation(
+                text=self.tokenizer.decode(token_ids, skip_special_tokens=True), token_ids=token_ids,
+                prompt_tokens=len(prompt_ids), video_tokens=sum(1 for t in prompt_ids if t == self.video_token_id),
+                timings=timings, extra=extra, raw=prompt,
+            ))
+        return gens
 
     def score(self, request: Request, generation: Generation) -> Generation:
         """Top-k log-probs of every generated token and the candidates' log-probs at the answer

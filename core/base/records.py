@@ -103,6 +103,9 @@ class CellRecord(CellIdentity):
     token_ids: NotRequired[list[int]]
     candidate_logprobs: NotRequired[dict[str, float]]
     top_logprobs: NotRequired[list[list[tuple[int, float]]]]
+    batch: NotRequired[dict[str, Any]]
+    """Answered in a batch (``vqbench run --batch``): its size, the answer's index in it and the batch's
+    wall time. Such a record is a ``scoring`` record: a batched answer has no latency of its own."""
     reference_model: NotRequired[str]
     """A pre-quantized checkpoint's ``--reference-model``: the model it was quantized from, whose
     reference-format engine its drift is judged against and beside which reports show it."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from core.base.errors import BudgetError, VideoError
 from core.base.records import CellRecord
-from core.cells.runner import EngineLoadError, EnginePool, error_record, run_cell, sampling_for
+from core.cells.runner import EngineLoadError, EnginePool, check_budget, error_record, run_batch, run_cell, sampling_for
 from core.inputs import decode, sampling
 from core.inputs.video import VideoClip
 from core.plan.estimate import ClipBudget
@@ -52,9 +52,10 @@ class Answered:
 def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: EnginePool, settings: Settings,
                  decoder: str, budget: ClipBudget | None = None, workers: int | None = None,
                  budget_bytes: int | None = None, on_plan: Callable[[decode.Plan], None] | None = None,
-                 timer=one_round) -> Iterator[Answered]:
+                 timer=one_round, batch: int = 1) -> Iterator[Answered]:
     """Answer ``clips`` in order with the engine of ``plan``, decoding ahead: one record per clip (an
-    error record for a clip that failed)."""
+    error record for a clip that failed). ``batch`` > 1: up to that many decoded clips are answered at
+    once (``run_batch``; vLLM keeps them all in flight), their records untimed with a ``batch`` field."""
     if not clips:
         return
     failed: dict[str, BaseException] = {}
@@ -90,6 +91,25 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
             pool.get(plan)
         except EngineLoadError:
             pass
+        queue: list[tuple[Cell, Any, float, CellRecord | None]] = []  # (cell, frames, wait, error record)
+
+        def flush() -> Iterator[Answered]:
+            """Answer the queued cells as one batch; yield every queued clip's record in order."""
+            todo = [(cell, frames, wait) for cell, frames, wait, err in queue if err is None]
+            done: dict[str, CellRecord] = {}
+            if todo:
+                try:
+                    recs = run_batch([c for c, _, _ in todo], pool, [f for _, f, _ in todo], settings,
+                                     video_wait_s=[w for _, _, w in todo])
+                    done = {r["cell"]: r for r in recs}
+                except EngineLoadError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the batch failed: each of its clips says why
+                    done = {c.id: error_record(c, exc, kind="scoring") for c, _, _ in todo}
+            for cell, _, wait, err in queue:
+                yield Answered(cell.clip, err or done[cell.id], wait)
+            queue.clear()
+
         for clip in clips:
             cell = Cell(plan, task, clip)
             wait = 0.0
@@ -100,12 +120,49 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
                 wait = out.wait_s
                 if out.error is not None:
                     raise out.error
+                if batch > 1:
+                    check_budget(cell, out.frames, pool)
+                    queue.append((cell, out.frames, wait, None))
+                    if sum(err is None for *_, err in queue) >= batch:
+                        yield from flush()
+                    continue
                 rec = run_cell(cell, pool, out.frames, settings, timer=timer, video_wait_s=wait)
             except EngineLoadError as exc:
                 yield Answered(clip, error_record(cell, exc, kind="timed"), wait)
                 raise
             except Exception as exc:  # noqa: BLE001 - the clip's failure is its error record; the next clip runs
                 rec = error_record(cell, exc, kind="timed")
+            if queue:  # batching: a failed clip keeps its place behind the clips queued before it
+                queue.append((cell, None, wait, rec))
+                continue
             yield Answered(clip, rec, wait)
+        yield from flush()
     finally:
         ahead.close()
+
+
+def against_sequential(records: list[CellRecord], clips: list[VideoClip], *, plan: EnginePlan, task,
+                       pool: EnginePool, settings: Settings, decoder: str, sample: int) -> dict[str, Any]:
+    """What batching bought, for answers made in batches (``batch`` records): the first ``sample`` of
+    them answered again one at a time (one timed round each), then the engine's videos/s both ways
+    (batched: the answers over the batches' wall time; one at a time: over the sum of those rounds) and
+    the batch drift of those clips (``core.metrics.judge.judge_batch_drift``)."""
+    from core.metrics.judge import judge_batch_drift
+
+    batched = [r for r in records if r["status"] == "ok" and r.get("batch")]
+    by_id = {c.id: c for c in clips}
+    again = [d.record for d in answer_clips([by_id[r["video"]] for r in batched[:sample]], plan=plan, task=task,
+                                            pool=pool, settings=settings, decoder=decoder, workers=0)]
+    alone = [r for r in again if r["status"] == "ok"]
+    paired = {r["video"]: r for r in batched}
+    batch_s = sum(r["batch"]["wall_s"] for r in batched if r["batch"]["index"] == 0)
+    alone_s = sum(r["timings"]["total_s"] for r in alone)
+    batched_vps = len(batched) / batch_s if batch_s > 0 else None
+    alone_vps = len(alone) / alone_s if alone_s > 0 else None
+    return {"batch": settings.batch, "batched_videos": len(batched), "sequential_videos": len(alone),
+            "batched_videos_per_s": batched_vps, "sequential_videos_per_s": alone_vps,
+            "speedup": batched_vps / alone_vps if batched_vps and alone_vps else None,
+            "note": "engine time only (generate calls; decoding and scoring excluded), on the same loaded engine",
+            "batch_drift": judge_batch_drift(alone, [paired[r["video"]] for r in alone],
+                                             confidence=settings.drift_confidence,
+                                             inconclusive=settings.drift_inconclusive)}

@@ -300,10 +300,7 @@ def run_cell(cell: Cell, pool: EnginePool, frames: FrameCache | Frames, settings
     that decodes it; ``video_wait_s``, how long the engine waited for those frames (recorded)."""
     if isinstance(frames, FrameCache):
         frames = frames.get(cell.clip, sampling_for(cell, settings))
-    budget = pool.budget(cell.plan)
-    problem = budget.frames_problem(cell.clip.id, frames.array.shape) if budget is not None else None
-    if problem:  # this clip alone cannot fit the engine's context or memory: it fails, naming what to lower
-        raise BudgetError(f"{cell.clip.id}: {problem}")
+    check_budget(cell, frames, pool)
     backend = pool.get(cell.plan)
     request = build_request(cell, frames, settings)
     with MemoryProbe(backend.device, backend.pids, baseline=pool.memory_baseline(cell.plan)) as probe:
@@ -311,12 +308,58 @@ def run_cell(cell: Cell, pool: EnginePool, frames: FrameCache | Frames, settings
             gen, rounds = backend.generate(request), None
         else:
             gen, rounds = timer(lambda: backend.generate(request), before_round=backend.before_round)
-    with timeline.phase("scoring"):
-        gen = backend.score(request, gen)
-    rec = record(cell, gen, frames, backend, pool, kind="timed" if timer is not None else "scoring",
-                 memory=probe.result, rounds=rounds)
+    rec = _scored(cell, request, gen, frames, backend, pool, settings, kind="timed" if timer is not None else "scoring",
+                  memory=probe.result, rounds=rounds)
     if video_wait_s is not None:
         rec["timings"]["video_wait_s"] = video_wait_s
+    if backend.device.kind == "cuda":
+        rec["roofline"] = _roofline(rec, backend)
+        if timer is not None:
+            from core.metrics.history import gpu_clocks
+
+            rec["gpu_clocks"] = gpu_clocks(backend.device.index)  # a clock change then shows as one
+    return rec
+
+
+def run_batch(cells: list[Cell], pool: EnginePool, frames: list[Frames], settings: Settings, *,
+              video_wait_s: list[float] | None = None) -> list[CellRecord]:
+    """Answer several cells of one engine at once (``Backend.generate_many``: vLLM has them all in flight
+    and batches them), then score each, untimed. Batched answers have no latency of their own: their
+    records are ``scoring`` records with a ``batch`` field (its size, the batch's wall time, the answer's
+    place in it); throughput is the batches' clips over their wall time. Every cell must fit the budget
+    (``run_cell``'s check, made by the caller one cell at a time)."""
+    plan = cells[0].plan
+    backend = pool.get(plan)
+    requests = [build_request(c, f, settings) for c, f in zip(cells, frames, strict=True)]
+    with MemoryProbe(backend.device, backend.pids, baseline=pool.memory_baseline(plan)) as probe:
+        t0 = time.perf_counter()
+        gens = backend.generate_many(requests)
+        wall = time.perf_counter() - t0
+    out = []
+    for i, (cell, request, gen, f) in enumerate(zip(cells, requests, gens, frames, strict=True)):
+        rec = _scored(cell, request, gen, f, backend, pool, settings, kind="scoring", memory=probe.result, rounds=None)
+        rec["batch"] = {"size": len(cells), "index": i, "wall_s": wall}
+        if video_wait_s is not None:
+            rec["timings"]["video_wait_s"] = video_wait_s[i]
+        out.append(rec)
+    return out
+
+
+def check_budget(cell: Cell, frames: Frames, pool: EnginePool) -> None:
+    """Raise ``BudgetError`` when the clip's decoded frames cannot fit the engine's context or memory."""
+    budget = pool.budget(cell.plan)
+    problem = budget.frames_problem(cell.clip.id, frames.array.shape) if budget is not None else None
+    if problem:  # this clip alone cannot fit the engine's context or memory: it fails, naming what to lower
+        raise BudgetError(f"{cell.clip.id}: {problem}")
+
+
+def _scored(cell: Cell, request: Request, gen: Generation, frames: Frames, backend: Backend, pool: EnginePool,
+            settings: Settings, *, kind: RecordKind, memory: dict[str, Any],
+            rounds: list[float] | None) -> CellRecord:
+    """Score an answer (untimed), build its record and add its vision drift (HF)."""
+    with timeline.phase("scoring"):
+        gen = backend.score(request, gen)
+    rec = record(cell, gen, frames, backend, pool, kind=kind, memory=memory, rounds=rounds)
     if gen.vision is not None:
         eng = cell.plan.engine
         # keyed by the model whose reference-format answers it is compared with (a pre-quantized
@@ -329,12 +372,6 @@ def run_cell(cell: Cell, pool: EnginePool, frames: FrameCache | Frames, settings
                                      groups=groups, reference_format=settings.reference_format)
         if vision is not None:
             rec["vision"] = vision
-    if backend.device.kind == "cuda":
-        rec["roofline"] = _roofline(rec, backend)
-        if timer is not None:
-            from core.metrics.history import gpu_clocks
-
-            rec["gpu_clocks"] = gpu_clocks(backend.device.index)  # a clock change then shows as one
     return rec
 
 

@@ -295,8 +295,7 @@ def batch_drift(alone: ScenarioResult, loaded: list[ScenarioResult], items: list
     """Every answer given under load against the same clip answered alone: label flips, KL over the
     candidates and token changes, judged with the drift statistics and the 8-bit tier's limits (batching
     changes kernels and reduction order, so exact equality is not the bar; a real regression is)."""
-    from core.metrics.drift import compare_formats
-    from core.metrics.verdict import EIGHT_BIT, evaluate
+    from core.metrics.judge import judge_batch_drift
 
     by_clip = {it.clip: it for it in items}
     ref_by_clip = {o.clip: o for o in alone.outcomes}
@@ -311,15 +310,7 @@ def batch_drift(alone: ScenarioResult, loaded: list[ScenarioResult], items: list
             cands.append(as_record(o, by_clip[o.clip], key))
     if not refs:
         return {"status": "none", "n": 0, "note": "no answer under load to compare"}
-    report = compare_formats(refs, cands, reference_format="alone", candidate_format="under load")
-    verdict = evaluate(report, EIGHT_BIT, confidence=confidence, inconclusive=inconclusive)
-    token_changes = sum(1 for r, c in zip(refs, cands) if r["status"] == c["status"] == "ok"
-                        and r["token_ids"] != c["token_ids"])
-    return {"status": verdict.status, "n": report.n, "flips": report.n - report.agreement,
-            "flip_rate": report.flip_rate, "kl_mean": report.kl_mean, "kl_max": report.kl_max,
-            "token_sequence_changes": token_changes, "failures": verdict.failures,
-            "errored": len(report.errored), "thresholds": "8-bit tier (core.metrics.verdict.EIGHT_BIT)",
-            "verdict": verdict.to_dict()}
+    return judge_batch_drift(refs, cands, confidence=confidence, inconclusive=inconclusive)
 
 
 def capacity(facts: dict[str, Any], alone: ScenarioResult, max_new_tokens: int) -> dict[str, Any]:

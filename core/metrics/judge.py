@@ -1,6 +1,7 @@
-"""The drift judge: one function that both front doors call (``bench/test_drift.py`` and ``vqbench run``
-for a pre-quantized checkpoint with ``--reference-model``), so a format is judged by the same steps and
-written as the same record wherever it ran.
+"""The drift judges: ``judge_drift``, one function that both front doors call (``bench/test_drift.py`` and
+``vqbench run`` for a pre-quantized checkpoint with ``--reference-model``), so a format is judged by the
+same steps and written as the same record wherever it ran; and ``judge_batch_drift``, the same clips
+answered alone and batched (the load scenarios, ``vqbench run --batch``).
 
 The steps: keep the clips both sides answered (``usable_inputs``), compare the candidate's answers with
 the reference's (``compare_formats``), judge the comparison against the candidate format's thresholds
@@ -44,3 +45,25 @@ def judge_drift(plan, reference_plan, task: str, reference_records: Sequence[Map
     if plan.spec.is_prequantized:
         record["prequantized"] = plan.spec.prequantized.to_dict()
     return DriftJudgement(report, verdict, record)
+
+
+def judge_batch_drift(alone: Sequence[Mapping[str, Any]], batched: Sequence[Mapping[str, Any]], *,
+                      confidence: float = 0.95, inconclusive: str = "pass") -> dict[str, Any]:
+    """Answers given in a batch (or under load) against the same clips answered alone, paired in order:
+    label flips, KL over the candidates and token changes, judged with the drift statistics and the 8-bit
+    tier's limits (batching changes kernels and reduction order, so exact equality is not the bar; a real
+    regression is). Records need a ``video`` unique per pair, ``status``, ``predicted``, ``token_ids``
+    and ``candidate_logprobs``."""
+    from core.metrics.verdict import EIGHT_BIT
+
+    if not alone:
+        return {"status": "none", "n": 0, "note": "no batched answer to compare"}
+    report = compare_formats(alone, batched, reference_format="alone", candidate_format="batched")
+    verdict = evaluate(report, EIGHT_BIT, confidence=confidence, inconclusive=inconclusive)
+    token_changes = sum(1 for r, c in zip(alone, batched, strict=True) if r["status"] == c["status"] == "ok"
+                        and r["token_ids"] != c["token_ids"])
+    return {"status": verdict.status, "n": report.n, "flips": report.n - report.agreement,
+            "flip_rate": report.flip_rate, "kl_mean": report.kl_mean, "kl_max": report.kl_max,
+            "token_sequence_changes": token_changes, "failures": verdict.failures,
+            "errored": len(report.errored), "thresholds": "8-bit tier (core.metrics.verdict.EIGHT_BIT)",
+            "verdict": verdict.to_dict()}

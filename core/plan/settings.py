@@ -272,6 +272,11 @@ class Settings:
                                 metavar="SIZE", help="memory for decoded videos waiting for the engine, which "
                                                      "bounds how many are decoded ahead (default 2GiB; a bare "
                                                      "number is MiB)")
+    batch: int = option(1, flags=("--batch",), fronts=("run",), parse=_positive(int), metavar="N",
+                        help="answer up to N decoded videos at once (vLLM keeps them all in flight and batches "
+                             "them); the answers are untimed, and one batch's worth of videos is answered again "
+                             "one at a time to give the sequential rate and the batch drift (default 1: one at "
+                             "a time, each timed)")
     resume: bool = option(False, flags=("--resume",), kind="flag", fronts=("run",),
                           help="answer only the videos the results file has no answer for yet (same settings "
                                "required: a changed one is refused, naming it)")
