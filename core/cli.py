@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core import __version__
+from core.base.errors import ConfigError
 from core.plan import catalog, settings
 
 
@@ -27,13 +28,15 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.commands.run import check_output_paths, run
+    from core.commands.run import run
 
     s = _settings(args, "run")
     out = Path(args.output)
     csv_path = Path(args.csv) if args.csv else None
     jsonl = Path(s.results) if s.results else out.with_suffix(".jsonl")
-    check_output_paths(out, csv_path, jsonl)
+    for p in (out, csv_path, jsonl):
+        if p is not None and p.is_dir():
+            raise ConfigError(f"{p} is a directory; give a file path")
     return run(s, model=args.model, backend=args.backend, fmt_name=args.format, task_name=args.task,
                device=args.device, output=out, csv_path=csv_path, results_path=jsonl)
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.base.errors import ConfigError, Unsupported
+from core.base.errors import Unsupported
 from core.base.records import CellRecord, DriftRecord, LoadDetails
 from core.base.results import ResultsWriter, new_run_id
 from core.cells import resume
@@ -100,35 +100,21 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     pool = EnginePool(settings, on_event=writer.write)
     if todo:
         pool.set_budget(plan, budget, fits)
-    new: dict[str, CellRecord] = {}
-    waits: list[float] = []
     decode_plan: list[decode.Plan] = []
-    bars: list[Any] = []
-
-    def started(p: decode.Plan) -> None:
-        decode_plan.append(p)
-        _say("  " + p.describe())
-        bars.append(_progress(len(todo), eng.id))
-
     t0 = time.perf_counter()
     drift: DriftRecord | None = None
     batching = None
     try:
         # A --reference-model answers first, as the suite orders an engine group: the checkpoint's vision
         # embeddings then meet the reference's when it is scored.
-        ref_records = _answer_reference(clips, reference, task=task, pool=pool, settings=settings,
-                                        decoder=decoder, writer=writer) if reference is not None else []
-        for done in answer_clips(todo, plan=plan, task=task, pool=pool, settings=settings, decoder=decoder,
-                                 budget=budget, on_plan=started, batch=settings.batch):
-            rec = done.record
-            writer.write(rec)
-            new[done.clip.id] = rec
-            waits.append(done.wait_s)
-            bars[0].update(1)
-            if rec["status"] == "ok":
-                bars[0].set_postfix_str(f"{done.clip.id}: {rec['predicted']}")
-            else:
-                _say(f"\n  {done.clip.id}: {rec['error_type']}: {rec['error']}")
+        if reference is not None:
+            _say(f"  reference: answering {len(clips)} videos with {reference.engine.id}")
+        ref_records = list(_answer(clips, reference, task=task, pool=pool, settings=settings, decoder=decoder,
+                                   writer=writer)[0].values()) if reference is not None else []
+        t_loop = time.perf_counter()
+        new, waits = _answer(todo, plan, task=task, pool=pool, settings=settings, decoder=decoder, writer=writer,
+                             budget=budget, batch=settings.batch, plans=decode_plan)
+        loop_s = time.perf_counter() - t_loop  # the folder's videos only: not the reference or the comparison
         records = [previous.get(c.id) or new[c.id] for c in clips]
         batching = (against_sequential(list(new.values()), todo, plan=plan, task=task, pool=pool, settings=settings,
                                        decoder=decoder, sample=settings.batch) if settings.batch > 1 else None)
@@ -140,11 +126,9 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
             _say(judged.verdict.render())
             drift = judged.record
     finally:
-        for bar in bars:
-            bar.close()
         pool.release()
         writer.close()
-    summary = _summary(records, pool, time.perf_counter() - t0, answered_now=len(new), waits=waits,
+    summary = _summary(records, pool, time.perf_counter() - t0, loop_s, answered_now=len(new), waits=waits,
                        resumed=len(previous), skipped=len(found.skipped), decoder=decoder,
                        plan=decode_plan[0] if decode_plan else None)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -168,34 +152,53 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     return 0 if all(r["status"] == "ok" for r in records) and (drift is None or drift["passed"]) else 1
 
 
-def _answer_reference(clips, reference, *, task, pool: EnginePool, settings: Settings, decoder: str,
-                      writer: ResultsWriter) -> list[CellRecord]:
-    _say(f"  reference: answering {len(clips)} videos with {reference.engine.id}")
-    bar, records = _progress(len(clips), reference.engine.id), []
+def _answer(clips, plan, *, task, pool: EnginePool, settings: Settings, decoder: str, writer: ResultsWriter,
+            budget=None, batch: int = 1, plans: list[decode.Plan] | None = None):
+    """Answer ``clips`` with ``plan``'s engine (``core.cells.answering``), each record on disk before the
+    next, with a progress bar; the records by clip id and how long the engine waited for each clip."""
+    new: dict[str, CellRecord] = {}
+    waits: list[float] = []
+    bars: list[Any] = []
+
+    def started(p: decode.Plan) -> None:
+        if plans is not None:
+            plans.append(p)
+            _say("  " + p.describe())
+        bars.append(_progress(len(clips), plan.engine.id))
+
     try:
-        for done in answer_clips(clips, plan=reference, task=task, pool=pool, settings=settings, decoder=decoder):
-            writer.write(done.record)
-            records.append(done.record)
-            bar.update(1)
+        for done in answer_clips(clips, plan=plan, task=task, pool=pool, settings=settings, decoder=decoder,
+                                 budget=budget, on_plan=started, batch=batch):
+            rec = new[done.clip.id] = done.record
+            writer.write(rec)
+            waits.append(done.wait_s)
+            bars[0].update(1)
+            if rec["status"] == "ok":
+                bars[0].set_postfix_str(f"{done.clip.id}: {rec['predicted']}")
+            else:
+                _say(f"\n  {done.clip.id}: {rec['error_type']}: {rec['error']}")
     finally:
-        bar.close()
-    return records
+        for bar in bars:
+            bar.close()
+    return new, waits
 
 
-def _summary(records: list[CellRecord], pool: EnginePool, wall: float, *, answered_now: int, waits: list[float],
-             resumed: int, skipped: int, decoder: str, plan: decode.Plan | None) -> dict[str, Any]:
+def _summary(records: list[CellRecord], pool: EnginePool, wall: float, loop_s: float, *, answered_now: int,
+             waits: list[float], resumed: int, skipped: int, decoder: str, plan: decode.Plan | None) -> dict[str, Any]:
     ok = [r for r in records if r["status"] == "ok"]
     load = next(iter(pool.load_records.values()), LoadDetails())
-    lat = [r["timings"]["total_s"] for r in ok]
+    # a batch's wall time once (its answers share it), a one-at-a-time answer's own time
+    lat = [r["batch"]["wall_s"] if "batch" in r else r["timings"]["total_s"] for r in ok
+           if r.get("batch", {}).get("index", 0) == 0]
     truth = [r for r in ok if r.get("truth") is not None]
     return {
         "videos": len(records), "ok": len(ok), "errors": len(records) - len(ok), "skipped_files": skipped,
         "resumed": resumed, "answered_now": answered_now,
         "model_load_s": load.get("load_s"), "quantize_s": load.get("quantize_s"),
-        "total_inference_s": sum(lat), "avg_inference_per_video_s": sum(lat) / len(lat) if lat else None,
+        "total_inference_s": sum(lat), "avg_inference_per_video_s": sum(lat) / len(ok) if ok else None,
         "video_load_s": sum(r["timings"]["video_decode_s"] for r in ok),
         "video_wait_s": sum(waits), "wall_s": wall,
-        "videos_per_s": answered_now / wall if wall > 0 and answered_now else None,
+        "videos_per_s": answered_now / loop_s if loop_s > 0 and answered_now else None,
         "decoder": decoder, "decode_workers": plan.workers if plan else None,
         "decode_ahead": plan.ahead if plan else None,
         "accuracy": sum(bool(r.get("correct")) for r in truth) / len(truth) if truth else None,
@@ -242,8 +245,3 @@ def _write_csv(path: Path, records: list[CellRecord]) -> None:
             if r["status"] == "ok":
                 w.writerow([r["video"], r["parsed"] or r["predicted"]])
 
-
-def check_output_paths(*paths: Path | None) -> None:
-    for p in paths:
-        if p is not None and p.exists() and p.is_dir():
-            raise ConfigError(f"{p} is a directory; give a file path")
