@@ -62,9 +62,14 @@ def chat_body(request: Request, *, processor_kwargs: dict[str, Any], model: str,
         "model": model, "messages": messages, "max_tokens": request.max_new_tokens, "temperature": 0.0,
         "ignore_eos": ignore_eos, "stream": True, "stream_options": {"include_usage": True},
         "logprobs": True, "top_logprobs": logprobs, "return_tokens_as_token_ids": True,
+        # video_backend: naming a loader skips vLLM 0.26's lookup of one from the model's video processor,
+        # which raises TypeError (HTTP 400 "unhashable type: 'dict'") for every video under transformers
+        # >= 5.19, whose VIDEO_PROCESSOR_MAPPING_NAMES values are dicts (vllm/multimodal/video.py:93;
+        # 0.32 reads the dict). The data URL's frames are decoded by the video/jpeg path, never by that
+        # loader, and vLLM removes the key before the metadata is kept: same pixels, same metadata.
         "media_io_kwargs": {"video": {"num_frames": -1, "fps": meta["fps"], "frames_indices": meta["frames_indices"],
                                       "total_num_frames": meta["total_num_frames"], "duration": meta["duration"],
-                                      "do_sample_frames": False}},
+                                      "do_sample_frames": False, "video_backend": "opencv"}},
         "mm_processor_kwargs": dict(processor_kwargs),
     }
 
