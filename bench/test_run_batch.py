@@ -40,7 +40,7 @@ def test_a_folder_in_batches_of_four_on_vllm(tmp_path):
     assert {r["batch"]["size"] for r in recs} == {4} and sorted(r["batch"]["index"] for r in recs) == [0, 1, 2, 3]
     assert {r["kind"] for r in recs} == {"scoring"} and len({r["batch"]["wall_s"] for r in recs}) == 1
     b = doc["batching"]
-    assert b["batch"] == 4 and b["batched_videos"] == 4 and b["sequential_videos"] == 4
+    assert b["batch"] == 4 and b["folder_batched_videos"] == 4 and b["videos"] == 4
     assert b["batched_videos_per_s"] > 0 and b["sequential_videos_per_s"] > 0 and b["speedup"] > 0
     # the same clips answered one at a time: a trained model keeps its answers (8-bit tier limits)
     assert b["batch_drift"]["n"] == 4 and b["batch_drift"]["status"] in ("pass", "inconclusive"), b["batch_drift"]

@@ -257,6 +257,6 @@ def test_run_in_batches_keeps_order_and_compares_with_one_at_a_time(capsys, vide
     assert len(ok) == 2 and all(r["kind"] == "scoring" and r["batch"]["size"] == 2 for r in ok)
     assert next(r for r in doc["results"] if r["video"] == "broken")["error_type"] == "VideoError"
     b = doc["batching"]
-    assert b["sequential_videos"] == 2 and b["batch_drift"]["flips"] == 0 and b["batch_drift"]["n"] == 2
+    assert b["videos"] == 2 and b["batch_drift"]["flips"] == 0 and b["batch_drift"]["n"] == 2
     assert b["batch_drift"]["token_sequence_changes"] == 0
     assert "batches of 2:" in err

@@ -141,7 +141,7 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     if batching is not None:
         doc["batching"] = batching
         _say(f"  batches of {settings.batch}: {batching['batched_videos_per_s'] or 0:.2f} videos/s against "
-             f"{batching['sequential_videos_per_s'] or 0:.2f} one at a time ({batching['sequential_videos']} videos, "
+             f"{batching['sequential_videos_per_s'] or 0:.2f} one at a time ({batching['videos']} videos, warm "
              f"engine time); batch drift {batching['batch_drift']['status']}")
     output.write_text(json.dumps(doc, indent=2, default=str))
     if csv_path is not None:
