@@ -260,3 +260,21 @@ def test_run_in_batches_keeps_order_and_compares_with_one_at_a_time(capsys, vide
     assert b["videos"] == 2 and b["batch_drift"]["flips"] == 0 and b["batch_drift"]["n"] == 2
     assert b["batch_drift"]["token_sequence_changes"] == 0
     assert "batches of 2:" in err
+
+
+def test_an_engine_that_fails_to_load_in_batch_mode_leaves_every_queued_clip_its_record(capsys, video_dir,
+                                                                                         tmp_path, monkeypatch):
+    from core.cells import runner
+
+    def refuse(self, plan):
+        raise runner.EngineLoadError(f"loading {plan.engine.id} failed: no weights here")
+
+    monkeypatch.setattr(runner.EnginePool, "get", refuse)
+    out = tmp_path / "run.json"
+    code, _, err = _main(capsys, "run", "--model", "tiny", "--device", "cpu", "--videos", str(video_dir),
+                         "--output", str(out), "--batch", "2", "--decode-workers", "0")
+    assert code != 0 and "no weights here" in err
+    lines = [json.loads(x) for x in out.with_suffix(".jsonl").read_text().splitlines() if x.strip()]
+    cells = {r["video"]: r for r in lines if r.get("type") == "cell"}
+    good = {c.id for c in dataset.fixture_clips()[:2]}
+    assert good <= set(cells) and all(cells[v]["error_type"] == "EngineLoadError" for v in good), cells

@@ -97,18 +97,20 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
             """Answer the queued cells as one batch; yield every queued clip's record in order."""
             todo = [(cell, frames, wait) for cell, frames, wait, err in queue if err is None]
             done: dict[str, CellRecord] = {}
+            load_failed: EngineLoadError | None = None
             if todo:
                 try:
                     recs = run_batch([c for c, _, _ in todo], pool, [f for _, f, _ in todo], settings,
                                      video_wait_s=[w for _, _, w in todo])
                     done = {r["cell"]: r for r in recs}
-                except EngineLoadError:
-                    raise
                 except Exception as exc:  # noqa: BLE001 - the batch failed: each of its clips says why
+                    load_failed = exc if isinstance(exc, EngineLoadError) else None
                     done = {c.id: error_record(c, exc, kind="scoring") for c, _, _ in todo}
             for cell, _, wait, err in queue:
                 yield Answered(cell.clip, err or done[cell.id], wait)
             queue.clear()
+            if load_failed is not None:  # every queued clip has its record; the engine's failure ends the run
+                raise load_failed
 
         for clip in clips:
             cell = Cell(plan, task, clip)
@@ -120,18 +122,21 @@ def answer_clips(clips: list[VideoClip], *, plan: EnginePlan, task, pool: Engine
                 wait = out.wait_s
                 if out.error is not None:
                     raise out.error
+                rec: CellRecord | None = None
                 if batch > 1:
                     check_budget(cell, out.frames, pool)
-                    queue.append((cell, out.frames, wait, None))
-                    if sum(err is None for *_, err in queue) >= batch:
-                        yield from flush()
-                    continue
-                rec = run_cell(cell, pool, out.frames, settings, timer=timer, video_wait_s=wait)
+                    queue.append((cell, out.frames, wait, None))  # answered with its batch (flush)
+                else:
+                    rec = run_cell(cell, pool, out.frames, settings, timer=timer, video_wait_s=wait)
             except EngineLoadError as exc:
                 yield Answered(clip, error_record(cell, exc, kind="timed"), wait)
                 raise
             except Exception as exc:  # noqa: BLE001 - the clip's failure is its error record; the next clip runs
                 rec = error_record(cell, exc, kind="timed")
+            if rec is None:
+                if sum(err is None for *_, err in queue) >= batch:
+                    yield from flush()
+                continue
             if queue:  # batching: a failed clip keeps its place behind the clips queued before it
                 queue.append((cell, None, wait, rec))
                 continue
