@@ -97,7 +97,7 @@ class EnginePool:
         self._started = 0.0
 
     def device_for(self, plan: EnginePlan) -> devices.DeviceInfo:
-        return devices.cpu(self.settings.cpu_dtype) if plan.engine.device == "cpu" else devices.primary()
+        return devices.for_kind(plan.engine.device, self.settings.cpu_dtype)
 
     def set_budget(self, plan: EnginePlan, budget: ClipBudget | None, fits: CapabilityVerdict) -> None:
         """Hand in a budget made with the clips' header costs (``vqbench run`` prints its estimate)."""

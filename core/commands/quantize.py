@@ -19,7 +19,7 @@ def quantize(*, model: str, fmt_name: str, device: str, options: EngineOptions, 
         raise Unsupported(f"{spec.name} is already quantized ({spec.detected_format}, {spec.prequantized.source}): "
                           "vqbench never quantizes a checkpoint again; run it with `vqbench run --model` or the suite")
     fmt = get_format(fmt_name)
-    dev = devices.cpu(options.cpu_dtype) if device == "cpu" else devices.primary()
+    dev = devices.for_kind(device, options.cpu_dtype)
     if device == "cuda" and dev.kind != "cuda":
         raise Unsupported(f"--device cuda asked for, but there is no GPU: {devices.no_gpu_reason()}")
     if not fmt.quantized:

@@ -56,7 +56,7 @@ def run(settings: Settings, *, model: str, backend: str, fmt_name: str, task_nam
     for p in (plan, reference):
         if p is not None and not p.verdict:
             raise Unsupported(p.verdict.reason if p is plan else f"reference {p.engine.id}: {p.verdict.reason}")
-    dev = devices.cpu(settings.cpu_dtype) if eng.device == "cpu" else devices.primary()
+    dev = devices.for_kind(eng.device, settings.cpu_dtype)
     source = settings.videos or task.default_dataset
     found = dataset.scan(source)
     clips = found.clips[: settings.max_videos] if settings.max_videos else found.clips
@@ -187,9 +187,9 @@ def _summary(records: list[CellRecord], pool: EnginePool, wall: float, loop_s: f
              waits: list[float], resumed: int, skipped: int, decoder: str, plan: decode.Plan | None) -> dict[str, Any]:
     ok = [r for r in records if r["status"] == "ok"]
     load = next(iter(pool.load_records.values()), LoadDetails())
-    # a batch's wall time once (its answers share it), a one-at-a-time answer's own time
-    lat = [r["batch"]["wall_s"] if "batch" in r else r["timings"]["total_s"] for r in ok
-           if r.get("batch", {}).get("index", 0) == 0]
+    # engine time: each one-at-a-time answer's own, and each batch's wall time once (its answers share it)
+    lat = ([r["timings"]["total_s"] for r in ok if "batch" not in r]
+           + [r["batch"]["wall_s"] for r in ok if r.get("batch", {}).get("index") == 0])
     truth = [r for r in ok if r.get("truth") is not None]
     return {
         "videos": len(records), "ok": len(ok), "errors": len(records) - len(ok), "skipped_files": skipped,

@@ -39,7 +39,7 @@ class LoadSession:
         from core.plan import device as devices
 
         s, e = self.settings, self.plan.engine
-        dev = devices.cpu(s.cpu_dtype) if e.device == "cpu" else devices.primary()
+        dev = devices.for_kind(e.device, s.cpu_dtype)
         backend = VLLMBackend(self.plan.spec, self.plan.fmt, dev, s.engine_options())
         kwargs, _ = backend.server_kwargs()
         self.engine_kwargs = kwargs

@@ -206,3 +206,9 @@ def primary() -> DeviceInfo:
     """The device a GPU cell uses: the first visible GPU, else the CPU."""
     found = gpus()
     return found[0] if found else CPU
+
+
+def for_kind(kind: str, cpu_dtype: str = "auto") -> DeviceInfo:
+    """The device an engine of device kind ``kind`` runs on: the CPU (computing in ``cpu_dtype``) for
+    "cpu", the primary GPU otherwise."""
+    return cpu(cpu_dtype) if kind == "cpu" else primary()
