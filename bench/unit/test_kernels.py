@@ -215,3 +215,43 @@ def test_observed_add_keeps_conclusive_loads_and_replaces_an_older_entry(tmp_pat
     assert len(entries) == 1 and "where" not in entries[0]  # the newer run's entry replaced the older one
     assert observed.seen(entries, fmt="ct_w8a8", backend="vllm", device_class="cpu_fp32") == entries[0]
     assert observed.seen(entries, fmt="ct_w8a8", backend="vllm", device_class="cpu") is None
+
+
+def test_a_servers_log_gives_its_load_records_an_observation_that_observed_add_keeps(tmp_path):
+    """The load scenarios' `vllm serve` process cannot be inspected from the suite: its log's kernel choices
+    alone judge it (``LoadSession._observe``), and ``observed add`` reads them from the ``load`` records."""
+    from types import SimpleNamespace
+
+    from core.load.session import LoadSession
+    from core.plan.device import DeviceInfo
+
+    log = tmp_path / "server.log"
+    log.write_text("(EngineCore pid=7) INFO 12-07 11:00:00 [__init__.py:604] Selected CutlassFP8ScaledMMLinearKernel "
+                   "for CompressedTensorsW8A8Fp8\nINFO KV cache size: 1,907,408 tokens\n")
+    plan = SimpleNamespace(fmt=get_format("ct_fp8_dynamic"), engine=SimpleNamespace(backend="vllm"),
+                           verdict=SimpleNamespace(mode="native"))
+    session = LoadSession.__new__(LoadSession)
+    session.plan, session.server = plan, SimpleNamespace(log=log)
+    session.engine_kwargs = {"quantization": "compressed-tensors"}
+    gpu = DeviceInfo(kind="cuda", name="NVIDIA H100 80GB HBM3", capability=(9, 0))
+    seen = session._observe(gpu, SimpleNamespace(versions=lambda: {"vllm": "0.26.0"}))
+    assert seen["observed_mode"]["mode"] == "native"
+    assert seen["kernels"]["linear"] == {"CutlassFP8ScaledMMLinearKernel": 0}  # named, not counted
+    assert seen["kernels"]["source"] == "server log"
+
+    # an unquantized engine logs no choice on a GPU: inconclusive, never guessed
+    plain = SimpleNamespace(fmt=get_format("bf16"), engine=SimpleNamespace(backend="vllm"),
+                            verdict=SimpleNamespace(mode="native"))
+    session.plan, session.engine_kwargs = plain, {}
+    log.write_text("INFO KV cache size: 1,907,408 tokens\n")
+    assert session._observe(gpu, SimpleNamespace(versions=lambda: {}))["observed_mode"]["mode"] is None
+
+    results = tmp_path / "load.jsonl"
+    rec = {"type": "load", "status": "ok", "scenario": "offline", "engine": "qwen2.5-vl-7b-vllm-ct_fp8_dynamic-sm90",
+           "model": "qwen2.5-vl-7b", "backend": "vllm", "format": "ct_fp8_dynamic", "gpu_class": "sm90",
+           "time": 1765000000.0, "server": {"log": str(log), **seen}}
+    results.write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "scenario": "sweep"}) + "\n")
+    added, skipped = observed.add(results, evidence=tmp_path / "observed.json", where="unit test")
+    assert [(e["format"], e["device_class"], e["observed"], e["device"], e["source"]) for e in added] == [
+        ("ct_fp8_dynamic", "sm90", "native", "NVIDIA H100 80GB HBM3", "server log")]
+    assert added[0]["versions"] == {"vllm": "0.26.0"} and skipped == []

@@ -147,6 +147,9 @@ class VLLMBackend(Backend):
             details["weights"] = ("dummy quantized weights: a config-only compressed-tensors checkpoint (the "
                                   "recipe's quantization_config) loaded with load_format='dummy'; speed and memory "
                                   "of the format, answers meaningless")
+        elif report.get("random_weights"):
+            details["weights"] = (f"finite random quantized weights ({report.get('weights')}): speed and memory of "
+                                  "the format, answers meaningless")
         weights, source = _weights(directory, self.spec, self.format)
         return LoadInfo(load_s=engine_s + (t1 - t0) - quantize_s, quantize_s=quantize_s,
                         quantize_cached=bool(report.get("cached")), weight_bytes=weights, weights_source=source,

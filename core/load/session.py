@@ -60,10 +60,25 @@ class LoadSession:
             self.alone = self.run.alone()
             facts = self.server.facts.to_dict() if self.server.facts else {}
             self.capacity = sc.capacity(facts, self.alone, s.max_new_tokens)
+            self.observation = self._observe(dev, backend)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _observe(self, dev, backend) -> dict[str, Any]:
+        """The linear kernels the server's engine logged choosing (``Selected X for SCHEME``), judged against
+        the format's own as the in-process engine's are (``core.plan.kernels``). The server's model cannot be
+        inspected from here, so kernels come without per-layer counts, and a format whose layers log no choice
+        (unquantized bf16 on a GPU) stays inconclusive."""
+        from core.plan import kernels
+
+        lines = self.server.log.read_text(errors="replace").splitlines() if self.server else []
+        observed = {"quantization": self.engine_kwargs.get("quantization"),
+                    **kernels.vllm_kernels(None, kernels.parse_log(lines)), "source": "server log"}
+        mode = kernels.observe_mode(observed, fmt=self.plan.fmt, backend=self.plan.engine.backend, device_kind=dev.kind)
+        return {"device_name": dev.name, "kernels": observed, "versions": backend.versions(),
+                "observed_mode": {**mode, "declared": self.plan.verdict.mode}}
 
     def close(self) -> None:
         if self.server is not None:
@@ -110,7 +125,8 @@ class LoadSession:
                     "server": {"log": str(server.log), "url": server.url,
                                "facts": server.facts.to_dict() if server.facts else None,
                                "engine_kwargs": {k: v for k, v in self.engine_kwargs.items() if k != "model"},
-                               "model_dir": str(self.engine_kwargs.get("model"))},
+                               "model_dir": str(self.engine_kwargs.get("model")),
+                               **getattr(self, "observation", {})},
                     "excluded_clips": self.excluded})
         return rec
 

@@ -33,6 +33,7 @@ from typing import Any
 from core.base import atomic, paths, timeline
 from core.base.envprobe import last_json_line, versions_probe
 from core.base.errors import ArtifactError
+from core.quant import random_ct
 from core.quant.base import Applied, QuantContext, Quantizer
 
 PYTHON_ENV = "VQBENCH_LLMCOMPRESSOR_PYTHON"
@@ -310,6 +311,8 @@ def dummy_checkpoint(spec, fmt) -> tuple[Path, dict[str, Any]]:
                             "regenerate it with `python -m core.tools.ct_configs`")
     qcfg = data["configs"][fmt.recipe]
     directory = registry.materialize(spec)
+    if qcfg.get("format") == random_ct.FORMAT:
+        return random_checkpoint(spec, fmt, qcfg, directory)
     key = artifacts.key(spec=spec, directory=directory, fmt=fmt, calib=None, kind="llmcompressor-dummy",
                         device_class="any", versions={}, recipe=qcfg)
 
@@ -327,6 +330,40 @@ def dummy_checkpoint(spec, fmt) -> tuple[Path, dict[str, Any]]:
     return path, {"export_dir": str(path), "cached": not built, "quantize_s": 0.0, "artifact_key": key,
                   "tool": "llmcompressor", "recipe": fmt.recipe, "quant_algo": qcfg.get("format"),
                   "dummy_weights": True, "config_source": data.get("source")}
+
+
+def random_checkpoint(spec, fmt, qcfg: dict[str, Any], directory: Path) -> tuple[Path, dict[str, Any]]:
+    """An NVFP4 checkpoint of a shape-only model with finite random weights (``core.quant.random_ct``
+    says why vLLM's dummy weights cannot serve NVFP4), made once and cached."""
+    from core.quant import artifacts
+
+    versions = {"compressed-tensors": _version("compressed-tensors")}
+    key = artifacts.key(spec=spec, directory=directory, fmt=fmt, calib=None, kind="llmcompressor-random",
+                        device_class="any", versions=versions, recipe=qcfg)
+    t0 = time.perf_counter()
+
+    def build(tmp: Path) -> dict[str, Any]:
+        with timeline.phase("random NVFP4 weights"):
+            written = random_ct.write(directory, tmp, copy.deepcopy(qcfg))
+        return {"format": fmt.id, "model": spec.name, "kind": "llmcompressor-random", "key": key,
+                "versions": versions, "written": written, "files": artifacts._file_digests(tmp)}
+
+    path, built = atomic.build_directory(artifacts.entry_dir(key), build, validate=lambda d, r: artifacts.verify(d))
+    record = atomic.read_marker(path) or {}
+    written = record.get("written") or {}
+    return path, {"export_dir": str(path), "cached": not built, "quantize_s": time.perf_counter() - t0,
+                  "artifact_key": key, "tool": "compressed-tensors", "recipe": fmt.recipe,
+                  "quant_algo": qcfg.get("format"), "random_weights": True, "versions": versions,
+                  "weights": written.get("weights"), "config_source": quantization_configs().get("source")}
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 # --- the HF side ---------------------------------------------------------------------------------------

@@ -74,15 +74,36 @@ def entry_from_load(rec: dict[str, Any], *, results: str = "", where: str = "") 
     return entry, ""
 
 
+def entry_from_server(rec: dict[str, Any], *, results: str = "", where: str = "") -> tuple[dict[str, Any] | None, str]:
+    """An evidence entry from a load scenario's record (``{"type": "load"}``): the kernels its `vllm serve`
+    process logged choosing (``core.load.session``), and, when it has none, why."""
+    server = rec.get("server") or {}
+    observed = server.get("observed_mode") or {}
+    kernels = server.get("kernels") or {}
+    name = f"{rec.get('engine')} (server)"
+    if observed.get("mode") not in ("native", "emulated"):
+        return None, f"{name}: inconclusive ({observed.get('note') or 'no observation'})"
+    as_load = {"type": "engine", "event": "load", "engine": name, "time": rec.get("time"),
+               "details": {"format": rec.get("format"), "backend": rec.get("backend"),
+                           "device_class": rec.get("gpu_class"), "model": rec.get("model"),
+                           "device_name": server.get("device_name"), "observed_mode": observed,
+                           "details": {"kernels": kernels}, "versions": server.get("versions", {})}}
+    return entry_from_load(as_load, results=results, where=where)
+
+
 def add(results_path: Path | str, *, evidence: Path | str = EVIDENCE, where: str = "") -> tuple[list[dict], list[str]]:
-    """Add the conclusive engine loads of a results file to the evidence file; (added, skipped reasons)."""
+    """Add the conclusive engine loads of a results file (in-process engines' load records and load scenarios'
+    servers) to the evidence file; (added, skipped reasons)."""
     from core.base import results
 
     added, skipped = [], []
     for rec in results.read(results_path):
-        if rec.get("type") != "engine" or rec.get("event") != "load":
+        if rec.get("type") == "load" and rec.get("status") == "ok":
+            entry, why = entry_from_server(rec, results=Path(results_path).name, where=where)
+        elif rec.get("type") == "engine" and rec.get("event") == "load":
+            entry, why = entry_from_load(rec, results=Path(results_path).name, where=where)
+        else:
             continue
-        entry, why = entry_from_load(rec, results=Path(results_path).name, where=where)
         if entry is None:
             skipped.append(why)
         else:
