@@ -402,6 +402,7 @@ class LLMCompressorQuantizer(Quantizer):
             # What compressed-tensors' first-forward hook would do: done at load, so no timed round pays for it.
             with timeline.phase("decompress"):
                 compressor.decompress_model(model)
+        upcast = _weights_to_compute_dtype(model, ctx.device.dtype)
         decompress_s = time.perf_counter() - t0
         qcfg = getattr(hf_quantizer, "quantization_config", None)
         report = {
@@ -412,9 +413,31 @@ class LLMCompressorQuantizer(Quantizer):
                                                            if activations else "activations in bf16")),
             "packed_weight_bytes": packed.bytes, **({"packed_weight_bytes_note": packed.note} if packed.note else {}),
             "decompress_s": decompress_s, "layers": dict(parts),
+            **({"upcast_to_compute_dtype": upcast} if upcast else {}),
             "status_at_load": dict(statuses),
             "dequantize": getattr(qcfg, "dequantize", None),
             "use_optimized_inference": getattr(qcfg, "use_optimized_inference", None),
         }
         return Applied(model=model, report=report)
 
+
+def _weights_to_compute_dtype(model, dtype: str) -> dict[str, Any]:
+    """compressed-tensors 0.20 unpacks NVFP4 weights to bf16 whatever the model's dtype
+    (``unpack_fp4_from_uint8``'s default), so a model computing in float32 (a CPU without bf16
+    arithmetic, class ``cpu_fp32``) failed its first forward ('self and mat2 must have the same dtype,
+    but got Float and BFloat16'). The decompressed weights of quantized layers follow the compute
+    dtype; bf16 -> float32 is exact, so the weights keep the values compressed-tensors gave them.
+    Returns what was cast ({} when nothing was)."""
+    import torch
+
+    target = getattr(torch, dtype)
+    cast: dict[str, int] = {}
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if (getattr(module, "quantization_scheme", None) is None or not isinstance(weight, torch.Tensor)
+                or not weight.is_floating_point() or weight.dtype == target):
+            continue
+        key = str(weight.dtype).removeprefix("torch.")
+        cast[key] = cast.get(key, 0) + 1
+        weight.data = weight.data.to(target)
+    return {"to": dtype, "layers_from": cast} if cast else {}
