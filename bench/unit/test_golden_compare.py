@@ -117,3 +117,39 @@ def test_every_committed_golden_carries_its_preprocessing_fingerprint_but_the_na
     lacking = sorted(p.name for p in golden_dir.glob("*.json")
                      if "preprocessing" not in json.loads(p.read_text(encoding="utf-8")))
     assert lacking == sorted(UNFINGERPRINTED)
+
+
+def test_an_engine_whose_every_clip_failed_is_neither_judged_nor_recorded():
+    """A crashed engine (every clip an error record) fails its golden test before the snapshot is compared,
+    so --snapshot-update cannot write ``error:RuntimeError`` labels as the golden; one failed clip among
+    answered ones stays part of the golden."""
+    from types import SimpleNamespace
+
+    import bench.test_golden as golden_test
+    from core.plan.golden import unanswered
+
+    ok = {"video": "a", "status": "ok", "predicted": "Normal"}
+    err = {"video": "b", "status": "error", "error_type": "RuntimeError",
+           "error": "self and mat2 must have the same dtype"}
+    assert unanswered([ok, err]) is None
+    assert unanswered([]) is None
+    why = unanswered([err, dict(err, video="c")])
+    assert why is not None and "every clip failed (2 of 2; b: RuntimeError: self and mat2" in why
+
+    compared = []
+
+    class Snapshot:  # syrupy's snapshot: comparing it is what --snapshot-update turns into a write
+        def use_extension(self, _ext):
+            return self
+
+        def __eq__(self, other):
+            compared.append(other)
+            return True
+
+    settings = SimpleNamespace(golden_tolerance_for=lambda _fmt: 0.05, max_videos=None)
+    state = SimpleNamespace(settings=settings, clips_for=lambda _task: ["b", "c"],
+                            answer=lambda cell: dict(err, video=cell.clip))
+    plan, task = SimpleNamespace(fmt=SimpleNamespace(name="ct_nvfp4")), SimpleNamespace(name="anomaly")
+    with pytest.raises(pytest.fail.Exception, match="every clip failed"):
+        golden_test.test_golden((plan, task), state, Snapshot())
+    assert compared == []  # the snapshot was never compared, so never written

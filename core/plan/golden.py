@@ -46,6 +46,18 @@ def golden_payload(engine_id: str, meta: dict[str, Any], records: list[CellRecor
     return payload
 
 
+def unanswered(records: list[CellRecord]) -> str | None:
+    """Why these records can neither be judged against a golden nor recorded as one: every clip failed (the
+    engine does not answer, e.g. a kernel missing for this dtype), else None. One failed clip among answered
+    ones is part of the golden (``golden_payload``); a golden of nothing but errors would record the crash."""
+    failed = [r for r in records if r.get("status", "ok") != "ok"]
+    if not records or len(failed) < len(records):
+        return None
+    first = failed[0]
+    return (f"every clip failed ({len(failed)} of {len(records)}; {first.get('video')}: {first.get('error_type')}: "
+            f"{first.get('error')}): the engine gave no answer, so no golden is compared or written")
+
+
 def input_fingerprint(rec: CellRecord) -> dict[str, Any]:
     """What a golden keeps of a record's inputs: frames, size and hashes."""
     frames, inputs = rec.get("frames") or {}, rec.get("inputs") or {}
