@@ -24,6 +24,8 @@ class LoadSession:
         self.excluded: dict[str, str] = {}
         self.capacity: dict[str, Any] = {}
         self._offline: sc.ScenarioResult | None = None
+        self.observation: dict[str, Any] = {}
+        """What the server's log says it ran (``_observe``), set once it has started."""
 
     def _record(self, scenario: str, status: Literal["ok", "error"]) -> LoadRecord:
         """A load record's identity (the engine, its device class, the task) and status; the scenario's
@@ -126,7 +128,7 @@ class LoadSession:
                                "facts": server.facts.to_dict() if server.facts else None,
                                "engine_kwargs": {k: v for k, v in self.engine_kwargs.items() if k != "model"},
                                "model_dir": str(self.engine_kwargs.get("model")),
-                               **getattr(self, "observation", {})},
+                               **self.observation},
                     "excluded_clips": self.excluded})
         return rec
 

@@ -335,9 +335,10 @@ def dummy_checkpoint(spec, fmt) -> tuple[Path, dict[str, Any]]:
 def random_checkpoint(spec, fmt, qcfg: dict[str, Any], directory: Path) -> tuple[Path, dict[str, Any]]:
     """An NVFP4 checkpoint of a shape-only model with finite random weights (``core.quant.random_ct``
     says why vLLM's dummy weights cannot serve NVFP4), made once and cached."""
+    from core.plan.capability import version
     from core.quant import artifacts
 
-    versions = {"compressed-tensors": _version("compressed-tensors")}
+    versions = {"compressed-tensors": version("compressed_tensors")}
     key = artifacts.key(spec=spec, directory=directory, fmt=fmt, calib=None, kind="llmcompressor-random",
                         device_class="any", versions=versions, recipe=qcfg)
     t0 = time.perf_counter()
@@ -355,15 +356,6 @@ def random_checkpoint(spec, fmt, qcfg: dict[str, Any], directory: Path) -> tuple
                   "artifact_key": key, "tool": "compressed-tensors", "recipe": fmt.recipe,
                   "quant_algo": qcfg.get("format"), "random_weights": True, "versions": versions,
                   "weights": written.get("weights"), "config_source": quantization_configs().get("source")}
-
-
-def _version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 # --- the HF side ---------------------------------------------------------------------------------------

@@ -35,8 +35,8 @@ SHARD_BYTES = 4 << 30
 FORMAT = "nvfp4-pack-quantized"
 
 
-def write(config_dir: Path, out: Path, qcfg: dict[str, Any], *, seed: int = 0, device: str | None = None,
-          progress=None) -> dict[str, Any]:
+def write(config_dir: Path, out: Path, qcfg: dict[str, Any], *, seed: int = 0,
+          device: str | None = None) -> dict[str, Any]:
     """Write the checkpoint of ``config_dir``'s model with quantization config ``qcfg`` into ``out``
     (an existing empty directory): safetensors shards, an index, ``config.json`` with ``qcfg``, and the
     tokenizer and processor files copied over. Returns what was written (layers, bytes, scales)."""
@@ -70,7 +70,6 @@ def write(config_dir: Path, out: Path, qcfg: dict[str, Any], *, seed: int = 0, d
     shards: list[dict[str, torch.Tensor]] = []
     size = 0
     total = 0
-    params = list(model.state_dict().items())
 
     def put(key: str, t: torch.Tensor) -> None:
         nonlocal size, total, shard
@@ -81,7 +80,7 @@ def write(config_dir: Path, out: Path, qcfg: dict[str, Any], *, seed: int = 0, d
             shards.append(shard)
             shard, size = {}, 0
 
-    for i, (key, meta) in enumerate(params):
+    for key, meta in model.state_dict().items():
         module, _, leaf = key.rpartition(".")
         if module in quantized and leaf == "weight":
             rows, cols = meta.shape
@@ -101,8 +100,6 @@ def write(config_dir: Path, out: Path, qcfg: dict[str, Any], *, seed: int = 0, d
             put(key, torch.ones(meta.shape, dtype=torch.bfloat16))
         else:
             put(key, _normal(*meta.shape, gen=gen, dev=dev) if meta.ndim else torch.zeros((), dtype=torch.bfloat16))
-        if progress is not None:
-            progress(i + 1, len(params))
     if shard:
         shards.append(shard)
 
