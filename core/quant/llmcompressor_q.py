@@ -62,6 +62,8 @@ SMOOTHQUANT_MAPPINGS = [
 SEQUENTIAL_TARGETS = {"qwen2_5_vl": ["Qwen2_5_VLDecoderLayer"]}
 """The decoder layer class llm-compressor's sequential pipeline calibrates one at a time, per family."""
 MAX_SEQ_LENGTH = 8192
+CALIBRATION_SEED = 0
+"""torch's seed in the worker before ``oneshot``: llm-compressor shuffles the calibration samples with it."""
 CONFIGS_FILE = Path(__file__).with_name("ct_configs.json")
 
 
@@ -227,7 +229,7 @@ def job_for(spec, fmt, *, directory: Path, calib, out: Path, allow_pickle: bool 
             "recipe": recipe(fmt).document(),
             "calibration": calib.describe() if calib is not None else None,
             "sequential_targets": SEQUENTIAL_TARGETS.get(spec.family), "max_seq_length": MAX_SEQ_LENGTH,
-            "allow_pickle": allow_pickle, "out": str(out)}
+            "allow_pickle": allow_pickle, "out": str(out), "seed": CALIBRATION_SEED}
 
 
 def run_worker(python: Path, job: dict[str, Any], *, out: Path, cpu_only: bool, what: str) -> dict[str, Any]:
