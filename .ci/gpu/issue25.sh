@@ -12,9 +12,10 @@
 #                                   served by `vllm serve` under load (offline, the largest Poisson rate at p99
 #                                   e2e <= 1 s, camera streams at one clip per 2 s), its results kept as it ends
 #   bash .ci/gpu/issue25.sh vgold   the sm90 vLLM goldens of tiny (bf16, ModelOpt fp8), in-process engines
-# Done 2026-12-07 on an H100: prep, stage x2, load with FORMATS="bf16 ct_w4a16" (docs/measurements/
-# 2026-12-07-h100-load.md). Left: FORMATS="ct_nvfp4 ct_fp8_dynamic ct_w8a8" (one command each pair: ~240 s a
-# format), prep with FP8=1 then FORMATS=fp8, MODEL=internvl3.5-4b FORMATS="bf16", and vgold.
+# Done 2026-12-07 on H100s: prep, stage x2, load with FORMATS="bf16 ct_w4a16" (docs/measurements/
+# 2026-12-07-h100-load.md); on a second lease NVFP4=0 prep, stage x2, then vgold and
+# FORMATS=ct_fp8_dynamic load in one command (~450 s). Left: FORMATS="ct_nvfp4 ct_w8a8" (~240 s a format;
+# ct_nvfp4 needs prep without NVFP4=0), prep with FP8=1 then FORMATS=fp8, FORMATS=internvl3.5-4b:bf16.
 # Results come back in $OUT. pytest gets SIGINT at its limit (30 s to write its summary and JSON).
 set -uo pipefail
 export VQBENCH_CACHE=/tmp/vqcache PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_USE_FLASHINFER_SAMPLER=0

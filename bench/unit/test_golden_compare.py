@@ -101,22 +101,14 @@ def test_recorded_with_names_backend_and_quantizer_libraries():
     assert ("modelopt" in recorded_with("hf", "modelopt")) is (version("modelopt") is not None)
 
 
-# Goldens recorded before the preprocessing fingerprint existed, each with why it was not re-recorded yet.
-# A failing golden without a fingerprint cannot say whether its inputs or its model moved.
-UNFINGERPRINTED = {
-    "tiny-vllm-bf16-sm90-anomaly.json": "sm90 vLLM golden: its re-recording run (H100, 2026-12-07) was cut off when "
-                                        "the lent machine was taken back",
-    "tiny-vllm-fp8-sm90-anomaly.json": "as tiny-vllm-bf16-sm90",
-}
-
-
-def test_every_committed_golden_carries_its_preprocessing_fingerprint_but_the_named_few():
+def test_every_committed_golden_carries_its_preprocessing_fingerprint():
+    """A failing golden without a fingerprint cannot say whether its inputs or its model moved; the last
+    two without one (the sm90 vLLM goldens of tiny) were re-recorded on an H100 on 2026-12-07."""
     import json
 
-    golden_dir = paths.GOLDEN_DIR
-    lacking = sorted(p.name for p in golden_dir.glob("*.json")
+    lacking = sorted(p.name for p in paths.GOLDEN_DIR.glob("*.json")
                      if "preprocessing" not in json.loads(p.read_text(encoding="utf-8")))
-    assert lacking == sorted(UNFINGERPRINTED)
+    assert lacking == []
 
 
 def test_an_engine_whose_every_clip_failed_is_neither_judged_nor_recorded():
