@@ -76,7 +76,7 @@ print(p, json.dumps(r)); print('made in', round(time.time() - t, 1), 's')"
     nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
     MODEL=${MODEL:-qwen2.5-vl-7b}; MODEL_DEFAULT=$MODEL
     for mf in ${FORMATS:-bf16}; do  # a FORMAT, or MODEL:FORMAT for another model than MODEL's
-      f=${mf##*:}; MODEL=${MODEL_DEFAULT:-${MODEL}}; [ "$mf" != "$f" ] && MODEL=${mf%%:*}
+      f=${mf##*:}; MODEL=$MODEL_DEFAULT; [ "$mf" != "$f" ] && MODEL=${mf%%:*}
       step "load-$MODEL-$f" "${PER_FORMAT_TIMEOUT:-290}" python3 -m pytest bench/test_load.py -m gpu -p no:cacheprovider -q -s \
         --gpu-model "$MODEL" --backend vllm --format "$f" --load offline --load sweep --load camera \
         --load-requests "${REQUESTS:-100}" --load-slo 1.0 --camera-period 2 --camera-clips "${CAMERA_CLIPS:-3}" \

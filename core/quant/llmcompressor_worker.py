@@ -98,7 +98,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     # llm-compressor draws its calibration order from torch's global generator (a RandomSampler with
     # no generator of its own when shuffle_calibration_samples is on, its default); unseeded, two builds of
     # one checkpoint differed in ~0.5% of their int8 weights. Seeded, a rebuild gives the same bytes.
-    torch.manual_seed(job.get("seed", 0))
+    torch.manual_seed(job["seed"])  # llmcompressor_q.CALIBRATION_SEED, set by job_for
     oneshot(model=model, processor=processor, recipe=json.dumps(job["recipe"]), **kwargs)
     times["oneshot_s"] = time.perf_counter() - t
     layers = quantized_layers(model)
