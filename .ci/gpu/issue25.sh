@@ -5,12 +5,14 @@
 #   bash .ci/gpu/issue25.sh prep    carry .bundle/gpu-suite-cp312 .bundle/gpu-quant-cp312:
 #                                   re-record the sm90 HF goldens of tiny and tiny-trained (12 clips, with
 #                                   their preprocessing fingerprint); make the 7B shape's random-weight NVFP4
-#                                   checkpoint (and with FP8=1 its ModelOpt FP8 export) into /tmp/vqcache
+#                                   checkpoint (and with FP8=1, or FP8="MODEL ...", the ModelOpt FP8 export
+#                                   of the 7B shape or of each MODEL) into /tmp/vqcache
 #   bash .ci/gpu/issue25.sh stage   carry one part of .bundle/vllm-0.26.0-...: staged
 #   FORMATS="bf16 ct_fp8_dynamic" bash .ci/gpu/issue25.sh load
 #                                   carry the vLLM bundle's last part: unpacked; then each format of MODEL
 #                                   served by `vllm serve` under load (offline, the largest Poisson rate at p99
-#                                   e2e <= 1 s, camera streams at one clip per 2 s), its results kept as it ends
+#                                   e2e <= 1 s, camera streams at one clip per 2 s), its results kept as it ends;
+#                                   a format is not started when less than MIN_FORMAT_S is left before DEADLINE
 #   bash .ci/gpu/issue25.sh vgold   the sm90 vLLM goldens of tiny (bf16, ModelOpt fp8), in-process engines
 # Done 2026-12-07 on H100s: prep, stage x2, load with FORMATS="bf16 ct_w4a16" (docs/measurements/
 # 2026-12-07-h100-load.md); on a second lease NVFP4=0 prep, stage x2, then vgold and
@@ -66,18 +68,25 @@ from core.quant.llmcompressor_q import export; import json, time
 t = time.time(); p, r = export(registry.resolve('qwen2.5-vl-7b'), get_format('ct_nvfp4'), options=None, device=None)
 print(p, json.dumps(r)); print('made in', round(time.time() - t, 1), 's')"
     [ "${NVFP4:-1}" = 0 ] || tail -3 "$W/nvfp4-7b.log" | cut -c1-400
-    if [ -n "${FP8:-}" ]; then  # the ModelOpt FP8 export (HF load + calibration + export), when time allows
-      step fp8-7b 150 python3 -m core.cli quantize --model qwen2.5-vl-7b --format fp8 --device cuda --export
-      tail -3 "$W/fp8-7b.log" | cut -c1-300
-    fi
+    # FP8=1 (or FP8="MODEL ..."): the ModelOpt FP8 export (HF load + calibration + export) of each model
+    [ "${FP8:-}" = 1 ] && FP8=qwen2.5-vl-7b
+    for m in ${FP8:-}; do
+      step "fp8-$m" 170 python3 -m core.cli quantize --model "$m" --format fp8 --device cuda --export
+      tail -3 "$W/fp8-$m.log" | cut -c1-300
+    done
     ;;
   load)
     versions
     nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
     MODEL=${MODEL:-qwen2.5-vl-7b}; MODEL_DEFAULT=$MODEL
+    # DEADLINE: seconds into this command by which every load must end (a device command may run 600 s);
+    # a format that would get less than MIN_FORMAT_S is not started, and says so.
+    DEADLINE=${DEADLINE:-570}
     for mf in ${FORMATS:-bf16}; do  # a FORMAT, or MODEL:FORMAT for another model than MODEL's
       f=${mf##*:}; MODEL=$MODEL_DEFAULT; [ "$mf" != "$f" ] && MODEL=${mf%%:*}
-      step "load-$MODEL-$f" "${PER_FORMAT_TIMEOUT:-290}" python3 -m pytest bench/test_load.py -m gpu -p no:cacheprovider -q -s \
+      left=$(( DEADLINE - SECONDS )); limit=${PER_FORMAT_TIMEOUT:-290}; [ "$left" -lt "$limit" ] && limit=$left
+      if [ "$limit" -lt "${MIN_FORMAT_S:-200}" ]; then echo "== load-$MODEL-$f: not started, ${left} s left =="; continue; fi
+      step "load-$MODEL-$f" "$limit" python3 -m pytest bench/test_load.py -m gpu -p no:cacheprovider -q -s \
         --gpu-model "$MODEL" --backend vllm --format "$f" --load offline --load sweep --load camera \
         --load-requests "${REQUESTS:-100}" --load-slo 1.0 --camera-period 2 --camera-clips "${CAMERA_CLIPS:-3}" \
         --server-start-timeout 240 --results "$W/load.jsonl" --benchmark-json "$W/bench-$MODEL-$f.json"
