@@ -25,7 +25,7 @@ def test_load(vqbench_load, vqbench_state, benchmark):
     benchmark.group = f"load-{plan.engine.model}-{task.name}-{scenario}"
     try:
         rec = benchmark.pedantic(lambda: session.scenario(scenario), rounds=1, iterations=1, warmup_rounds=0)
-    except Exception as exc:
+    except BaseException as exc:  # an interrupt too: the points the scenario finished are kept
         vqbench_state.save_load(session.error_record(scenario, exc))
         raise
     vqbench_state.save_load(rec)

@@ -79,6 +79,10 @@ print(p, json.dumps(r)); print('made in', round(time.time() - t, 1), 's')"
     versions
     nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
     MODEL=${MODEL:-qwen2.5-vl-7b}; MODEL_DEFAULT=$MODEL
+    # a server an earlier command left behind would hold the GPU (one did, before test_interrupts.py): end it
+    for p in $(pgrep -f "entrypoints.openai.api_serve[r]"); do
+      echo "leftover vLLM server $p: killing its process group"; kill -9 -- "-$(ps -o pgid= -p "$p" | tr -d ' ')"
+    done
     # DEADLINE: seconds into this command by which every load must end (a device command may run 600 s);
     # a format that would get less than MIN_FORMAT_S is not started, and says so.
     DEADLINE=${DEADLINE:-570}

@@ -238,3 +238,17 @@ def test_the_report_draws_each_formats_sweep_and_tables_its_capacity():
     assert "1.30x / - / 1.10x" in row  # rate and capacity against bf16 on the same model and device class
     html = render_html(results, title="t")
     assert "Throughput against latency, m on sm90" in html and html.count("data:image/png;base64,") >= 1
+
+
+def test_an_interrupted_sweep_keeps_its_finished_points_in_the_report():
+    from core.load import report
+
+    point = {"offered": {"rate_per_s": 9.5}, "videos_per_s": 8.0, "e2e_s": {"p99": 0.7, "max": 0.8},
+             "slo": {"met": True}, "requests": 100}
+    rec = {"type": "load", "status": "error", "scenario": "sweep", "engine": "m-vllm-fp8-cuda", "model": "m",
+           "backend": "vllm", "format": "fp8", "gpu_class": "sm90", "task": "anomaly", "time": 1.0,
+           "error_type": "KeyboardInterrupt", "error": "interrupted after 1 finished point(s)",
+           "finished_points": [point]}
+    lines = report.markdown([rec])
+    assert "| m | fp8 | 9.5 | 0.7 | 0.8 | 8 | yes | 100 |" in lines
+    assert any("fp8 error | sweep: interrupted after 1 finished point(s)" in line for line in lines)

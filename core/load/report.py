@@ -35,6 +35,8 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[tuple, dict[str, Any
         row = rows.setdefault(key, {})
         if rec.get("status") != "ok":
             row.setdefault("errors", []).append(f"{rec.get('scenario')}: {rec.get('error')}")
+            if rec.get("scenario") == "sweep":  # the points it finished before it failed still stand
+                row["sweep_points"] = _curve(rec.get("finished_points") or [])
             continue
         res, cap = rec["result"], rec.get("capacity") or {}
         row["capacity"] = cap.get("concurrent_videos")
@@ -50,8 +52,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[tuple, dict[str, Any
             row["slo_rate"] = res.get("largest_rate_per_s")
             row["slo"] = res.get("slo_e2e_s")
             row["sweep_converged"] = res.get("converged")
-            row["sweep_points"] = [(p["offered"]["rate_per_s"], p["e2e_s"].get("p99"), p["e2e_s"].get("max"),
-                                    p.get("videos_per_s"), p["slo"]["met"], p["requests"]) for p in res["points"]]
+            row["sweep_points"] = _curve(res["points"])
         elif rec["scenario"] == "camera":
             row["streams"] = res.get("largest_streams")
             row["period"] = res.get("period_s")
@@ -60,6 +61,12 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[tuple, dict[str, Any
             row["server"] = {"rate": res["offered"]["rate_per_s"], "p99": res["e2e_s"].get("p99"),
                              "goodput": (res.get("slo") or {}).get("goodput_per_s")}
     return rows
+
+
+def _curve(points: Sequence[Mapping[str, Any]]) -> list[tuple]:
+    """(offered rate, p99, max, served videos/s, SLO met, requests) of each sweep point."""
+    return [(p["offered"]["rate_per_s"], p["e2e_s"].get("p99"), p["e2e_s"].get("max"), p.get("videos_per_s"),
+             p["slo"]["met"], p["requests"]) for p in points]
 
 
 def _f(x: Any, digits: int = 3) -> str:

@@ -6,6 +6,9 @@ engine core, the CPU worker) share one process group: ``stop`` signals the group
 SIGKILL after a grace period), waits for the server, and checks that no process of the group is left
 and that the port is free again. A server that exits during start-up, never answers its health
 endpoint, or finds its port taken gives a ``ServerError`` naming its log and quoting the log's end.
+A server still running when the Python process that started it exits (an exception that skipped the
+caller's cleanup) is stopped the same way by an ``atexit`` hook, which says so on stderr; a process
+killed outright (SIGKILL) runs no hook, and its server is left (``ps -eo pid,pgid,args``).
 
 The arguments are the in-process engine's (``VLLMBackend.engine_kwargs``): the same checkpoint, dtype,
 context length, quantization method, KV cache dtype and log-prob mode, written as ``vllm serve`` flags.
@@ -13,6 +16,7 @@ context length, quantization method, KV cache dtype and log-prob mode, written a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -40,6 +44,19 @@ DEATH_WAIT_S = 10.0
 
 class ServerError(VqbenchError):
     """The vLLM server could not start, died, or could not be stopped; the message names its log."""
+
+
+_RUNNING: dict[int, VLLMServer] = {}
+"""Servers started and not yet stopped, by process id (``_stop_leftovers`` stops them at exit)."""
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_RUNNING.values()):
+        print(f"vqbench: stopping the vLLM server (process group {server.proc.pid if server.proc else '?'}) "
+              f"that was still running at exit; its log: {server.log}", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            server.stop()
 
 
 def free_port(host: str = HOST) -> int:
@@ -169,6 +186,7 @@ class VLLMServer:
             out.flush()
             self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, start_new_session=True)
+        _RUNNING[self.proc.pid] = self
         try:
             self._wait_healthy(t0)
         except BaseException:
@@ -221,6 +239,7 @@ class VLLMServer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        _RUNNING.pop(proc.pid, None)
         pgid = proc.pid
         before = _group_members(pgid)
         _signal_group(pgid, signal.SIGTERM)

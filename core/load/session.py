@@ -137,7 +137,8 @@ class LoadSession:
         error, the server's log, and every point it finished before (their figures stand)."""
         done = self.run.finished[getattr(self, "_first_point", len(self.run.finished)):] if self.run else []
         rec = self._record(name, "error")
-        rec.update({"error_type": type(exc).__name__, "error": str(exc),
+        why = str(exc) or ("interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__)
+        rec.update({"error_type": type(exc).__name__, "error": f"{why} after {len(done)} finished point(s)",
                     "server_log": str(self.server.log) if self.server else None,
                     "finished_points": [p.to_dict() for p in done]})
         return rec

@@ -286,6 +286,22 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
         yield
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """An interrupt (Ctrl-C, or the SIGINT of ``timeout -s INT``) inside a timed test leaves its
+    ``benchmark`` fixture with no data. pytest-benchmark (5.x) marks a benchmark as failed only for an
+    ``Exception``, so at session end it computes the statistics of the empty one and raises before
+    yielding in its own ``pytest_sessionfinish``: every other ``pytest_sessionfinish`` is then skipped,
+    ours included, and a vLLM server the session started outlives it (seen on an H100, 2026-12-07).
+    Marking the interrupted benchmark as failed keeps it out of the JSON, and the session ends as usual."""
+    outcome = yield
+    excinfo = outcome.excinfo
+    if excinfo is not None and issubclass(excinfo[0], KeyboardInterrupt):
+        bench = getattr(item, "funcargs", {}).get("benchmark")
+        if bench is not None and hasattr(bench, "has_error"):
+            bench.has_error = True
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     st = session.config.stash.get(_STATE, None)
     if st is None:
