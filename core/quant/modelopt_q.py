@@ -142,6 +142,12 @@ def export(model, export_dir: Path, *, processor) -> dict[str, Any]:
     from modelopt.torch.export import export_hf_checkpoint
 
     export_dir = Path(export_dir)
+    config = getattr(model, "config", None)
+    if config is not None and not getattr(config, "architectures", None):
+        # A config built from its class (the shape-only specs, a hand-written config.json) names no
+        # architecture; ModelOpt 0.47's multimodal check iterates config.architectures and fails on None.
+        # Name the loaded class, which is what save_pretrained writes there anyway.
+        config.architectures = [type(model).__name__]
     export_hf_checkpoint(model, export_dir=export_dir)
     processor.save_pretrained(export_dir)
     tok = getattr(processor, "tokenizer", None)
