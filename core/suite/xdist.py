@@ -209,8 +209,11 @@ def write_benchmark_json(config: pytest.Config, run_id: str, source: str) -> str
 
 
 def machine_info() -> dict[str, Any]:
-    """GPU, driver, CUDA and package versions (for pytest-benchmark's machine_info and results)."""
+    """GPU, driver, CUDA and package versions, and the host's CPU (for pytest-benchmark's machine_info
+    and results). The CPU matters on a GPU too: a vLLM server prepares every video on it, so two machines
+    with the same GPU can serve a different number of videos per second."""
     from core.plan.catalog import BACKENDS, QUANTIZERS
+    from core.plan.golden import cpu_model
 
     gpu = devices.primary()
     packages = {"av"} | {p for b in BACKENDS.values() for p in b.versioned} | {
@@ -223,6 +226,7 @@ def machine_info() -> dict[str, Any]:
             "count": len(devices.gpus())},
         "gpu_class": gpu.gpu_class,
         "packages": {p: v for p in sorted(packages) if (v := capability.version(p))},
+        "host": {"cpu": cpu_model(), "logical_cpus": os.cpu_count()},
     }
     if gpu.kind == "cpu":
         info["no_gpu_reason"] = devices.no_gpu_reason()
