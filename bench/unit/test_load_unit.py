@@ -225,6 +225,7 @@ def test_the_report_draws_each_formats_sweep_and_tables_its_capacity():
     def rec(fmt, capacity, rate):
         return {"type": "load", "status": "ok", "scenario": "sweep", "engine": f"m-vllm-{fmt}-cuda", "model": "m",
                 "backend": "vllm", "format": fmt, "gpu_class": "sm90", "task": "anomaly", "time": 1.0,
+                "device": "cuda", "machine": {"host": "h", "cpu": "c", "gpu_uuid": "GPU-1"},
                 "capacity": {"concurrent_videos": capacity, "kv_cache_tokens": capacity * 750, "weights_gib": 15.0},
                 "batch_drift": {"status": "pass"}, "alone": {"e2e_s": {"p50": 0.1}},
                 "result": {"slo_e2e_s": 1.0, "largest_rate_per_s": rate, "converged": True,
@@ -252,3 +253,25 @@ def test_an_interrupted_sweep_keeps_its_finished_points_in_the_report():
     lines = report.markdown([rec])
     assert "| m | fp8 | 9.5 | 0.7 | 0.8 | 8 | yes | 100 |" in lines
     assert any("fp8 error | sweep: interrupted after 1 finished point(s)" in line for line in lines)
+
+
+@pytest.mark.parametrize("bf16_machine, flagged", [
+    ({"host": "h", "cpu": "c", "gpu_uuid": "GPU-1"}, False),  # one card, one host: a ratio of formats
+    ({"host": "h2", "cpu": "c", "gpu_uuid": "GPU-2"}, True),  # another lease: machines differ too
+    (None, True),  # written before records named their machine: cannot be shown to be the same
+])
+def test_a_ratio_to_a_reference_from_another_machine_is_marked(bf16_machine, flagged):
+    from core.load import report
+
+    def rec(fmt, streams, machine):
+        r = {"type": "load", "status": "ok", "scenario": "camera", "engine": f"m-vllm-{fmt}-cuda", "model": "m",
+             "backend": "vllm", "format": fmt, "gpu_class": "sm90", "task": "anomaly", "time": 1.0, "device": "cuda",
+             "capacity": {"concurrent_videos": 100}, "batch_drift": {"status": "pass"},
+             "result": {"largest_streams": streams, "period_s": 2.0, "exact": True, "points": []}}
+        return {**r, "machine": machine} if machine else r
+
+    here = {"host": "h", "cpu": "c", "gpu_uuid": "GPU-1"}
+    lines = report.markdown([rec("bf16", 50, bf16_machine), rec("fp8", 60, here)])
+    row = next(line for line in lines if line.startswith("| m | sm90 | fp8 |"))
+    assert ("1.20x† / 1.00x†" in row) is flagged and ("1.20x / 1.00x" in row) is not flagged
+    assert (report.ELSEWHERE_NOTE in lines) is flagged

@@ -33,6 +33,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[tuple, dict[str, Any
     for rec in sorted(newest.values(), key=lambda r: r.get("time", 0)):
         key = (rec.get("model"), rec.get("backend"), rec.get("gpu_class"), rec.get("task"), rec.get("format"))
         row = rows.setdefault(key, {})
+        row.setdefault("machines", set()).add(machine_id(rec))
         if rec.get("status") != "ok":
             row.setdefault("errors", []).append(f"{rec.get('scenario')}: {rec.get('error')}")
             if rec.get("scenario") == "sweep":  # the points it finished before it failed still stand
@@ -63,6 +64,21 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[tuple, dict[str, Any
     return rows
 
 
+def machine_id(rec: Mapping[str, Any]) -> str | None:
+    """The machine a record was measured on (GPU: its card's NVML UUID and the host; CPU: the host and its
+    CPU), or None where the record cannot say (records written before 2026-12-07 name no machine)."""
+    m = rec.get("machine") or {}
+    if rec.get("device") == "cpu":
+        return f"{m['host']} / {m.get('cpu')}" if m.get("host") else None
+    return f"{m['gpu_uuid']} / {m.get('host')}" if m.get("gpu_uuid") else None
+
+
+def same_machine(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether every figure of rows ``a`` and ``b`` comes from one known machine."""
+    ma, mb = a.get("machines") or {None}, b.get("machines") or {None}
+    return len(ma) == 1 and ma == mb and None not in ma
+
+
 def _curve(points: Sequence[Mapping[str, Any]]) -> list[tuple]:
     """(offered rate, p99, max, served videos/s, SLO met, requests) of each sweep point."""
     return [(p["offered"]["rate_per_s"], p["e2e_s"].get("p99"), p["e2e_s"].get("max"), p.get("videos_per_s"),
@@ -77,12 +93,20 @@ def _f(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
-def _ratio(x: Any, ref: Any) -> str:
-    return f"{x / ref:.2f}x" if isinstance(x, (int, float)) and isinstance(ref, (int, float)) and ref else "-"
+def _ratio(x: Any, ref: Any, mark: str = "") -> str:
+    return f"{x / ref:.2f}x{mark}" if isinstance(x, (int, float)) and isinstance(ref, (int, float)) and ref else "-"
+
+
+ELSEWHERE = "†"
+ELSEWHERE_NOTE = (f"{ELSEWHERE}: a ratio against a bf16 run on another machine, or on one these records cannot show "
+                  "is the same (no GPU UUID and host recorded): it compares machines as well as formats. On two "
+                  "leases of one H100 model, two FP8 formats with one kernel held 62 and 76 camera streams "
+                  "(2026-12-07).")
 
 
 def markdown(records: Sequence[Mapping[str, Any]], *, reference_format: str = "bf16") -> list[str]:
     rows = summarize(records)
+    flagged = False
     lines = ["| model | device | format | offline videos/s | largest rate at SLO (videos/s) | camera streams | "
              "KV capacity (videos) | weights GiB | vs bf16: rate / streams / capacity | batch drift |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -90,17 +114,21 @@ def markdown(records: Sequence[Mapping[str, Any]], *, reference_format: str = "b
         model, backend, gclass, task, fmt = key
         r = rows[key]
         ref = rows.get((model, backend, gclass, task, reference_format), {})
+        mark = "" if ref is r or same_machine(r, ref) else ELSEWHERE
         slo = (f" (p99 e2e <= {r['slo']:g} s{'' if r.get('sweep_converged') else ', not converged'})"
                if r.get("slo") else "")
         streams = f"{r['streams']} at 1 clip/{r['period']:g} s" if r.get("streams") is not None else "-"
         drift = ", ".join(f"{k}: {v}" for k, v in sorted((r.get("batch_drift") or {}).items())) or "-"
         lines.append(f"| {model} | {gclass} | {fmt} | {_f(r.get('offline_vps'))} | {_f(r.get('slo_rate'))}{slo} | "
                      f"{streams} | {_f(r.get('capacity'))} | {_f(r.get('weights_gib'))} | "
-                     f"{_ratio(r.get('slo_rate'), ref.get('slo_rate'))} / "
-                     f"{_ratio(r.get('streams'), ref.get('streams'))} / "
-                     f"{_ratio(r.get('capacity'), ref.get('capacity'))} | {drift} |")
+                     f"{_ratio(r.get('slo_rate'), ref.get('slo_rate'), mark)} / "
+                     f"{_ratio(r.get('streams'), ref.get('streams'), mark)} / "
+                     f"{_ratio(r.get('capacity'), ref.get('capacity'), mark)} | {drift} |")
+        flagged = flagged or (mark != "" and ELSEWHERE in lines[-1])
         for err in r.get("errors", []):
             lines.append(f"|  |  | {fmt} error | {err[:200]} |  |  |  |  |  |  |")
+    if flagged:
+        lines = [ELSEWHERE_NOTE, "", *lines]
     curve = [f"| {k[0]} | {k[4]} | {rate:.3g} | {_f(p99)} | {_f(mx)} | {_f(vps)} | {'yes' if met else 'no'} | {n} |"
              for k, r in sorted(rows.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
              for rate, p99, mx, vps, met, n in sorted(r.get("sweep_points") or [])]

@@ -6,6 +6,7 @@ drive this class; neither has its own way of running a scenario.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +34,19 @@ class LoadSession:
         e = self.plan.engine
         return {"type": "load", "scenario": scenario, "engine": e.id, "model": e.model, "backend": e.backend,
                 "format": e.format, "device": e.device, "gpu_class": self.plan.device_class, "task": self.task.name,
-                "status": status, "time": time.time()}
+                "status": status, "time": time.time(), "machine": self.machine}
+
+    @functools.cached_property
+    def machine(self) -> dict[str, Any]:
+        """Which machine serves: two leases of the same GPU model can differ by a fifth in videos/s (the
+        host prepares every video), so ratios between formats are same-machine only where this matches."""
+        import socket
+
+        from core.plan import device as devices
+        from core.plan.golden import cpu_model
+
+        dev = devices.for_kind(self.plan.engine.device, self.settings.cpu_dtype)
+        return {"host": socket.gethostname(), "cpu": cpu_model(), "gpu_uuid": dev.uuid}
 
     def start(self) -> LoadSession:
         from core.backends.vllm import VLLMBackend

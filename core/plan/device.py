@@ -31,6 +31,8 @@ class DeviceInfo:
     bf16_native: bool | None = None
     """CPU only: whether bf16 arithmetic is native (AVX512-BF16/AMX); None = not probed (assumed native)."""
     bf16_why: str = ""
+    uuid: str | None = None
+    """GPU only: NVML's UUID of the physical card (tells one machine from another of the same model)."""
 
     @property
     def sm(self) -> int | None:
@@ -169,8 +171,13 @@ def _nvml_gpus() -> tuple[tuple[DeviceInfo, ...], str]:
             name = name.decode() if isinstance(name, bytes) else name
             cap = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(h))
             mem = pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30
+            try:
+                uuid = pynvml.nvmlDeviceGetUUID(h)
+                uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+            except Exception:  # noqa: BLE001 - an identity for records, never needed to run
+                uuid = None
             gpus.append(DeviceInfo(kind="cuda", index=i, name=name, capability=cap, memory_gib=mem,
-                                   driver=driver, cuda_driver_version=cuda_s))
+                                   driver=driver, cuda_driver_version=cuda_s, uuid=uuid))
     except Exception as exc:  # noqa: BLE001
         return tuple(gpus), f"NVML query failed ({exc})"
     return tuple(gpus), "" if gpus else "NVML found no GPUs"

@@ -223,7 +223,7 @@ def machine_info() -> dict[str, Any]:
             "name": gpu.name,
             "compute_capability": f"{gpu.capability[0]}.{gpu.capability[1]}" if gpu.capability else None,
             "memory_gib": round(gpu.memory_gib or 0, 1), "driver": gpu.driver, "cuda_driver": gpu.cuda_driver_version,
-            "count": len(devices.gpus())},
+            "count": len(devices.gpus()), "uuid": gpu.uuid},
         "gpu_class": gpu.gpu_class,
         "packages": {p: v for p in sorted(packages) if (v := capability.version(p))},
         "host": {"cpu": cpu_model(), "logical_cpus": os.cpu_count()},
