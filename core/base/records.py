@@ -193,10 +193,10 @@ class LoadRecord(TypedDict, total=False):
     server_log: str | None
     finished_points: list[dict[str, Any]]
     history: list[dict[str, Any]]
+    """The latency history's verdict on each of its throughput figures (``core.load.gate``)."""
     machine: dict[str, Any]
     """Which machine served it: host name, host CPU, and the GPU's NVML UUID (``core.load.report`` gives a
     ratio to the reference format as same-machine only where these match)."""
-    """The latency history's verdict on each of its throughput figures (``core.load.gate``)."""
     time: float
     run_id: str
 
