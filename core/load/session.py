@@ -43,10 +43,9 @@ class LoadSession:
         import socket
 
         from core.plan import device as devices
-        from core.plan.golden import cpu_model
 
         dev = devices.for_kind(self.plan.engine.device, self.settings.cpu_dtype)
-        return {"host": socket.gethostname(), "cpu": cpu_model(), "gpu_uuid": dev.uuid}
+        return {"host": socket.gethostname(), "cpu": devices.cpu_model(), "gpu_uuid": dev.uuid}
 
     def start(self) -> LoadSession:
         from core.backends.vllm import VLLMBackend
@@ -150,8 +149,9 @@ class LoadSession:
         error, the server's log, and every point it finished before (their figures stand)."""
         done = self.run.finished[getattr(self, "_first_point", len(self.run.finished)):] if self.run else []
         rec = self._record(name, "error")
-        why = str(exc) or ("interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__)
-        rec.update({"error_type": type(exc).__name__, "error": f"{why} after {len(done)} finished point(s)",
+        why = (f"interrupted after {len(done)} finished point(s)" if isinstance(exc, KeyboardInterrupt)
+               else str(exc) or type(exc).__name__)
+        rec.update({"error_type": type(exc).__name__, "error": why,
                     "server_log": str(self.server.log) if self.server else None,
                     "finished_points": [p.to_dict() for p in done]})
         return rec

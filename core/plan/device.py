@@ -133,6 +133,22 @@ def resolve_cpu_dtype(choice: str = "auto", facts: CpuFacts | None = None) -> st
     return "bfloat16" if (facts or cpu_facts()).bf16_native else "float32"
 
 
+def cpu_model() -> str:
+    """The CPU's model name and the instruction-set extensions that change bf16 numerics (goldens and
+    results name the CPU with it)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            info = f.read()
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    isa = [f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f in flags]
+    return f"{name} ({' '.join(isa) or 'no AVX'})"
+
+
 def cpu(choice: str = "auto", facts: CpuFacts | None = None) -> DeviceInfo:
     """The CPU as a device, computing in the dtype ``choice`` (``--cpu-dtype``) resolves to here."""
     facts = facts or _host_cpu()

@@ -22,6 +22,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from core.base import paths
 from core.base.records import CellRecord
+from core.plan.device import cpu_model
 
 DECIMALS = 3
 
@@ -125,20 +126,6 @@ def recorded_with(backend: str, tool: str) -> dict[str, str]:
     if q.environment:  # a tool in its own environment: its versions there
         versions.update(resolve(f"{q.environment}:recorded_versions")())
     return versions
-
-
-def cpu_model() -> str:
-    """The CPU's model name and the instruction-set extensions that change bf16 numerics."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        import platform
-
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    isa = [f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f in flags]
-    return f"{name} ({' '.join(isa) or 'no AVX'})"
 
 
 def recorded_device_classes(golden_dir: Path | None = None) -> set[str]:

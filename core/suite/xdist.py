@@ -213,7 +213,6 @@ def machine_info() -> dict[str, Any]:
     and results). The CPU matters on a GPU too: a vLLM server prepares every video on it, so two machines
     with the same GPU can serve a different number of videos per second."""
     from core.plan.catalog import BACKENDS, QUANTIZERS
-    from core.plan.golden import cpu_model
 
     gpu = devices.primary()
     packages = {"av"} | {p for b in BACKENDS.values() for p in b.versioned} | {
@@ -226,7 +225,7 @@ def machine_info() -> dict[str, Any]:
             "count": len(devices.gpus()), "uuid": gpu.uuid},
         "gpu_class": gpu.gpu_class,
         "packages": {p: v for p in sorted(packages) if (v := capability.version(p))},
-        "host": {"cpu": cpu_model(), "logical_cpus": os.cpu_count()},
+        "host": {"cpu": devices.cpu_model(), "logical_cpus": os.cpu_count()},
     }
     if gpu.kind == "cpu":
         info["no_gpu_reason"] = devices.no_gpu_reason()
