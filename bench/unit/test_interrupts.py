@@ -9,6 +9,7 @@ on another that the parent never writes to (the parent sends SIGINT, or reads th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -117,3 +118,55 @@ def test_a_server_left_running_is_stopped_when_its_process_exits(tmp_path):
     assert "stopping the vLLM server" in out and "still running at exit" in out, out
     assert leftover == [], f"processes of the server's group {pgid} outlived the process that started it"
     assert not port_in_use(port)
+
+
+# A process that starts a stand-in server, says where it is, and blocks until it is killed outright.
+KILLED = '''
+import os, sys
+from core.load.server import VLLMServer
+server = VLLMServer({}, log=sys.argv[2], command=[sys.executable, sys.argv[1], "{port}", "ok"]).start()
+os.write(int(os.environ["VQ_READY_FD"]), f"{server.proc.pid} {server.port} {server._watchdog.pid}\\n".encode())
+os.close(int(os.environ["VQ_READY_FD"]))
+os.read(int(os.environ["VQ_GO_FD"]), 1)  # blocks: the parent never writes, it sends SIGKILL
+'''
+
+
+def test_a_server_whose_process_is_killed_outright_is_stopped_by_its_watchdog(tmp_path):
+    import psutil
+
+    log = tmp_path / "server.log"
+    proc, ready_r, go_w = _child([sys.executable, "-c", KILLED, STANDIN, str(log)], tmp_path)
+    try:
+        with os.fdopen(ready_r) as ready:
+            said = ready.read()  # the server's process group, its port and its watchdog, once it is healthy
+        assert said, f"the child ended before its server was healthy:\n{proc.communicate()[0]}"
+        pgid, port, dog = (int(x) for x in said.split())
+        assert _group_members(pgid), "the stand-in server is not running"
+        proc.kill()  # SIGKILL: no atexit hook, no finally
+        proc.wait()
+    finally:
+        os.close(go_w)
+        if proc.poll() is None:
+            proc.kill()
+    try:
+        # The watchdog's exit is the event: it exits once the group is gone (or after its SIGKILL).
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(dog).wait(timeout=120)
+        leftover = _group_members(pgid)
+    finally:
+        for pid in _group_members(pgid):  # never leave the stand-in behind, whatever this test says
+            os.kill(pid, signal.SIGKILL)
+    assert leftover == [], f"processes of the server's group {pgid} outlived the SIGKILL of the process that started it"
+    assert "ended without stopping it; SIGTERM to its process group" in log.read_text(), log.read_text()
+    assert not port_in_use(port)
+
+
+def test_a_server_stopped_by_its_owner_ends_its_watchdog_quietly(tmp_path):
+    from core.load.server import VLLMServer
+
+    log = tmp_path / "server.log"
+    server = VLLMServer({}, log=log, command=[sys.executable, STANDIN, "{port}", "ok"]).start()
+    dog = server._watchdog
+    server.stop()
+    assert dog.returncode == 0
+    assert "watchdog" not in log.read_text()

@@ -7,8 +7,9 @@ SIGKILL after a grace period), waits for the server, and checks that no process 
 and that the port is free again. A server that exits during start-up, never answers its health
 endpoint, or finds its port taken gives a ``ServerError`` naming its log and quoting the log's end.
 A server still running when the Python process that started it exits (an exception that skipped the
-caller's cleanup) is stopped the same way by an ``atexit`` hook, which says so on stderr; a process
-killed outright (SIGKILL) runs no hook, and its server is left (``ps -eo pid,pgid,args``).
+caller's cleanup) is stopped the same way by an ``atexit`` hook, which says so on stderr. A process
+killed outright (SIGKILL) runs no hook: a watchdog process (``core.load.watchdog``) started beside each
+server sees the end of a pipe only that process held, and stops the group, saying so in the server's log.
 
 The arguments are the in-process engine's (``VLLMBackend.engine_kwargs``): the same checkpoint, dtype,
 context length, quantization method, KV cache dtype and log-prob mode, written as ``vllm serve`` flags.
@@ -34,6 +35,7 @@ from typing import Any
 
 from core.base import procs as procs_mod
 from core.base.errors import VqbenchError
+from core.load import watchdog
 
 HOST = "127.0.0.1"
 SERVED_NAME = "vqbench"
@@ -141,6 +143,7 @@ class VLLMServer:
         self.env = env
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
+        self._watchdog: subprocess.Popen | None = None
         self.facts: ServerFacts | None = None
         self.command = command
         self.device_memory_gib = device_memory_gib
@@ -188,6 +191,7 @@ class VLLMServer:
                                          env=env, start_new_session=True)
         _RUNNING[self.proc.pid] = self
         try:
+            self._watchdog = self._start_watchdog(self.proc.pid)
             self._wait_healthy(t0)
         except BaseException:
             self.stop()
@@ -196,6 +200,29 @@ class VLLMServer:
                                 gpu_memory_utilization=self.engine_kwargs.get("gpu_memory_utilization"),
                                 device_memory_gib=self.device_memory_gib)
         return self
+
+    def _start_watchdog(self, pgid: int) -> subprocess.Popen:
+        """``core.load.watchdog`` for the group ``pgid``: its stdin is a pipe whose write end only this
+        process holds (non-inheritable, so no later child keeps it open); it writes to the server's log."""
+        with self.log.open("ab") as out:
+            return subprocess.Popen([sys.executable, watchdog.__file__, str(pgid),
+                                     str(STOP_GRACE_S), str(os.getpid())], stdin=subprocess.PIPE, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _end_watchdog(self) -> None:
+        """Tell the watchdog the server was stopped here, and wait for it to exit."""
+        dog, self._watchdog = self._watchdog, None
+        if dog is None or dog.stdin is None:
+            return
+        with contextlib.suppress(OSError):
+            dog.stdin.write(watchdog.STOPPED)
+        with contextlib.suppress(OSError):
+            dog.stdin.close()
+        try:
+            dog.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            dog.kill()
+            dog.wait()
 
     def _wait_healthy(self, t0: float) -> None:
         """Poll /health until it answers 200; the server's exit or the deadline ends the wait with an error.
@@ -251,6 +278,7 @@ class VLLMServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10.0)
             left = _wait_group(pgid, timeout=10.0)
+        self._end_watchdog()
         self.stopped = {"pids": before, "left": left, "port": self.port,
                         "port_free": not port_in_use(self.port) if self.port else None}
         if left:
