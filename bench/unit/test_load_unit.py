@@ -251,7 +251,7 @@ def test_an_interrupted_sweep_keeps_its_finished_points_in_the_report():
            "error_type": "KeyboardInterrupt", "error": "interrupted after 1 finished point(s)",
            "finished_points": [point]}
     lines = report.markdown([rec])
-    assert "| m | fp8 | 9.5 | 0.7 | 0.8 | 8 | yes | 100 |" in lines
+    assert "| m | fp8 | 9.5 | 0.7 | 0.8 | 8 | yes | 100 | - | - |" in lines
     assert any("fp8 error | sweep: interrupted after 1 finished point(s)" in line for line in lines)
 
 
@@ -275,3 +275,43 @@ def test_a_ratio_to_a_reference_from_another_machine_is_marked(bf16_machine, fla
     row = next(line for line in lines if line.startswith("| m | sm90 | fp8 |"))
     assert ("1.20x† / 1.00x†" in row) is flagged and ("1.20x / 1.00x" in row) is not flagged
     assert (report.ELSEWHERE_NOTE in lines) is flagged
+
+
+@pytest.mark.parametrize("over, n, verdict", [
+    (0, 100, "within noise"),  # a p99 from 100 requests cannot show that at most 1% are over
+    (0, 298, "within noise"),
+    (0, 299, "met"),  # 0.99 ** 299 <= 0.05: the smallest sample whose 95% upper bound is <= 1%
+    (1, 100, "within noise"),
+    (3, 100, "within noise"),
+    (4, 100, "missed"),  # 95% lower bound 1.4% > 1%
+    (17, 100, "missed"),
+    (0, 0, "no requests"),
+])
+def test_a_point_says_whether_its_sample_can_tell_the_slo_met_or_missed(over, n, verdict):
+    conf = sc.slo_confidence(over, n)
+    assert conf["verdict"] == verdict
+    assert conf["requests_to_confirm_met"] == 299
+    if n:
+        low, high = conf["over_share_bounds"]
+        assert 0.0 <= low <= over / n <= high <= 1.0
+
+
+def test_the_report_counts_each_sweep_points_requests_over_the_slo_and_brackets_the_rate():
+    from core.load import report
+
+    def point(rate, p99, within):  # a record written before the verdict was kept: counts only
+        return {"offered": {"rate_per_s": rate}, "videos_per_s": rate * 0.8, "e2e_s": {"p99": p99, "max": p99},
+                "slo": {"met": p99 <= 1.0, "within": within}, "requests": 100}
+
+    rec = {"type": "load", "status": "ok", "scenario": "sweep", "engine": "m-vllm-bf16-cuda", "model": "m",
+           "backend": "vllm", "format": "bf16", "gpu_class": "sm90", "task": "anomaly", "time": 1.0,
+           "capacity": {}, "batch_drift": {"status": "pass"},
+           "result": {"slo_e2e_s": 1.0, "largest_rate_per_s": 22.2, "converged": True,
+                      "points": [point(22.2, 0.87, 100), point(23.4, 1.13, 83), point(29.6, 1.13, 80),
+                                 point(24.0, 1.01, 98)]}}
+    lines = report.markdown([rec])
+    row = next(line for line in lines if line.startswith("| m | sm90 | bf16 |"))
+    assert "22.2 (p99 e2e <= 1 s; missed at 95% from 23.4)" in row
+    assert "| m | bf16 | 22.2 | 0.87 | 0.87 | 17.8 | yes | 100 | 0 | within noise |" in lines
+    assert "| m | bf16 | 24 | 1.01 | 1.01 | 19.2 | no | 100 | 2 | within noise |" in lines
+    assert "| m | bf16 | 23.4 | 1.13 | 1.13 | 18.7 | no | 100 | 17 | missed |" in lines

@@ -16,6 +16,12 @@ Latency is measured from the time a request was due, not when the client got rou
 late client counts against the server (no coordinated omission). A quantile is reported only when the
 sample has at least one request beyond it (p99 needs >= 100 requests); otherwise it is None and the
 verdict is judged on the maximum, which is said (``judged_on``).
+
+Each point also says whether its sample can tell (``slo_confidence``): "p99 <= SLO" means at most 1% of
+requests over the SLO, and with k of n over (errors count as over) an exact one-sided 95% bound decides
+"met", "missed", or "within noise". With 100 requests no point can confirm "met" (that needs >= 299
+requests and none over); a point far over can confirm "missed". The bound treats requests as
+independent; under queueing, neighbours' latencies are correlated, so it is if anything optimistic.
 """
 
 from __future__ import annotations
@@ -62,6 +68,27 @@ def slo_value(stats: dict[str, Any], q: int = 99) -> tuple[float | None, str]:
     return stats.get("max"), f"max (n={stats.get('n', 0)} < {need}: p{q} not estimable)"
 
 
+def slo_confidence(over: int, n: int, *, q: int = 99, confidence: float = 0.95) -> dict[str, Any]:
+    """Whether ``over`` of ``n`` requests beyond the SLO shows the p``q`` requirement (at most 1 - q/100 of
+    requests over) met, missed, or neither, at ``confidence``: exact one-sided binomial bounds (scipy)."""
+    from core.base.errors import MissingDependency
+    from core.metrics import stats
+
+    allowed = 1 - q / 100
+    need = math.ceil(math.log(1 - confidence) / math.log(1 - allowed))  # n with 0 over whose bound is <= allowed
+    out: dict[str, Any] = {"over": over, "n": n, "allowed": allowed, "confidence": confidence,
+                           "requests_to_confirm_met": need}
+    if n == 0:
+        return {**out, "verdict": "no requests"}
+    try:
+        low = stats.lower_bound(over, n, confidence=confidence)
+        high = stats.upper_bound(over, n, confidence=confidence)
+    except MissingDependency as exc:
+        return {**out, "verdict": None, "why": str(exc)}
+    verdict = "met" if high <= allowed else "missed" if low > allowed else "within noise"
+    return {**out, "over_share_bounds": [low, high], "verdict": verdict}
+
+
 @dataclass
 class ScenarioResult:
     """One scenario point: what was offered, what came back, its figures and its verdict against the SLO."""
@@ -101,7 +128,8 @@ class ScenarioResult:
             within = sum(1 for e in e2e_values if e <= self.slo_s)
             fig["slo"] = {"e2e_s": self.slo_s, "judged_on": judged_on, "value_s": value,
                           "met": bool(ok) and not self.errors and value is not None and value <= self.slo_s,
-                          "within": within, "goodput_per_s": within / span if span else None}
+                          "within": within, "goodput_per_s": within / span if span else None,
+                          "confidence": slo_confidence(len(self.outcomes) - within, len(self.outcomes))}
         return fig
 
     @property

@@ -84,6 +84,15 @@ def upper_bound(successes: int, n: int, *, confidence: float = 0.95) -> float:
     return float(_scipy_stats().beta.ppf(confidence, successes + 1, n - successes))
 
 
+def lower_bound(successes: int, n: int, *, confidence: float = 0.95) -> float:
+    """One-sided exact (Clopper-Pearson) lower confidence bound of a rate; 0.0 when ``successes == 0``."""
+    _check_count(successes, n)
+    _check_confidence(confidence)
+    if successes == 0:
+        return 0.0
+    return float(_scipy_stats().beta.ppf(1.0 - confidence, successes, n - successes + 1))
+
+
 def binomial_cdf(k: int, n: int, p: float) -> float:
     """P(X <= k) for X ~ Binomial(n, p) (``scipy.stats.binom.cdf``)."""
     return float(min(1.0, _scipy_stats().binom.cdf(k, n, p)))
