@@ -19,9 +19,11 @@
 # FORMATS=ct_fp8_dynamic load in one command (~450 s). A third lease: FP8="qwen2.5-vl-7b internvl3.5-4b"
 # prep (InternVL's export failed: fixed in 4049c1d), stage x2, FORMATS="ct_w8a8 fp8", internvl3.5-4b:bf16,
 # ct_nvfp4 (docs/measurements/2026-12-07-h100-load-3.md; rate searches after the first cut by DEADLINE).
-# Leases differ (FP8 62 camera streams on one, FP8-dynamic 76 on another): put bf16 in every lease's
-# FORMATS, first. Left: FORMATS="bf16 ct_w8a8 fp8 ct_nvfp4" on one lease (~250 s a format, two a command),
-# then internvl3.5-4b:bf16 internvl3.5-4b:fp8 (prep with FP8=internvl3.5-4b first).
+# Leases differ (one W8A8 checkpoint: 14.7 videos/s at the SLO on one, 33.4 on another): put bf16 in every
+# lease's FORMATS, first. A fourth lease (docs/measurements/2026-12-07-h100-load-4.md): stage x3 (the suite
+# bundle alone first, no prep), FORMATS="bf16 ct_w8a8", FORMATS="ct_fp8_dynamic ct_w4a16", then
+# `NVFP4=0 FP8=1 prep` and FORMATS=fp8 in one command (~190-200 s a format there). Left: bf16 beside
+# ct_nvfp4, and internvl3.5-4b:bf16 internvl3.5-4b:fp8 (prep with FP8=internvl3.5-4b first).
 # Results come back in $OUT. pytest gets SIGINT at its limit (30 s to write its summary and JSON).
 set -uo pipefail
 export VQBENCH_CACHE=/tmp/vqcache PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_USE_FLASHINFER_SAMPLER=0
