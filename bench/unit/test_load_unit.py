@@ -315,3 +315,30 @@ def test_the_report_counts_each_sweep_points_requests_over_the_slo_and_brackets_
     assert "| m | bf16 | 22.2 | 0.87 | 0.87 | 17.8 | yes | 100 | 0 | within noise |" in lines
     assert "| m | bf16 | 24 | 1.01 | 1.01 | 19.2 | no | 100 | 2 | within noise |" in lines
     assert "| m | bf16 | 23.4 | 1.13 | 1.13 | 18.7 | no | 100 | 17 | missed |" in lines
+
+
+def test_a_sweeps_rate_is_confirmed_with_fresh_arrivals_and_the_report_says_so(tmp_path):
+    from core.load import report
+
+    with standin(tmp_path, "ok") as server:
+        run = sc.LoadRun(server.url, [_item("a"), _item("b")], slo_s=60.0, check_alive=server.check_alive)
+        search = run.sweep(start_rate=25.0, n=4, max_points=2, confirm_n=299)
+    # the stand-in answers every request well within 60 s: no point fails, so the search ends at max_points
+    assert [p["offered"]["rate_per_s"] for p in search["points"]] == [25.0, 50.0]
+    assert search["largest_rate_per_s"] == 50.0 and search["first_failing_rate_per_s"] is None
+    conf = search["confirmation"]
+    assert conf["offered"] == {"rate_per_s": 50.0, "requests": 299, "arrivals": "Poisson, seed 1"}
+    assert conf["slo"]["confidence"]["verdict"] == "met" and search["confirmed"] is True, conf["error_examples"]
+    assert len(search["_results"]) == 3  # the confirmation's answers are judged for batch drift too
+    search.pop("_results")
+    rec = {"type": "load", "status": "ok", "scenario": "sweep", "engine": "m-vllm-bf16-cuda", "model": "m",
+           "backend": "vllm", "format": "bf16", "gpu_class": "sm90", "task": "anomaly", "time": 1.0,
+           "capacity": {}, "batch_drift": {"status": "pass"}, "result": {**search, "slo_e2e_s": 60.0}}
+    row = next(line for line in report.markdown([rec]) if line.startswith("| m | sm90 | bf16 |"))
+    assert "50 (p99 e2e <= 60 s, not converged; confirmed at 95%: 0 of 299 over)" in row
+    # a confirmation with too few requests cannot confirm, and says so
+    search_small = {**search, "confirmation": {**conf, "requests": 100,
+                                                "slo": {**conf["slo"], "confidence": sc.slo_confidence(0, 100)}}}
+    row = next(line for line in report.markdown([{**rec, "result": {**search_small, "slo_e2e_s": 60.0}}])
+               if line.startswith("| m | sm90 | bf16 |"))
+    assert "not confirmed at 95%: 0 of 100 over (within noise)" in row

@@ -54,6 +54,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[tuple, dict[str, Any
             row["slo"] = res.get("slo_e2e_s")
             row["sweep_converged"] = res.get("converged")
             row["sweep_points"] = _curve(res["points"])
+            row["sweep_confirmation"] = _curve([res["confirmation"]])[0] if res.get("confirmation") else None
         elif rec["scenario"] == "camera":
             row["streams"] = res.get("largest_streams")
             row["period"] = res.get("period_s")
@@ -100,6 +101,16 @@ def confirmed_miss(curve: Sequence[tuple]) -> float | None:
     return min(missed) if missed else None
 
 
+def _confirmation(point: tuple | None) -> str:
+    """What the sweep's confirmation point said about its rate (empty where none was run)."""
+    if point is None:
+        return ""
+    n, over, verdict = point[5], point[6], point[7]
+    if verdict == "met":
+        return f"; confirmed at 95%: {over} of {n} over"
+    return f"; not confirmed at 95%: {over} of {n} over ({verdict})"
+
+
 def _f(x: Any, digits: int = 3) -> str:
     if x is None:
         return "-"
@@ -132,7 +143,8 @@ def markdown(records: Sequence[Mapping[str, Any]], *, reference_format: str = "b
         mark = "" if ref is r or same_machine(r, ref) else ELSEWHERE
         below = confirmed_miss(r.get("sweep_points") or [])
         slo = (f" (p99 e2e <= {r['slo']:g} s{'' if r.get('sweep_converged') else ', not converged'}"
-               f"{f'; missed at 95% from {below:.3g}' if below is not None else ''})" if r.get("slo") else "")
+               f"{f'; missed at 95% from {below:.3g}' if below is not None else ''}"
+               f"{_confirmation(r.get('sweep_confirmation'))})" if r.get("slo") else "")
         streams = f"{r['streams']} at 1 clip/{r['period']:g} s" if r.get("streams") is not None else "-"
         drift = ", ".join(f"{k}: {v}" for k, v in sorted((r.get("batch_drift") or {}).items())) or "-"
         ratios = [_ratio(r.get(k), ref.get(k), mark) for k in ("slo_rate", "streams", "capacity")]

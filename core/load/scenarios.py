@@ -225,9 +225,10 @@ class LoadRun:
         return self._point("offline", {"requests": n, "submitted": "all at once"},
                            [(0.0, it) for it in cycle(self.items, n)], None)
 
-    def server(self, rate: float, n: int) -> ScenarioResult:
-        times = poisson_times(rate, n, self.seed)
-        return self._point("server", {"rate_per_s": rate, "requests": n, "arrivals": f"Poisson, seed {self.seed}"},
+    def server(self, rate: float, n: int, *, seed: int | None = None) -> ScenarioResult:
+        seed = self.seed if seed is None else seed
+        times = poisson_times(rate, n, seed)
+        return self._point("server", {"rate_per_s": rate, "requests": n, "arrivals": f"Poisson, seed {seed}"},
                            list(zip(times, cycle(self.items, n))), self.slo_s)
 
     def camera(self, streams: int, period_s: float, clips_per_stream: int) -> ScenarioResult:
@@ -240,8 +241,11 @@ class LoadRun:
         return self._point("camera", {"streams": streams, "period_s": period_s, "clips_per_stream": clips_per_stream},
                            schedule, period_s)
 
-    def sweep(self, *, start_rate: float, n: int, resolution: float = 0.1, max_points: int = 8) -> dict[str, Any]:
-        """The largest Poisson rate meeting the SLO (p99 e2e <= slo_s, judged on the max where n < 100)."""
+    def sweep(self, *, start_rate: float, n: int, resolution: float = 0.1, max_points: int = 8,
+              confirm_n: int = 0) -> dict[str, Any]:
+        """The largest Poisson rate meeting the SLO (p99 e2e <= slo_s, judged on the max where n < 100).
+        ``confirm_n``: then that rate once more with ``confirm_n`` requests of fresh arrivals (the next seed),
+        whose ``slo_confidence`` verdict says whether the rate is confirmed at 95% (>= 299 requests can be)."""
         points: list[ScenarioResult] = []
         good, bad = None, None
         rate = start_rate
@@ -256,13 +260,20 @@ class LoadRun:
             if good is not None and bad is not None and (bad - good) / good <= resolution:
                 break
             rate = (good + bad) / 2 if good is not None and bad is not None else rate * 2 if bad is None else rate / 2
+        confirmation = None
+        if confirm_n and good is not None:
+            confirmation = self.server(good, confirm_n, seed=self.seed + 1)
+            confirmation.scenario = "sweep confirmation"
         return {"scenario": "sweep", "slo_e2e_s": self.slo_s, "largest_rate_per_s": good,
+                "confirmation": confirmation.to_dict() if confirmation else None,
+                "confirmed": confirmation.figures()["slo"]["confidence"]["verdict"] == "met" if confirmation else None,
                 "first_failing_rate_per_s": bad,
                 "resolution": resolution, "requests_per_point": n, "converged": good is not None and bad is not None
                 and (bad - good) / good <= resolution,
                 "note": None if good is not None else
                 f"no rate tried met the SLO (lowest tried {min(p.offered['rate_per_s'] for p in points):.3g}/s)",
-                "points": [p.to_dict() for p in points], "_results": points}
+                "points": [p.to_dict() for p in points],
+                "_results": points + ([confirmation] if confirmation else [])}
 
     def camera_search(self, *, period_s: float, clips_per_stream: int, start_streams: int = 1, max_streams: int = 1024,
                       max_points: int = 8) -> dict[str, Any]:

@@ -128,7 +128,7 @@ class LoadSession:
             search = run.camera_search(period_s=s.camera_period, clips_per_stream=s.camera_clips, start_streams=start)
             points, body = search.pop("_results"), search
         elif name == "sweep":
-            search = run.sweep(start_rate=self._half_offline_rate(), n=s.load_requests)
+            search = run.sweep(start_rate=self._half_offline_rate(), n=s.load_requests, confirm_n=s.load_confirm)
             points, body = search.pop("_results"), search
         else:
             raise ValueError(f"unknown load scenario {name!r}")

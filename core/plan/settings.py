@@ -348,6 +348,10 @@ class Settings:
     load_requests: int = option(64, flags=("--load-requests",), parse=_positive(int), metavar="N",
                                 help="requests per load point (offline, server, each sweep point; default 64; p99 "
                                      "needs >= 100, fewer are judged on the max, which is said)")
+    load_confirm: int = option(300, flags=("--load-confirm",), parse=_non_negative_int, metavar="N",
+                               help="sweep: send the largest rate found once more as N requests of fresh Poisson "
+                                    "arrivals and say whether it is confirmed at 95%% (at most 1%% over the SLO; "
+                                    "needs N >= 299 with none over; default 300, 0: no confirmation)")
     load_rate: float | None = option(None, flags=("--load-rate",), parse=_positive(float), metavar="R",
                                      help="Poisson arrival rate of the server scenario, requests/s (default: half "
                                           "the engine's offline videos/s)")
