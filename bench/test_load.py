@@ -44,8 +44,12 @@ def test_load(vqbench_load, vqbench_state, benchmark):
     else:
         print(f"load: no offline golden {golden.name} here: the server's answers at concurrency 1 are not judged")
     result = rec["result"]
-    points = result.get("points") or [result]
+    points = (result.get("points") or [result]) + ([result["confirmation"]] if result.get("confirmation") else [])
     assert points and all(p["requests"] > 0 for p in points)
+    if scenario == "sweep" and result.get("largest_rate_per_s") and settings.load_confirm:
+        # the rate found, sent once more with fresh arrivals: its verdict is the sample's, not the estimate's
+        assert result["confirmation"]["requests"] == settings.load_confirm
+        assert result["confirmed"] is (result["confirmation"]["slo"]["confidence"]["verdict"] == "met")
     failed = [f"{p['scenario']} {p['offered']}: {p['errors']} errors, e.g. {p['error_examples']}" for p in points
               if p["errors"]]
     assert not failed, "requests failed under load:\n" + "\n".join(failed)
