@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -80,9 +80,24 @@ def same_machine(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return len(ma) == 1 and ma == mb and None not in ma
 
 
-def _curve(points: Sequence[Mapping[str, Any]]) -> list[tuple]:
-    """(offered rate, p99, max, served videos/s, SLO met, requests, requests over the SLO, verdict at 95%)
-    of each sweep point; the verdict is recomputed from the counts for records written before it was kept."""
+class CurvePoint(NamedTuple):
+    """One sweep point as the report draws it (ordered by offered rate first)."""
+
+    rate: float
+    p99: float | None
+    max: float | None
+    videos_per_s: float | None
+    met: bool
+    requests: int
+    over: int | None
+    """Requests over the SLO (errors included); None for records that kept no counts."""
+    verdict: str | None
+    """``scenarios.slo_confidence``'s verdict at 95%."""
+
+
+def _curve(points: Sequence[Mapping[str, Any]]) -> list[CurvePoint]:
+    """Each sweep point's figures; the verdict is recomputed from the counts for records written before it
+    was kept."""
     from core.load.scenarios import slo_confidence
 
     out = []
@@ -90,25 +105,25 @@ def _curve(points: Sequence[Mapping[str, Any]]) -> list[tuple]:
         slo = p["slo"]
         conf = slo.get("confidence") or (slo_confidence(p["requests"] - slo["within"], p["requests"])
                                          if slo.get("within") is not None else {})
-        out.append((p["offered"]["rate_per_s"], p["e2e_s"].get("p99"), p["e2e_s"].get("max"), p.get("videos_per_s"),
-                    slo["met"], p["requests"], conf.get("over"), conf.get("verdict")))
+        out.append(CurvePoint(p["offered"]["rate_per_s"], p["e2e_s"].get("p99"), p["e2e_s"].get("max"),
+                              p.get("videos_per_s"), slo["met"], p["requests"], conf.get("over"), conf.get("verdict")))
     return out
 
 
-def confirmed_miss(curve: Sequence[tuple]) -> float | None:
+def confirmed_miss(curve: Sequence[CurvePoint]) -> float | None:
     """The lowest offered rate whose sample shows, at 95%, more than 1% of requests over the SLO."""
-    missed = [point[0] for point in curve if point[7] == "missed"]
+    missed = [point.rate for point in curve if point.verdict == "missed"]
     return min(missed) if missed else None
 
 
-def _confirmation(point: tuple | None) -> str:
+def _confirmation(point: CurvePoint | None) -> str:
     """What the sweep's confirmation point said about its rate (empty where none was run)."""
     if point is None:
         return ""
-    n, over, verdict = point[5], point[6], point[7]
-    if verdict == "met":
-        return f"; confirmed at 95%: {over} of {n} over"
-    return f"; not confirmed at 95%: {over} of {n} over ({verdict})"
+    counts = f"{point.over} of {point.requests} over"
+    if point.verdict == "met":
+        return f"; confirmed at 95%: {counts}"
+    return f"; not confirmed at 95%: {counts} ({point.verdict})"
 
 
 def _f(x: Any, digits: int = 3) -> str:

@@ -260,13 +260,15 @@ class LoadRun:
             if good is not None and bad is not None and (bad - good) / good <= resolution:
                 break
             rate = (good + bad) / 2 if good is not None and bad is not None else rate * 2 if bad is None else rate / 2
-        confirmation = None
+        confirmation, confirmation_record = None, None
         if confirm_n and good is not None:
             confirmation = self.server(good, confirm_n, seed=self.seed + 1)
             confirmation.scenario = "sweep confirmation"
+            confirmation_record = confirmation.to_dict()
         return {"scenario": "sweep", "slo_e2e_s": self.slo_s, "largest_rate_per_s": good,
-                "confirmation": confirmation.to_dict() if confirmation else None,
-                "confirmed": confirmation.figures()["slo"]["confidence"]["verdict"] == "met" if confirmation else None,
+                "confirmation": confirmation_record,
+                "confirmed": (confirmation_record["slo"]["confidence"]["verdict"] == "met"
+                              if confirmation_record else None),
                 "first_failing_rate_per_s": bad,
                 "resolution": resolution, "requests_per_point": n, "converged": good is not None and bad is not None
                 and (bad - good) / good <= resolution,
