@@ -98,7 +98,7 @@ print(p, json.dumps(r)); print('made in', round(time.time() - t, 1), 's')"
       if [ "$limit" -lt "${MIN_FORMAT_S:-200}" ]; then echo "== load-$MODEL-$f: not started, ${left} s left =="; continue; fi
       step "load-$MODEL-$f" "$limit" python3 -m pytest bench/test_load.py -m gpu -p no:cacheprovider -q -s \
         --gpu-model "$MODEL" --backend vllm --format "$f" --load offline --load sweep --load camera \
-        --load-requests "${REQUESTS:-100}" --load-slo 1.0 --camera-period 2 --camera-clips "${CAMERA_CLIPS:-3}" \
+        --load-requests "${REQUESTS:-100}" --load-confirm "${CONFIRM:-300}" --load-slo 1.0 --camera-period 2 --camera-clips "${CAMERA_CLIPS:-3}" \
         --server-start-timeout 240 --results "$W/load.jsonl" --benchmark-json "$W/bench-$MODEL-$f.json"
       grep -hE "Selected|Using \w+Kernel|KV cache size|Model loading took|Maximum concurrency|peak activation" \
         "$W"/server-logs/*"-$f-"*.log 2>/dev/null | sed -E 's/^.*\] //' | cut -c1-160 | sort -u | head -8
