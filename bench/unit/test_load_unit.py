@@ -342,3 +342,25 @@ def test_a_sweeps_rate_is_confirmed_with_fresh_arrivals_and_the_report_says_so(t
     row = next(line for line in report.markdown([{**rec, "result": {**search_small, "slo_e2e_s": 60.0}}])
                if line.startswith("| m | sm90 | bf16 |"))
     assert "not confirmed at 95%: 0 of 100 over (within noise)" in row
+
+
+class _Threshold(sc.LoadRun):
+    """A camera scenario that meets its period up to ``limit`` streams, without a server."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("http://unused", [], slo_s=2.0)
+        self.limit = limit
+
+    def camera(self, streams, period_s, clips_per_stream):
+        ok = streams <= self.limit
+        outcome = Outcome(index=0, clip="c", scheduled=0.0, first_token=0.5, end=1.0 if ok else 3.0,
+                          token_ids=[1], text="x")
+        return sc.ScenarioResult("camera", {"streams": streams}, [outcome], 1.0, slo_s=period_s)
+
+
+@pytest.mark.parametrize("limit, start", [(83, 24), (95, 24), (70, 24), (25, 24), (1, 1), (5, 1), (3, 8)])
+def test_a_camera_search_finds_the_exact_stream_count(limit, start):
+    search = _Threshold(limit).camera_search(period_s=2.0, clips_per_stream=3, start_streams=start)
+    tried = [p["offered"]["streams"] for p in search["points"]]
+    found = (search["largest_streams"], search["first_failing_streams"], search["exact"])
+    assert found == (limit, limit + 1, True), tried
