@@ -22,8 +22,10 @@
 # Leases differ (one W8A8 checkpoint: 14.7 videos/s at the SLO on one, 33.4 on another): put bf16 in every
 # lease's FORMATS, first. A fourth lease (docs/measurements/2026-12-07-h100-load-4.md): stage x3 (the suite
 # bundle alone first, no prep), FORMATS="bf16 ct_w8a8", FORMATS="ct_fp8_dynamic ct_w4a16", then
-# `NVFP4=0 FP8=1 prep` and FORMATS=fp8 in one command (~190-200 s a format there). Left: bf16 beside
-# ct_nvfp4, and internvl3.5-4b:bf16 internvl3.5-4b:fp8 (prep with FP8=internvl3.5-4b first).
+# `NVFP4=0 FP8=1 prep` and FORMATS=fp8 in one command (~190-200 s a format there). A fifth lease
+# (docs/measurements/2026-12-08-h100-load-5.md): `NVFP4=0 FP8=internvl3.5-4b prep`, stage x2, then
+# FORMATS=internvl3.5-4b:fp8 and FORMATS=internvl3.5-4b:bf16, a command each (420-480 s a format: 4,339
+# prompt tokens a video). Left: FORMATS="bf16 ct_nvfp4" (~450 s with NVFP4's checkpoint made in the load).
 # Results come back in $OUT. pytest gets SIGINT at its limit (30 s to write its summary and JSON).
 set -uo pipefail
 export VQBENCH_CACHE=/tmp/vqcache PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_USE_FLASHINFER_SAMPLER=0

@@ -255,3 +255,7 @@ def test_a_servers_log_gives_its_load_records_an_observation_that_observed_add_k
     assert [(e["format"], e["device_class"], e["observed"], e["device"], e["source"]) for e in added] == [
         ("ct_fp8_dynamic", "sm90", "native", "NVIDIA H100 80GB HBM3", "server log")]
     assert added[0]["versions"] == {"vllm": "0.26.0"} and skipped == []
+    # its line says the kernel was named, not that no layer ran it ("x0" read so)
+    assert observed._count("CutlassFP8ScaledMMLinearKernel", 0) == \
+        "CutlassFP8ScaledMMLinearKernel (named in the log, layers not counted)"
+    assert observed._count("CPUInt8ScaledMMLinearKernel", 8) == "CPUInt8ScaledMMLinearKernel x8"

@@ -127,6 +127,11 @@ def write(entries: list[dict[str, Any]], path: Path | str = EVIDENCE) -> None:
                           encoding="utf-8")
 
 
+def _count(kernel: str, n: int) -> str:
+    """A server log names each kernel once and counts no layers: its entries keep 0, which is not 'no layer'."""
+    return f"{kernel} x{n}" if n else f"{kernel} (named in the log, layers not counted)"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         added, skipped = add(args.results, evidence=args.evidence, where=args.where)
         for e in added:
             print(f"added: {e['backend']}/{e['format']} on {e['device_class']} ({e['device']}): {e['observed']}, "
-                  f"{', '.join(f'{k} x{n}' for k, n in e['kernels'].items())}")
+                  f"{', '.join(_count(k, n) for k, n in e['kernels'].items())}")
         for why in skipped:
             print(f"skipped: {why}", file=sys.stderr)
         if not added:
