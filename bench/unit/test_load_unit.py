@@ -364,3 +364,22 @@ def test_a_camera_search_finds_the_exact_stream_count(limit, start):
     tried = [p["offered"]["streams"] for p in search["points"]]
     found = (search["largest_streams"], search["first_failing_streams"], search["exact"])
     assert found == (limit, limit + 1, True), tried
+
+
+def test_the_reports_batch_drift_cell_gives_the_counts_behind_its_verdict():
+    from core.load.report import drift_cell
+
+    def drift(status, n, flips, changed, needed=None):
+        sens = [{"metric": "flip_rate", "conclusive": True, "clips_needed": 16, "n": n}]
+        if needed:
+            sens.append({"metric": "accuracy_drop", "conclusive": False, "clips_needed": needed, "n": 12})
+        return {"status": status, "n": n, "flips": flips, "token_sequence_changes": changed,
+                "verdict": {"sensitivity": sens}}
+
+    cell = drift_cell({"offline": drift("inconclusive", 100, 0, 19, 78), "sweep": drift("inconclusive", 800, 0, 2, 78)})
+    assert cell == ("inconclusive: 0 label flips in 900 answers, 21 with later tokens changed; "
+                    "cannot tell: accuracy_drop needs 78 clips, has 12")
+    assert drift_cell({"camera": drift("fail", 300, 40, 90), "offline": drift("pass", 1000, 0, 0)}) == \
+        "camera: fail, offline: pass: 40 label flips in 1,300 answers, 90 with later tokens changed"
+    assert drift_cell({"offline": {"status": "pass"}}) == "pass"  # an older record kept no counts
+    assert drift_cell({}) == "-"
