@@ -241,6 +241,21 @@ def test_fake_quant_latency_is_shown_apart_and_never_ranked() -> None:
     assert md_row(md, "fp8")[1:] == ["66.7% (2/3)", "100.0% (3/3)"]  # its answers are still judged
 
 
+def test_a_record_that_names_no_mode_is_not_ranked_as_native() -> None:
+    """Older results carry no mode: nothing says their kernels were the format's own (audit #16)."""
+    recs = two_formats()
+    for v in ("v1", "v2", "v3"):
+        rec = cell(fmt="fp8", video=v, rounds=[3.0, 3.1, 2.9])
+        del rec["mode"], rec["mode_note"]
+        recs.append(rec)
+    md = report.render_markdown(recs)
+    speed = md.split("## Speed and memory")[1].split("## ")[0]
+    native_table, apart = speed.split("These engines do not run the format's own kernels")
+    assert "| tiny | hf | fp8 |" not in native_table and "| tiny | hf | int4_awq |" in native_table
+    assert dict(zip(md_headers(apart, "model"), md_row(apart, "tiny", "hf", "fp8")))["mode"] == "—"
+    assert "hf/fp8 on cpu: its records name no mode (older results)." in speed
+
+
 # --- loading ---------------------------------------------------------------------------------------
 
 def test_truncated_results_file_loads(tmp_path: Path) -> None:

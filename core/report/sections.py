@@ -35,8 +35,9 @@ LATENCY_NOTE = ("Latency is the median of the timed rounds per video (the genera
 BASELINE_NOTE = ("A is the baseline, B this run. A change is significant when the bootstrap 95% interval of the "
                  "change in median round time excludes 0%; with 3 rounds a side, when the rounds do not overlap.")
 EMULATION_NOTE = ("These engines do not run the format's own kernels (fake-quant: the format's numerics in bf16; "
-                  "emulated: slower stand-in kernels), so their latency and memory say nothing about the format's "
-                  "speed and are not ranked against native engines. Their answers and drift are in the tables below.")
+                  "emulated: slower stand-in kernels), or their records do not say (mode '—': results written "
+                  "before vqbench recorded one), so their latency and memory are not ranked against native "
+                  "engines. Their answers and drift are in the tables below.")
 
 
 def _peak(s: dict[str, Any]) -> str:
@@ -135,7 +136,9 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
             for s in emulated]
         tables.append(Table(e_headers, e_rows, caption=EMULATION_NOTE))
         mode_notes = [(f"{s['backend']}/{s['format']} on {device_label(s)} is {s['mode']}"
-                       + (f": {s['mode_note'].rstrip('.')}" if s["mode_note"] else "") + ".") for s in emulated]
+                       + (f": {s['mode_note'].rstrip('.')}" if s["mode_note"] else "") + ".") if s["mode"] else
+                      f"{s['backend']}/{s['format']} on {device_label(s)}: its records name no mode (older results)."
+                      for s in emulated]
         notes += list(dict.fromkeys(mode_notes))  # once per backend/format/device, not once per model
     return Section("Speed and memory", notes, tables)
 

@@ -17,8 +17,9 @@ from core.base.results import Results, cell_key, gpu_class_of, latency_s, rounds
 
 REFERENCE_FORMAT = "bf16"
 EngineKey = tuple[str, str, str, str, str]
-REAL_KERNEL_MODES = {"native", "export", None}
-"""Modes whose latency is the format's own speed ('export' is how older results named checkpoints)."""
+REAL_KERNEL_MODES = {"native", "export"}
+"""Modes whose latency is the format's own speed ('export' is how older results named checkpoints). A record
+with no mode (older results) is not ranked: nothing says its kernels were the format's own."""
 
 
 def engine_of(rec: Mapping[str, Any]) -> EngineKey:
