@@ -121,14 +121,17 @@ def test_a_given_run_id_stamps_every_workers_records(pytester, tmp_path):
     assert len(json.loads(bench_json.read_text())["benchmarks"]) == 2
 
 
-def test_without_results_the_workers_share_the_controllers_file(pytester, tmp_path):
+def test_without_results_the_workers_share_the_controllers_file(pytester, tmp_path, monkeypatch):
     """Without --results the controller makes a file and hands it to every worker (workerinput): the
-    merged JSON and the per-worker summary are made from it."""
+    merged JSON and the per-worker summary are made from it, and then it is removed."""
     pytest.importorskip("xdist", reason="pytest-xdist not installed: pip install pytest-xdist")
-    bench_json = tmp_path / "b.json"
+    bench_json, child_tmp = tmp_path / "b.json", tmp_path / "tmp"
+    child_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(child_tmp))
     res = pytester.runpytest_subprocess(*_cells_under_two_workers(
         "--model", "tiny", "--model", "tiny-trained", "--backend", "hf", "--format", "bf16", "--max-videos", "1",
         "--rounds", "1", "--warmup-rounds", "0", "--benchmark-json", str(bench_json)))
     res.assert_outcomes(passed=2)
     assert len(json.loads(bench_json.read_text())["benchmarks"]) == 2
     res.stdout.fnmatch_lines(["*merged 2 timed cells from the xdist workers*", "*workers: 2;*"])
+    assert not list(child_tmp.glob("vqbench-*")), "the controller's temporary results file was left behind"

@@ -329,6 +329,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("vqbench session")
         for line in summary:
             terminalreporter.write_line(line)
+    if st.temporary_results is not None:  # made for this -n session only: the merged JSON and summary are out
+        import shutil
+
+        shutil.rmtree(st.temporary_results.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -37,8 +37,11 @@ class VqbenchState:
         if handed.get("results"):
             given["results"] = handed["results"]
         self.settings = settings_mod.build(Path(str(config.rootpath)), given)
+        self.temporary_results: Path | None = None
+        """The controller's own results file when none was given: removed once its summary is written."""
         if xdist.is_controller(config) and not self.settings.results:
             self.settings = replace(self.settings, results=xdist.temporary_results())
+            self.temporary_results = Path(self.settings.results)
         self.config = config
         self.worker = xdist.worker_id(config) or "main"
         self.matrix = Matrix(self.settings, updating_goldens=_updating_goldens(config))
