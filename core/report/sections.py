@@ -82,6 +82,14 @@ def _errors(s: dict[str, Any]) -> str | Mark:
     return Mark(str(s["errors"]), "error") if s["errors"] else "0"
 
 
+def _mode_note(s: dict[str, Any]) -> str:
+    """Why an engine is in the table apart: its mode and the mode's note, or that its records name none."""
+    where = f"{s['backend']}/{s['format']} on {device_label(s)}"
+    if not s["mode"]:
+        return f"{where}: its records name no mode (older results)."
+    return f"{where} is {s['mode']}" + (f": {s['mode_note'].rstrip('.')}" if s["mode_note"] else "") + "."
+
+
 def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section:
     """One row per engine on real kernels: load, latency, speedup, TTFT, decode rate, memory, errors;
     then, apart, the engines whose latency is emulation."""
@@ -135,11 +143,7 @@ def speed_section(summaries: list[dict[str, Any]], *, reference: str) -> Section
              fmt_s(s["load_s"]), _quant(s), fmt_s(s["latency_s"]), _peak(s), weights_text(s), _errors(s)]
             for s in emulated]
         tables.append(Table(e_headers, e_rows, caption=EMULATION_NOTE))
-        mode_notes = [(f"{s['backend']}/{s['format']} on {device_label(s)} is {s['mode']}"
-                       + (f": {s['mode_note'].rstrip('.')}" if s["mode_note"] else "") + ".") if s["mode"] else
-                      f"{s['backend']}/{s['format']} on {device_label(s)}: its records name no mode (older results)."
-                      for s in emulated]
-        notes += list(dict.fromkeys(mode_notes))  # once per backend/format/device, not once per model
+        notes += list(dict.fromkeys(_mode_note(s) for s in emulated))  # once per backend/format/device, not per model
     return Section("Speed and memory", notes, tables)
 
 

@@ -330,9 +330,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         for line in summary:
             terminalreporter.write_line(line)
     if st.temporary_results is not None:  # made for this -n session only: the merged JSON and summary are out
-        import shutil
-
-        shutil.rmtree(st.temporary_results.parent, ignore_errors=True)
+        xdist.remove_temporary_results(st.temporary_results)
 
 
 @pytest.fixture(scope="session")

@@ -109,6 +109,14 @@ def temporary_results() -> str:
     return str(Path(tempfile.mkdtemp(prefix="vqbench-")) / "results.jsonl")
 
 
+def remove_temporary_results(path: str | Path) -> None:
+    """Remove a ``temporary_results()`` file with the folder made for it (once the merged JSON and the
+    summary are written)."""
+    import shutil
+
+    shutil.rmtree(Path(path).parent, ignore_errors=True)
+
+
 def groups_engines(config: pytest.Config) -> bool:
     return getattr(config.option, "dist", "no") in GROUPED_DISTS
 
